@@ -1,0 +1,50 @@
+"""Connections: one URL, two drivers' views of it.
+
+SQLAlchemy (for migrations and the API's ORM queries) wants
+`postgresql+psycopg://…`; psycopg's own connections (the COPY ingest path)
+want a libpq conninfo. `DatabaseSettings.url` is written once by the user in
+either form and both views are derived from it.
+"""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+
+DEFAULT_EMBEDDED_DIR = "var/postgres"
+
+
+class DatabaseSettings(BaseSettings):
+    """Where the data lives. Without a URL the composition root starts an embedded server."""
+
+    model_config = SettingsConfigDict(env_prefix="LORAKOM_DB_", extra="forbid")
+
+    url: SecretStr | None = None
+    embedded_dir: str = DEFAULT_EMBEDDED_DIR
+    pool_size: int = 5
+    readings_retention_days: int | None = None
+    raw_retention_days: int | None = None
+    compress_after_days: int = 7
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The SQLAlchemy form of a PostgreSQL URL, forcing the psycopg 3 driver."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def libpq_url(url: str) -> str:
+    """The libpq form (no `+driver`) of a PostgreSQL URL, for psycopg connections."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def create_database_engine(url: str, *, pool_size: int = 5) -> Engine:
+    return create_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size * 2,
+        pool_pre_ping=True,
+    )
