@@ -10,7 +10,7 @@ TimescaleDB hypertables unchanged.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -44,7 +44,7 @@ Timestamp = DateTime(timezone=True)
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: Timestamp, dict[str, Any]: JSONB}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: Timestamp, dict[str, Any]: JSONB}
 
 
 class Municipality(Base):
@@ -63,7 +63,9 @@ class Device(Base):
     __tablename__ = "device"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    municipality_id: Mapped[int] = mapped_column(ForeignKey("municipality.id", ondelete="CASCADE"), index=True)
+    municipality_id: Mapped[int] = mapped_column(
+        ForeignKey("municipality.id", ondelete="CASCADE"), index=True
+    )
     dev_eui: Mapped[str] = mapped_column(String(16), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     codec_id: Mapped[str | None] = mapped_column(String(200))
@@ -176,7 +178,9 @@ class Reading(Base):
     value: Mapped[float] = mapped_column(Float)
     quality: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
 
-    __table_args__ = (Index("ix_reading_device_id_quantity_time", "device_id", "quantity", text("time DESC")),)
+    __table_args__ = (
+        Index("ix_reading_device_id_quantity_time", "device_id", "quantity", text("time DESC")),
+    )
 
 
 class DeviceState(Base):
