@@ -1,0 +1,272 @@
+"""Reading queries for dashboards: latest values, and history raw or in time buckets.
+
+The bucket is one replaceable SQL expression (`BucketExpression`): `date_bin` on
+plain PostgreSQL here, `time_bucket` where TimescaleDB is installed. Everything
+around it (aggregation, gap filling, paging) is the same for both, so both give
+the same answer for the same question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import (
+    ColumnElement,
+    ColumnExpressionArgument,
+    DateTime,
+    Float,
+    Interval,
+    func,
+    literal,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.orm import Session
+
+from storage.models import Device, DeviceState, Reading
+
+BucketExpression = Callable[
+    [timedelta, ColumnExpressionArgument[datetime], datetime], ColumnElement[datetime]
+]
+"""(bucket width, time column, origin) -> the start of the bucket each row falls into."""
+
+BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
+"""A Monday at midnight UTC, TimescaleDB's own default: week buckets start on Mondays either way."""
+
+
+def date_bin_bucket(
+    width: timedelta, column: ColumnExpressionArgument[datetime], origin: datetime
+) -> ColumnElement[datetime]:
+    """Plain PostgreSQL (14+): `date_bin(width, time, origin)`."""
+    return func.date_bin(
+        literal(width, Interval()),
+        column,
+        literal(origin, DateTime(timezone=True)),
+        type_=DateTime(timezone=True),
+    )
+
+
+def bucket_start(moment: datetime, width: timedelta, origin: datetime = BUCKET_ORIGIN) -> datetime:
+    """The same floor as the SQL expressions, in Python, to lay out the buckets that have no rows."""
+    return origin + ((moment - origin) // width) * width
+
+
+class Aggregate(StrEnum):
+    AVG = "avg"
+    MIN = "min"
+    MAX = "max"
+    SUM = "sum"
+    COUNT = "count"
+    LAST = "last"
+
+
+def _aggregate(agg: Aggregate) -> ColumnElement[float]:
+    match agg:
+        case Aggregate.LAST:
+            latest_first = func.array_agg(
+                aggregate_order_by(Reading.value, Reading.time.desc()), type_=ARRAY(Float)
+            )
+            return latest_first[1]
+        case Aggregate.COUNT:
+            return func.count(Reading.value).cast(Float)
+        case Aggregate.MIN:
+            return func.min(Reading.value)
+        case Aggregate.MAX:
+            return func.max(Reading.value)
+        case Aggregate.SUM:
+            return func.sum(Reading.value)
+        case Aggregate.AVG:
+            return func.avg(Reading.value).cast(Float)
+
+
+@dataclass(frozen=True, slots=True)
+class BoundingBox:
+    west: float
+    south: float
+    east: float
+    north: float
+
+
+@dataclass(frozen=True, slots=True)
+class LatestDevice:
+    device: Device
+    states: list[DeviceState]
+
+
+def latest_values(
+    session: Session,
+    *,
+    municipality_id: int,
+    after_device_id: int | None,
+    limit: int,
+    use_case: str | None = None,
+    quantity: str | None = None,
+    tag: str | None = None,
+    bbox: BoundingBox | None = None,
+) -> list[LatestDevice]:
+    """Each matching device with its latest value per quantity, at most `limit + 1` devices.
+
+    Reads `device_state` only (one row per device and quantity), never the history.
+    """
+    state_filter = [DeviceState.device_id == Device.id]
+    if quantity is not None:
+        state_filter.append(DeviceState.quantity == quantity)
+    has_state = select(DeviceState.device_id).where(*state_filter).exists()
+    devices = select(Device).where(Device.municipality_id == municipality_id, has_state)
+    if after_device_id is not None:
+        devices = devices.where(Device.id > after_device_id)
+    if use_case is not None:
+        devices = devices.where(Device.use_case == use_case)
+    if tag is not None:
+        devices = devices.where(Device.tags.contains([tag]))
+    if bbox is not None:
+        devices = devices.where(
+            Device.longitude.between(bbox.west, bbox.east), Device.latitude.between(bbox.south, bbox.north)
+        )
+    found = list(session.scalars(devices.order_by(Device.id).limit(limit + 1)))
+    states = select(DeviceState).where(DeviceState.device_id.in_([device.id for device in found]))
+    if quantity is not None:
+        states = states.where(DeviceState.quantity == quantity)
+    by_device: dict[int, list[DeviceState]] = {device.id: [] for device in found}
+    for state in session.scalars(states.order_by(DeviceState.device_id, DeviceState.quantity)):
+        by_device[state.device_id].append(state)
+    return [LatestDevice(device, by_device[device.id]) for device in found]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """Which series, over which time, and whether in buckets.
+
+    `bucket=None` asks for the raw readings; `quantities=None` means every quantity
+    the devices report.
+    """
+
+    device_ids: Sequence[int]
+    start: datetime
+    end: datetime
+    quantities: Sequence[str] | None = None
+    bucket: timedelta | None = None
+    agg: Aggregate = Aggregate.AVG
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    """A raw reading, or a bucket's aggregate; `gap` marks a bucket without readings (value None)."""
+
+    time: datetime
+    device_id: int
+    quantity: str
+    value: float | None
+    samples: int
+    gap: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryCursor:
+    """Where the next page starts: a bucket start, or (for raw) the last row returned."""
+
+    time: datetime
+    device_id: int | None = None
+    quantity: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    points: list[HistoryPoint]
+    next: HistoryCursor | None
+
+
+def history_page(
+    session: Session,
+    query: HistoryQuery,
+    *,
+    cursor: HistoryCursor | None,
+    limit: int,
+    bucket_expression: BucketExpression = date_bin_bucket,
+) -> HistoryPage:
+    """One page of history, at most about `limit` points, and where the next one starts."""
+    if query.bucket is None:
+        return _raw_page(session, query, cursor, limit)
+    return _bucketed_page(session, query, query.bucket, cursor, limit, bucket_expression)
+
+
+def _series_filter(query: HistoryQuery) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [Reading.device_id.in_(query.device_ids)]
+    if query.quantities is not None:
+        conditions.append(Reading.quantity.in_(query.quantities))
+    return conditions
+
+
+def _raw_page(session: Session, query: HistoryQuery, cursor: HistoryCursor | None, limit: int) -> HistoryPage:
+    rows = (
+        select(Reading.time, Reading.device_id, Reading.quantity, Reading.value)
+        .where(*_series_filter(query), Reading.time >= query.start, Reading.time < query.end)
+        .order_by(Reading.time, Reading.device_id, Reading.quantity)
+        .limit(limit + 1)
+    )
+    if cursor is not None and cursor.device_id is not None and cursor.quantity is not None:
+        position = tuple_(Reading.time, Reading.device_id, Reading.quantity)
+        rows = rows.where(
+            position > tuple_(literal(cursor.time), literal(cursor.device_id), literal(cursor.quantity))
+        )
+    points = [
+        HistoryPoint(time, device_id, quantity, value, 1)
+        for time, device_id, quantity, value in session.execute(rows).tuples()
+    ]
+    if len(points) <= limit:
+        return HistoryPage(points, None)
+    last = points[limit - 1]
+    return HistoryPage(points[:limit], HistoryCursor(last.time, last.device_id, last.quantity))
+
+
+def _series(session: Session, query: HistoryQuery) -> list[tuple[int, str]]:
+    """The (device, quantity) pairs to lay out buckets for, gaps included."""
+    if query.quantities is not None:
+        return sorted(
+            (device_id, quantity) for device_id in set(query.device_ids) for quantity in set(query.quantities)
+        )
+    known = select(DeviceState.device_id, DeviceState.quantity).where(
+        DeviceState.device_id.in_(query.device_ids)
+    )
+    return sorted(session.execute(known).tuples())
+
+
+def _bucketed_page(
+    session: Session,
+    query: HistoryQuery,
+    width: timedelta,
+    cursor: HistoryCursor | None,
+    limit: int,
+    bucket_expression: BucketExpression,
+) -> HistoryPage:
+    series = _series(session, query)
+    buckets_per_page = max(1, limit // max(1, len(series)))
+    page_start = cursor.time if cursor is not None else bucket_start(query.start, width)
+    page_end = min(query.end, page_start + buckets_per_page * width)
+    bucket = bucket_expression(width, Reading.time, BUCKET_ORIGIN).label("bucket")
+    rows = (
+        select(bucket, Reading.device_id, Reading.quantity, _aggregate(query.agg), func.count())
+        .where(
+            *_series_filter(query),
+            Reading.time >= max(query.start, page_start),
+            Reading.time < page_end,
+        )
+        .group_by(bucket, Reading.device_id, Reading.quantity)
+    )
+    found = {
+        (time, device_id, quantity): (value, samples)
+        for time, device_id, quantity, value, samples in session.execute(rows).tuples()
+    }
+    seen_series = sorted(set(series) | {(device_id, quantity) for _, device_id, quantity in found})
+    points = []
+    moment = page_start
+    while moment < page_end:
+        for device_id, quantity in seen_series:
+            value, samples = found.get((moment, device_id, quantity), (None, 0))
+            points.append(HistoryPoint(moment, device_id, quantity, value, samples, gap=samples == 0))
+        moment += width
+    return HistoryPage(points, HistoryCursor(page_end) if page_end < query.end else None)
