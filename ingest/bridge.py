@@ -1,0 +1,421 @@
+"""The MQTT bridge: network-server brokers in, committed rows out, acknowledgements last.
+
+Threads and why:
+- one paho network thread per source receives messages and only appends them to
+  the shared `Inbox` (cheap, so paho keeps reading the socket);
+- one writer thread takes batches from the inbox, parses and decodes them, writes
+  them in one transaction and only then acknowledges them (paho 2 manual ack).
+
+A message is acknowledged only after its rows are committed, so a bridge killed at
+any moment loses nothing: the broker redelivers what was not acknowledged, and the
+store's `ON CONFLICT DO NOTHING` makes the redelivery harmless. After a reconnect
+the message ids of the old connection mean nothing to the broker, so acks for them
+are dropped (their messages come again and are recognised as duplicates).
+
+When the database is down the writer keeps its batch and retries with backoff; the
+inbox fills up to `max_pending` and then blocks the paho threads, which stops
+reading the sockets: QoS 1 messages wait at the broker, nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from decoders import CodecRegistry
+from domain.errors import StorageUnavailable
+from domain.uplink import NetworkEvent
+from ingest.adapters import default_topics
+from ingest.config import IngestSettings, SourceConfig
+from ingest.metrics import BATCH_SECONDS, PENDING, WRITE_RETRIES, IngestCounters, Outcome
+from ingest.pipeline import DeviceCache, Pipeline, ReceivedMessage
+from storage.device_registry import ensure_municipality
+from storage.uplinks import IngestBatch, TransientWriteError, prepare_connection, write_batch
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 7 * 24 * 3600  # a week of outage before the broker forgets our queue
+IDLE_FLUSH_S = 0.005  # a quiet inbox for this long means the broker is waiting for our acks
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A message waiting to be written; `connection` is None for backfilled events (no ack)."""
+
+    source: SourceConfig
+    topic: str
+    body: bytes
+    connection: MqttConnection | None = None
+    generation: int = 0
+    mid: int = 0
+    qos: int = 0
+    events: Sequence[NetworkEvent] | None = None
+
+
+class Inbox:
+    """A bounded queue that blocks producers when full: backpressure onto the broker sockets."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: deque[Delivery] = deque()
+        self._changed = threading.Condition()
+        self._last_put = 0.0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, delivery: Delivery, stop: threading.Event) -> bool:
+        with self._changed:
+            while len(self._items) >= self.capacity:
+                if stop.is_set():
+                    return False
+                self._changed.wait(0.1)
+            self._items.append(delivery)
+            self._last_put = time.monotonic()
+            self._changed.notify_all()
+        return True
+
+    def take(self, max_items: int, linger_s: float) -> list[Delivery]:
+        """Wait for a first item, then up to `linger_s` for a full batch; stop early when input pauses."""
+        with self._changed:
+            if not self._items:
+                self._changed.wait(linger_s)
+            if not self._items:
+                return []
+            deadline = time.monotonic() + linger_s
+            while len(self._items) < max_items:
+                now = time.monotonic()
+                if now >= deadline or now - self._last_put >= IDLE_FLUSH_S:
+                    break
+                self._changed.wait(min(IDLE_FLUSH_S, deadline - now))
+            count = min(max_items, len(self._items))
+            taken = [self._items.popleft() for _ in range(count)]
+            self._changed.notify_all()
+            return taken
+
+
+class MqttConnection:
+    """One source's broker connection: persistent session, QoS as the server allows, manual acks."""
+
+    def __init__(
+        self,
+        source: SourceConfig,
+        settings: IngestSettings,
+        inbox: Inbox,
+        counters: IngestCounters,
+        stop: threading.Event,
+        on_connected: Callable[[MqttConnection], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.settings = settings
+        self.inbox = inbox
+        self.counters = counters
+        self.stop = stop
+        self.on_connected = on_connected
+        self.generation = 0
+        self.connected = threading.Event()
+        instance = settings.instance or socket.gethostname()
+        self.client_id = source.client_id or f"lorakom-{source.name}-{instance}"[:64]
+        self.is_v5 = source.effective_mqtt_version == "5"
+        self.qos = source.effective_qos
+        if self.is_v5:
+            self.client = mqtt.Client(
+                CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5
+            )
+        else:
+            self.client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=self.client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=False,
+            )
+        self.client.manual_ack_set(True)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        if source.username is not None:
+            password = source.password()
+            self.client.username_pw_set(source.username, password.get_secret_value() if password else None)
+        if source.uses_tls:
+            context = ssl.create_default_context(cafile=source.ca_file)
+            self.client.tls_set_context(context)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    def subscriptions(self) -> list[str]:
+        topics = self.source.topics(default_topics(self.source.kind))
+        if self.settings.shared_group:
+            return [f"$share/{self.settings.shared_group}/{topic}" for topic in topics]
+        return list(topics)
+
+    def start(self) -> None:
+        log.info(
+            "connecting source %s to %s:%s (tls=%s, qos=%s, mqtt %s, client id %s)",
+            self.source.name,
+            self.source.host,
+            self.source.effective_port,
+            self.source.uses_tls,
+            self.qos,
+            self.source.effective_mqtt_version,
+            self.client_id,
+        )
+        if self.is_v5:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = SESSION_EXPIRY_S
+            properties.ReceiveMaximum = min(65535, self.settings.max_pending)
+            self.client.connect_async(
+                self.source.host,
+                self.source.effective_port,
+                keepalive=self.source.keepalive_s,
+                clean_start=False,
+                properties=properties,
+            )
+        else:
+            self.client.connect_async(
+                self.source.host, self.source.effective_port, keepalive=self.source.keepalive_s
+            )
+        self.client.loop_start()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def ack(self, generation: int, mid: int, qos: int) -> None:
+        if qos > 0 and generation == self.generation:
+            self.client.ack(mid, qos)
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        if reason.is_failure:
+            log.warning("source %s: broker refused connection: %s", self.source.name, reason)
+            return
+        self.generation += 1
+        session_present = bool(getattr(flags, "session_present", False))
+        log.info("source %s connected (session present: %s)", self.source.name, session_present)
+        client.subscribe([(topic, self.qos) for topic in self.subscriptions()])
+        self.connected.set()
+        if self.on_connected is not None:
+            self.on_connected(self)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        self.connected.clear()
+        if not self.stop.is_set():
+            log.warning("source %s disconnected (%s); reconnecting", self.source.name, reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        # The one broad boundary of the bridge (DESIGN §5): whatever goes wrong with one
+        # message must not stop paho's network thread and with it every later message.
+        try:
+            self.counters.add(self.source.name, Outcome.RECEIVED)
+            delivery = Delivery(
+                self.source,
+                message.topic,
+                message.payload,
+                self,
+                self.generation,
+                message.mid,
+                message.qos,
+            )
+            self.inbox.put(delivery, self.stop)
+        except Exception:
+            log.exception("source %s: message on %s could not be queued", self.source.name, message.topic)
+
+
+class Bridge:
+    """All sources of one process, one writer, one database connection."""
+
+    def __init__(
+        self,
+        sources: Sequence[SourceConfig],
+        database_url: str,
+        settings: IngestSettings,
+        codecs: CodecRegistry,
+        counters: IngestCounters | None = None,
+        backfill: Callable[[SourceConfig, datetime | None], Iterable[Sequence[NetworkEvent]]] | None = None,
+        on_devices_changed: Callable[[list[Any]], None] | None = None,
+    ) -> None:
+        self.sources = list(sources)
+        self.database_url = database_url
+        self.settings = settings
+        self.codecs = codecs
+        self.counters = counters or IngestCounters()
+        self.backfill = backfill
+        self.on_devices_changed = on_devices_changed
+        self.stop_event = threading.Event()
+        self.inbox = Inbox(settings.max_pending)
+        self.devices = DeviceCache()
+        self.connections: list[MqttConnection] = []
+        self._writer: threading.Thread | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+        self._municipality_ids: dict[str, int] = {}
+        self._last_device_refresh = 0.0
+        self.batches_written = 0
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        conn = self._connection()
+        for source in self.sources:
+            self._municipality_ids[source.name] = ensure_municipality(
+                conn, source.municipality, source.municipality_name
+            )
+        self.devices.refresh(conn)
+        self._last_device_refresh = time.monotonic()
+        self.pipeline = Pipeline(self.devices, self.codecs, self._municipality_ids, self.counters)
+        self._writer = threading.Thread(target=self._write_loop, name="lorakom-writer", daemon=True)
+        self._writer.start()
+        for source in self.sources:
+            connection = MqttConnection(
+                source, self.settings, self.inbox, self.counters, self.stop_event, self._on_connected
+            )
+            self.connections.append(connection)
+            connection.start()
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        return all(c.connected.wait(max(0.0, deadline - time.monotonic())) for c in self.connections)
+
+    def stop(self, drain_timeout_s: float = 5.0) -> None:
+        """Stop receiving, write what is pending (ack where still possible), disconnect."""
+        deadline = time.monotonic() + drain_timeout_s
+        while len(self.inbox) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.stop_event.set()
+        if self._writer is not None:
+            self._writer.join(timeout=drain_timeout_s + 5)
+        for connection in self.connections:
+            connection.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- backfill ----------------------------------------------------------------
+
+    def _on_connected(self, connection: MqttConnection) -> None:
+        if self.backfill is None or connection.source.storage_api_url is None:
+            return
+        threading.Thread(
+            target=self._run_backfill, args=(connection.source,), name="lorakom-backfill", daemon=True
+        ).start()
+
+    def _run_backfill(self, source: SourceConfig) -> None:
+        assert self.backfill is not None
+        try:
+            with psycopg.connect(self.database_url) as conn:
+                row = conn.execute(
+                    "SELECT max(received_at) FROM uplink WHERE source = %s", (source.name,)
+                ).fetchone()
+            newest: datetime | None = row[0] if row else None
+            earliest = datetime.now(UTC) - timedelta(hours=source.backfill_max_hours)
+            after = max(newest, earliest) if newest is not None else earliest
+            for events in self.backfill(source, after):
+                self.counters.add(source.name, Outcome.BACKFILLED, len(events))
+                self.inbox.put(Delivery(source, "backfill", b"", events=events), self.stop_event)
+        except (StorageUnavailable, psycopg.Error) as exc:
+            log.warning("source %s: backfill failed, will try again on next reconnect: %s", source.name, exc)
+
+    # -- writing -----------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.database_url, connect_timeout=5)
+            prepare_connection(self._conn)
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def _write_loop(self) -> None:
+        linger = self.settings.flush_interval_ms / 1000
+        while not (self.stop_event.is_set() and not len(self.inbox)):
+            deliveries = self.inbox.take(self.settings.batch_size, linger)
+            PENDING.set(len(self.inbox))
+            self._refresh_devices_if_due()
+            if deliveries:
+                self._write_with_retry(deliveries)
+
+    def _refresh_devices_if_due(self) -> None:
+        if time.monotonic() - self._last_device_refresh < self.settings.device_refresh_s:
+            return
+        self._last_device_refresh = time.monotonic()
+        try:
+            changed = self.devices.refresh(self._connection())
+        except psycopg.Error as exc:
+            log.warning("device refresh failed: %s", exc)
+            self._drop_connection()
+            return
+        if changed and self.on_devices_changed is not None:
+            self.on_devices_changed(changed)
+
+    def _build_batch(self, deliveries: list[Delivery]) -> IngestBatch:
+        batch = IngestBatch()
+        for delivery in deliveries:
+            if delivery.events is not None:
+                self.pipeline.add_events(delivery.source, delivery.events, batch)
+            else:
+                self.pipeline.add_message(
+                    ReceivedMessage(delivery.source, delivery.topic, delivery.body), batch
+                )
+        return batch
+
+    def _write_with_retry(self, deliveries: list[Delivery]) -> None:
+        batch = self._build_batch(deliveries)
+        delay = 0.2
+        while True:
+            started = time.perf_counter()
+            try:
+                result = write_batch(self._connection(), batch)
+                break
+            except (TransientWriteError, psycopg.OperationalError) as exc:
+                WRITE_RETRIES.inc()
+                self._drop_connection()
+                if self.stop_event.is_set():
+                    # Stopping during an outage: leave the messages unacknowledged; the
+                    # broker redelivers them to the next bridge.
+                    log.warning("stopping with %d messages unwritten (%s)", len(deliveries), exc)
+                    return
+                log.warning("batch of %d not written (%s); retrying in %.1fs", len(deliveries), exc, delay)
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, 10.0)
+        BATCH_SECONDS.inc(time.perf_counter() - started)
+        self.batches_written += 1
+        self._count(batch, result.new_by_source)
+        for delivery in deliveries:
+            if delivery.connection is not None:
+                delivery.connection.ack(delivery.generation, delivery.mid, delivery.qos)
+
+    def _count(self, batch: IngestBatch, new_by_source: dict[str, int]) -> None:
+        totals: dict[str, list[int]] = {}
+        for record in batch.uplinks:
+            tally = totals.setdefault(record.source, [0, 0, 0])
+            tally[0] += 1
+            if record.device_id is None:
+                tally[1] += 1
+            elif record.decode_error is not None:
+                tally[2] += 1
+        for source, (total, unclaimed, failed) in totals.items():
+            new = new_by_source.get(source, 0)
+            self.counters.add(source, Outcome.STORED, new)
+            self.counters.add(source, Outcome.DUPLICATE, total - new)
+            self.counters.add(source, Outcome.UNCLAIMED, unclaimed)
+            self.counters.add(source, Outcome.DECODE_FAILED, failed)

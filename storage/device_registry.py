@@ -1,0 +1,76 @@
+"""What the bridge needs to know about registered devices, read in bulk and cached.
+
+The bridge looks up every uplink's DevEUI; a query per uplink would cost more than
+the rest of the pipeline together, so it keeps all devices in memory and asks the
+database only for rows changed since its last look (`device.updated_at`, which
+every write to a device sets). A full reload now and then catches deletions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from domain.ids import DevEui
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceProfile:
+    """A registered device as the decoders see it."""
+
+    device_id: int
+    dev_eui: DevEui
+    municipality_id: int
+    codec_id: str | None
+    decoder_source: str | None
+    use_case: str | None
+    metadata: Mapping[str, Any]
+    updated_at: datetime
+
+
+_SELECT = """
+SELECT id, dev_eui, municipality_id, codec_id, decoder_source, use_case, metadata, updated_at
+FROM device
+"""
+
+
+def load_devices(
+    conn: psycopg.Connection[Any], *, changed_after: datetime | None = None
+) -> list[DeviceProfile]:
+    if changed_after is None:
+        rows = conn.execute(_SELECT).fetchall()
+    else:
+        rows = conn.execute(_SELECT + " WHERE updated_at > %s", (changed_after,)).fetchall()
+    conn.commit()
+    return [
+        DeviceProfile(
+            device_id=row[0],
+            dev_eui=DevEui(row[1]),
+            municipality_id=row[2],
+            codec_id=row[3],
+            decoder_source=row[4],
+            use_case=row[5],
+            metadata=row[6] or {},
+            updated_at=row[7],
+        )
+        for row in rows
+    ]
+
+
+def ensure_municipality(conn: psycopg.Connection[Any], slug: str, name: str | None = None) -> int:
+    """The id of a municipality, created on first use (a source names its municipality by slug)."""
+    row = conn.execute(
+        """
+        INSERT INTO municipality (slug, name) VALUES (%s, %s)
+        ON CONFLICT (slug) DO UPDATE SET slug = excluded.slug
+        RETURNING id
+        """,
+        (slug, name or slug.replace("-", " ").title()),
+    ).fetchone()
+    conn.commit()
+    assert row is not None
+    return int(row[0])

@@ -1,0 +1,480 @@
+"""The ingest write path: one batch of uplinks into PostgreSQL in one transaction.
+
+Why it looks like this:
+- Rows go in by binary COPY into per-connection staging tables, then one
+  statement of data-modifying CTEs moves them into the real tables. COPY is
+  an order of magnitude cheaper per row than INSERT, and the CTE lets
+  `ON CONFLICT DO NOTHING ... RETURNING` on `uplink` decide which frames are new,
+  so receptions and readings of a redelivered frame are never written twice
+  and `device_state` only moves forward.
+- Upserts feed rows in key order so that two bridges writing the same devices
+  or gateways take row locks in the same order; a deadlock that still happens is
+  retried by the caller (`TransientWriteError`).
+- The caller acknowledges MQTT messages only after `write_batch` returned, so a
+  crash between COPY and COMMIT loses nothing: the broker redelivers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import sql
+
+from domain.errors import StorageUnavailable
+from domain.reading import Reading
+from domain.uplink import DeviceStatus, GatewayStatus, Join, JsonObject, Uplink
+
+
+class TransientWriteError(StorageUnavailable):
+    """A write that failed for a reason that retrying can fix (deadlock, lost connection)."""
+
+
+class DecodeStatus:
+    """Values of `uplink.decode_status`; plain strings so SQL filters read naturally."""
+
+    DECODED = "decoded"
+    FAILED = "failed"
+    UNCLAIMED = "unclaimed"  # no registered device has this DevEUI (yet)
+    NO_DECODER = "no_decoder"  # registered, but nothing knows its payload format
+
+
+@dataclass(slots=True)
+class UplinkRecord:
+    """An uplink with everything the pipeline learnt about it, ready to be stored."""
+
+    uplink: Uplink
+    source: str
+    municipality_id: int
+    device_id: int | None
+    decode_status: str
+    decoded: JsonObject | None = None
+    decoder_source: str | None = None
+    codec_id: str | None = None
+    decode_error: str | None = None
+    readings: Sequence[Reading] = ()
+
+
+@dataclass(slots=True)
+class RejectedRecord:
+    source: str
+    topic: str
+    reason: str
+    payload: bytes
+
+
+@dataclass(slots=True)
+class IngestBatch:
+    """What one flush writes; every list may be empty."""
+
+    uplinks: list[UplinkRecord] = field(default_factory=list)
+    joins: list[tuple[str, int, Join]] = field(default_factory=list)  # (source, municipality id, event)
+    statuses: list[DeviceStatus] = field(default_factory=list)
+    gateway_statuses: list[GatewayStatus] = field(default_factory=list)
+    rejected: list[RejectedRecord] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return (
+            len(self.uplinks)
+            + len(self.joins)
+            + len(self.statuses)
+            + len(self.gateway_statuses)
+            + len(self.rejected)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    new_by_source: dict[str, int]
+    readings_new: int
+    rejected: int
+
+    @property
+    def uplinks_new(self) -> int:
+        return sum(self.new_by_source.values())
+
+
+_STAGING_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS stage_uplink (
+    received_at timestamptz, uplink_key text, municipality_id int4, source text, network_server text,
+    dev_eui text, device_id int4, network_device_id text, application_id text, f_cnt int8, f_port int2,
+    payload bytea, network_decoded text, decoded text, decode_status text, decoder_source text,
+    codec_id text, decode_error text, confirmed bool, simulated bool, spreading_factor int2,
+    bandwidth_hz int4, frequency_hz int8, data_rate int2, airtime_s float8, gateway_count int2,
+    best_gateway_id text, best_rssi_dbm float8, best_snr_db float8
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_reception (
+    received_at timestamptz, uplink_key text, gateway_id text, antenna int2, dev_eui text,
+    municipality_id int4, rssi_dbm float8, snr_db float8, channel int2, spreading_factor int2,
+    gw_latitude float8, gw_longitude float8, gw_altitude_m float8
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_reading (
+    received_at timestamptz, uplink_key text, device_id int4, quantity text, value float8, quality int2
+) ON COMMIT DELETE ROWS;
+"""
+
+_UPLINK_TYPES = [
+    "timestamptz", "text", "int4", "text", "text",
+    "text", "int4", "text", "text", "int8", "int2",
+    "bytea", "text", "text", "text", "text",
+    "text", "text", "bool", "bool", "int2",
+    "int4", "int8", "int2", "float8", "int2",
+    "text", "float8", "float8",
+]  # fmt: skip
+_RECEPTION_TYPES = [
+    "timestamptz", "text", "text", "int2", "text",
+    "int4", "float8", "float8", "int2", "int2",
+    "float8", "float8", "float8",
+]  # fmt: skip
+_READING_TYPES = ["timestamptz", "text", "int4", "text", "float8", "int2"]
+
+# One statement: new uplinks decide what else is written.  Every CTE sees the
+# same snapshot, so the upserts read only staging data, never each other's writes.
+_MERGE_SQL = """
+WITH new_uplink AS (
+    INSERT INTO uplink (
+        received_at, uplink_key, municipality_id, source, network_server, dev_eui, device_id,
+        network_device_id, application_id, f_cnt, f_port, payload, network_decoded, decoded,
+        decode_status, decoder_source, codec_id, decode_error, confirmed, simulated,
+        spreading_factor, bandwidth_hz, frequency_hz, data_rate, airtime_s, gateway_count,
+        best_gateway_id, best_rssi_dbm, best_snr_db)
+    SELECT received_at, uplink_key, municipality_id, source, network_server, dev_eui, device_id,
+        network_device_id, application_id, f_cnt, f_port, payload, network_decoded::jsonb, decoded::jsonb,
+        decode_status, decoder_source, codec_id, decode_error, confirmed, simulated,
+        spreading_factor, bandwidth_hz, frequency_hz, data_rate, airtime_s, gateway_count,
+        best_gateway_id, best_rssi_dbm, best_snr_db
+    FROM stage_uplink
+    ON CONFLICT DO NOTHING
+    RETURNING received_at, uplink_key, source
+),
+new_reception AS (
+    INSERT INTO reception (received_at, uplink_key, gateway_id, antenna, dev_eui, municipality_id,
+                           rssi_dbm, snr_db, channel, spreading_factor)
+    SELECT r.received_at, r.uplink_key, r.gateway_id, r.antenna, r.dev_eui, r.municipality_id,
+           r.rssi_dbm, r.snr_db, r.channel, r.spreading_factor
+    FROM stage_reception r JOIN new_uplink n USING (received_at, uplink_key)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+),
+new_reading AS (
+    SELECT r.received_at AS time, r.device_id, r.quantity, r.value, r.quality
+    FROM stage_reading r JOIN new_uplink n USING (received_at, uplink_key)
+),
+inserted_reading AS (
+    INSERT INTO reading (time, device_id, quantity, value, quality)
+    SELECT time, device_id, quantity, value, quality FROM new_reading
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+),
+latest_state AS (
+    INSERT INTO device_state (device_id, quantity, time, value, quality)
+    SELECT DISTINCT ON (device_id, quantity) device_id, quantity, time, value, quality
+    FROM new_reading
+    ORDER BY device_id, quantity, time DESC
+    ON CONFLICT (device_id, quantity) DO UPDATE
+        SET time = excluded.time, value = excluded.value, quality = excluded.quality
+        WHERE device_state.time <= excluded.time
+    RETURNING 1
+),
+new_activity AS (
+    SELECT u.*, count(*) OVER w AS frames, min(u.received_at) OVER w AS first_at,
+           row_number() OVER (PARTITION BY u.dev_eui ORDER BY u.received_at DESC) AS recency
+    FROM stage_uplink u JOIN new_uplink n USING (received_at, uplink_key)
+    WHERE u.dev_eui IS NOT NULL
+    WINDOW w AS (PARTITION BY u.dev_eui)
+),
+activity AS (
+    INSERT INTO device_activity (dev_eui, municipality_id, source, network_device_id, first_seen_at,
+        last_seen_at, uplink_count, last_f_cnt, last_f_port, last_payload, last_gateway_id,
+        last_rssi_dbm, last_snr_db, last_spreading_factor)
+    SELECT dev_eui, municipality_id, source, network_device_id, first_at, received_at, frames, f_cnt,
+           f_port, payload, best_gateway_id, best_rssi_dbm, best_snr_db, spreading_factor
+    FROM new_activity WHERE recency = 1
+    ORDER BY dev_eui
+    ON CONFLICT (dev_eui) DO UPDATE SET
+        uplink_count = device_activity.uplink_count + excluded.uplink_count,
+        first_seen_at = least(device_activity.first_seen_at, excluded.first_seen_at),
+        municipality_id = excluded.municipality_id,
+        source = excluded.source,
+        network_device_id = coalesce(excluded.network_device_id, device_activity.network_device_id),
+        last_seen_at = greatest(device_activity.last_seen_at, excluded.last_seen_at),
+        last_f_cnt = CASE WHEN excluded.last_seen_at >= device_activity.last_seen_at
+                          THEN excluded.last_f_cnt ELSE device_activity.last_f_cnt END,
+        last_f_port = CASE WHEN excluded.last_seen_at >= device_activity.last_seen_at
+                           THEN excluded.last_f_port ELSE device_activity.last_f_port END,
+        last_payload = CASE WHEN excluded.last_seen_at >= device_activity.last_seen_at
+                            THEN excluded.last_payload ELSE device_activity.last_payload END,
+        last_gateway_id = CASE WHEN excluded.last_seen_at >= device_activity.last_seen_at
+                               THEN excluded.last_gateway_id ELSE device_activity.last_gateway_id END,
+        last_rssi_dbm = CASE WHEN excluded.last_seen_at >= device_activity.last_seen_at
+                             THEN excluded.last_rssi_dbm ELSE device_activity.last_rssi_dbm END,
+        last_snr_db = CASE WHEN excluded.last_seen_at >= device_activity.last_seen_at
+                           THEN excluded.last_snr_db ELSE device_activity.last_snr_db END,
+        last_spreading_factor = CASE WHEN excluded.last_seen_at >= device_activity.last_seen_at
+                                     THEN excluded.last_spreading_factor
+                                     ELSE device_activity.last_spreading_factor END
+    RETURNING 1
+),
+heard AS (
+    SELECT r.gateway_id, min(r.municipality_id) AS municipality_id,
+           min(r.received_at) AS first_at, max(r.received_at) AS last_at,
+           max(r.gw_latitude) AS latitude, max(r.gw_longitude) AS longitude,
+           max(r.gw_altitude_m) AS altitude_m
+    FROM stage_reception r JOIN new_uplink n USING (received_at, uplink_key)
+    GROUP BY r.gateway_id
+),
+gateway_seen AS (
+    INSERT INTO gateway (gateway_id, municipality_id, latitude, longitude, altitude_m,
+                         first_seen_at, last_seen_at, last_uplink_at)
+    SELECT gateway_id, municipality_id, latitude, longitude, altitude_m, first_at, last_at, last_at
+    FROM heard ORDER BY gateway_id
+    ON CONFLICT (gateway_id) DO UPDATE SET
+        municipality_id = coalesce(gateway.municipality_id, excluded.municipality_id),
+        latitude = coalesce(gateway.latitude, excluded.latitude),
+        longitude = coalesce(gateway.longitude, excluded.longitude),
+        altitude_m = coalesce(gateway.altitude_m, excluded.altitude_m),
+        first_seen_at = least(gateway.first_seen_at, excluded.first_seen_at),
+        last_seen_at = greatest(gateway.last_seen_at, excluded.last_seen_at),
+        last_uplink_at = greatest(gateway.last_uplink_at, excluded.last_uplink_at)
+    RETURNING 1
+)
+SELECT (SELECT coalesce(jsonb_object_agg(source, n), '{}'::jsonb)
+        FROM (SELECT source, count(*) AS n FROM new_uplink GROUP BY source) AS per_source),
+       (SELECT count(*) FROM inserted_reading),
+       (SELECT count(*) FROM latest_state), (SELECT count(*) FROM activity),
+       (SELECT count(*) FROM gateway_seen), (SELECT count(*) FROM new_reception)
+"""
+
+_JOIN_SQL = """
+INSERT INTO device_activity (dev_eui, municipality_id, source, network_device_id, first_seen_at,
+                             last_seen_at, last_join_at)
+VALUES (%(dev_eui)s, %(municipality_id)s, %(source)s, %(network_device_id)s, %(at)s, %(at)s, %(at)s)
+ON CONFLICT (dev_eui) DO UPDATE SET
+    last_join_at = greatest(device_activity.last_join_at, excluded.last_join_at),
+    last_seen_at = greatest(device_activity.last_seen_at, excluded.last_seen_at)
+"""
+
+_STATUS_SQL = """
+UPDATE device_activity SET network_battery_percent = %(battery)s, network_margin_db = %(margin)s
+WHERE dev_eui = %(dev_eui)s
+"""
+
+_GATEWAY_STATUS_SQL = """
+INSERT INTO gateway (gateway_id, latitude, longitude, altitude_m, first_seen_at, last_seen_at,
+                     last_status_at, online, status_changed_at)
+VALUES (%(gateway_id)s, %(latitude)s, %(longitude)s, %(altitude_m)s, %(at)s, %(at)s, %(at)s,
+        %(online)s, %(at)s)
+ON CONFLICT (gateway_id) DO UPDATE SET
+    latitude = coalesce(gateway.latitude, excluded.latitude),
+    longitude = coalesce(gateway.longitude, excluded.longitude),
+    altitude_m = coalesce(gateway.altitude_m, excluded.altitude_m),
+    first_seen_at = least(gateway.first_seen_at, excluded.first_seen_at),
+    last_seen_at = greatest(gateway.last_seen_at, CASE WHEN excluded.online THEN excluded.last_seen_at END),
+    last_status_at = greatest(gateway.last_status_at, excluded.last_status_at),
+    status_changed_at = CASE WHEN gateway.online IS DISTINCT FROM excluded.online
+                             THEN excluded.status_changed_at ELSE gateway.status_changed_at END,
+    online = CASE WHEN gateway.last_status_at IS NULL OR excluded.last_status_at >= gateway.last_status_at
+                  THEN excluded.online ELSE gateway.online END
+"""
+
+_HEARTBEAT_SQL = """
+INSERT INTO gateway_heartbeat (time, gateway_id, online, rx_packets, rx_packets_ok, tx_packets)
+VALUES (%(at)s, %(gateway_id)s, %(online)s, %(rx_packets)s, %(rx_packets_ok)s, %(tx_packets)s)
+ON CONFLICT DO NOTHING
+"""
+
+_REJECTED_SQL = """
+INSERT INTO rejected_message (source, topic, reason, payload) VALUES (%s, %s, %s, %s)
+"""
+
+
+def _json_text(value: JsonObject | None) -> str | None:
+    return None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _uplink_row(record: UplinkRecord) -> tuple[Any, ...]:
+    uplink = record.uplink
+    radio = uplink.radio
+    best = max(uplink.receptions, key=_signal_rank, default=None)
+    return (
+        uplink.received_at,
+        uplink.uplink_key,
+        record.municipality_id,
+        record.source,
+        uplink.network_server.value,
+        uplink.dev_eui,
+        record.device_id,
+        uplink.network_device_id,
+        uplink.application_id,
+        uplink.f_cnt,
+        uplink.f_port,
+        uplink.payload,
+        _json_text(uplink.decoded_by_network),
+        _json_text(record.decoded),
+        record.decode_status,
+        record.decoder_source,
+        record.codec_id,
+        record.decode_error,
+        uplink.confirmed,
+        uplink.simulated,
+        radio.spreading_factor,
+        radio.bandwidth_hz,
+        radio.frequency_hz,
+        radio.data_rate,
+        radio.airtime_s,
+        len({reception.gateway_id for reception in uplink.receptions}),
+        best.gateway_id if best else None,
+        best.rssi_dbm if best else None,
+        best.snr_db if best else None,
+    )
+
+
+def _signal_rank(reception: Any) -> tuple[float, float]:
+    """Best gateway = highest SNR, then RSSI: SNR says more about decoding margin than RSSI."""
+    snr = reception.snr_db if reception.snr_db is not None else -1e9
+    rssi = reception.rssi_dbm if reception.rssi_dbm is not None else -1e9
+    return (snr, rssi)
+
+
+def prepare_connection(conn: psycopg.Connection[Any]) -> None:
+    """Create this connection's staging tables (temporary, so each writer has its own)."""
+    with conn.transaction():
+        conn.execute(_STAGING_DDL)
+
+
+def write_batch(conn: psycopg.Connection[Any], batch: IngestBatch) -> BatchResult:
+    """Store one batch atomically; raises `TransientWriteError` when a retry can succeed."""
+    try:
+        with conn.transaction():
+            return _write(conn, batch)
+    except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+        raise TransientWriteError(f"write conflict, will retry: {exc.sqlstate}") from exc
+    except psycopg.OperationalError as exc:
+        raise TransientWriteError(f"database unreachable: {exc}") from exc
+
+
+def _unique_uplinks(records: list[UplinkRecord]) -> list[UplinkRecord]:
+    """Drop repeats inside one batch (a redelivery landing next to its original)."""
+    seen: set[tuple[str, datetime]] = set()
+    unique = []
+    for record in records:
+        key = (record.uplink.uplink_key, record.uplink.received_at)
+        if key not in seen:
+            seen.add(key)
+            unique.append(record)
+    return unique
+
+
+def _write(conn: psycopg.Connection[Any], batch: IngestBatch) -> BatchResult:
+    new_by_source: dict[str, int] = {}
+    readings_new = 0
+    with conn.cursor() as cur:
+        if batch.uplinks:
+            _copy_staging(cur, _unique_uplinks(batch.uplinks))
+            cur.execute(_MERGE_SQL)
+            counts = cur.fetchone()
+            assert counts is not None
+            new_by_source, readings_new = dict(counts[0]), int(counts[1])
+        for source_name, municipality_id, join in batch.joins:
+            if join.dev_eui is None:
+                continue
+            cur.execute(
+                _JOIN_SQL,
+                {
+                    "dev_eui": join.dev_eui,
+                    "municipality_id": municipality_id,
+                    "source": source_name,
+                    "network_device_id": join.network_device_id,
+                    "at": join.received_at,
+                },
+            )
+        if batch.statuses:
+            cur.executemany(
+                _STATUS_SQL,
+                [
+                    {"dev_eui": s.dev_eui, "battery": s.battery_percent, "margin": s.margin_db}
+                    for s in batch.statuses
+                ],
+            )
+        for status in sorted(batch.gateway_statuses, key=lambda s: (s.gateway_id, s.observed_at)):
+            params = {
+                "gateway_id": status.gateway_id,
+                "at": status.observed_at,
+                "online": status.online,
+                "latitude": status.location.latitude if status.location else None,
+                "longitude": status.location.longitude if status.location else None,
+                "altitude_m": status.location.altitude_m if status.location else None,
+                "rx_packets": status.rx_packets,
+                "rx_packets_ok": status.rx_packets_ok,
+                "tx_packets": status.tx_packets,
+            }
+            cur.execute(_GATEWAY_STATUS_SQL, params)
+            cur.execute(_HEARTBEAT_SQL, params)
+        if batch.rejected:
+            cur.executemany(_REJECTED_SQL, [(r.source, r.topic, r.reason, r.payload) for r in batch.rejected])
+    return BatchResult(
+        new_by_source=new_by_source,
+        readings_new=readings_new,
+        rejected=len(batch.rejected),
+    )
+
+
+def _copy_staging(cur: psycopg.Cursor[Any], records: list[UplinkRecord]) -> None:
+    with cur.copy(sql.SQL("COPY stage_uplink FROM STDIN (FORMAT BINARY)")) as copy:
+        copy.set_types(_UPLINK_TYPES)
+        for record in records:
+            copy.write_row(_uplink_row(record))
+    with cur.copy(sql.SQL("COPY stage_reception FROM STDIN (FORMAT BINARY)")) as copy:
+        copy.set_types(_RECEPTION_TYPES)
+        for record in records:
+            uplink = record.uplink
+            for reception in uplink.receptions:
+                location = reception.gateway_location
+                copy.write_row(
+                    (
+                        uplink.received_at,
+                        uplink.uplink_key,
+                        reception.gateway_id,
+                        reception.antenna,
+                        uplink.dev_eui,
+                        record.municipality_id,
+                        reception.rssi_dbm,
+                        reception.snr_db,
+                        reception.channel,
+                        uplink.radio.spreading_factor,
+                        location.latitude if location else None,
+                        location.longitude if location else None,
+                        location.altitude_m if location else None,
+                    )
+                )
+    if any(record.readings for record in records):
+        with cur.copy(sql.SQL("COPY stage_reading FROM STDIN (FORMAT BINARY)")) as copy:
+            copy.set_types(_READING_TYPES)
+            for record in records:
+                if record.device_id is None:
+                    continue
+                seen: set[str] = set()
+                for reading in record.readings:
+                    if reading.quantity in seen:  # one value per quantity and time: the first wins
+                        continue
+                    seen.add(reading.quantity)
+                    copy.write_row(
+                        (
+                            record.uplink.received_at,
+                            record.uplink.uplink_key,
+                            record.device_id,
+                            reading.quantity,
+                            reading.value,
+                            int(reading.quality),
+                        )
+                    )
+
+
+def latest_received_at(conn: psycopg.Connection[Any], source_name: str) -> datetime | None:
+    """When the newest stored uplink of a source was received: where a backfill starts."""
+    row = conn.execute("SELECT max(received_at) FROM uplink WHERE source = %s", (source_name,)).fetchone()
+    return row[0] if row else None
