@@ -1,0 +1,176 @@
+"""The ingest write path against a real PostgreSQL: idempotence, latest state, activity, gateways."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from domain.ids import DevEui, GatewayId
+from domain.reading import Quality, Reading
+from domain.uplink import GatewayStatus, Location, NetworkServer, Radio, Reception, Uplink
+from storage.device_registry import ensure_municipality, load_devices
+from storage.uplinks import (
+    DecodeStatus,
+    IngestBatch,
+    RejectedRecord,
+    UplinkRecord,
+    prepare_connection,
+    write_batch,
+)
+
+T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+EUI = DevEui("70b3d57ed0000001")
+
+
+@pytest.fixture
+def conn(fresh_db_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(fresh_db_url) as connection:
+        prepare_connection(connection)
+        yield connection
+
+
+def register(conn: psycopg.Connection[Any], municipality_id: int, dev_eui: str) -> int:
+    row = conn.execute(
+        "INSERT INTO device (municipality_id, dev_eui, name, codec_id) VALUES (%s, %s, %s, %s) RETURNING id",
+        (municipality_id, dev_eui, "Bin 1", "dragino/ldds75-codec"),
+    ).fetchone()
+    conn.commit()
+    assert row is not None
+    return int(row[0])
+
+
+def uplink(
+    n: int, *, at: datetime | None = None, gateways: tuple[str, ...] = ("aa555a0000000001",)
+) -> Uplink:
+    return Uplink(
+        network_server=NetworkServer.CHIRPSTACK_V4,
+        uplink_key=f"key-{n}",
+        received_at=at or T0 + timedelta(minutes=n),
+        dev_eui=EUI,
+        payload=bytes([n % 256, 1, 2]),
+        f_port=2,
+        f_cnt=n,
+        receptions=tuple(
+            Reception(
+                gateway_id=GatewayId(g),
+                rssi_dbm=-100.0 + i,
+                snr_db=5.0 + i,
+                channel=i,
+                gateway_location=Location(51.7, 8.75),
+            )
+            for i, g in enumerate(gateways)
+        ),
+        radio=Radio(spreading_factor=7, bandwidth_hz=125000, frequency_hz=868100000),
+    )
+
+
+def record(up: Uplink, municipality_id: int, device_id: int | None, value: float) -> UplinkRecord:
+    return UplinkRecord(
+        uplink=up,
+        source="test-source",
+        municipality_id=municipality_id,
+        device_id=device_id,
+        decode_status=DecodeStatus.DECODED if device_id else DecodeStatus.UNCLAIMED,
+        decoded={"distance": value},
+        readings=(Reading("distance", value), Reading("battery_voltage", 3.6, Quality.GOOD))
+        if device_id
+        else (),
+    )
+
+
+def count(conn: psycopg.Connection[Any], table: str) -> int:
+    row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_batch_written_twice_is_stored_once(conn: psycopg.Connection[Any]) -> None:
+    municipality = ensure_municipality(conn, "paderborn")
+    device = register(conn, municipality, EUI)
+    batch = IngestBatch(
+        uplinks=[
+            record(uplink(n, gateways=("aa555a0000000001", "aa555a0000000002")), municipality, device, n)
+            for n in range(10)
+        ]
+    )
+    first = write_batch(conn, batch)
+    second = write_batch(conn, batch)
+    assert first.uplinks_new == 10
+    assert first.readings_new == 20
+    assert second.uplinks_new == 0
+    assert second.readings_new == 0
+    assert count(conn, "uplink") == 10
+    assert count(conn, "reception") == 20
+    assert count(conn, "reading") == 20
+    activity = conn.execute("SELECT uplink_count, last_f_cnt FROM device_activity").fetchall()
+    assert activity == [(10, 9)]
+
+
+def test_repeats_inside_one_batch_are_dropped(conn: psycopg.Connection[Any]) -> None:
+    municipality = ensure_municipality(conn, "lippstadt")
+    device = register(conn, municipality, EUI)
+    one = record(uplink(1), municipality, device, 1.0)
+    result = write_batch(conn, IngestBatch(uplinks=[one, one, one]))
+    assert result.new_by_source == {"test-source": 1}
+    assert count(conn, "reading") == 2
+    assert conn.execute("SELECT uplink_count FROM device_activity").fetchall() == [(1,)]
+
+
+def test_device_state_only_moves_forward(conn: psycopg.Connection[Any]) -> None:
+    municipality = ensure_municipality(conn, "bad-driburg")
+    device = register(conn, municipality, EUI)
+    write_batch(conn, IngestBatch(uplinks=[record(uplink(5), municipality, device, 500.0)]))
+    # An older uplink arriving late (backfill, redelivery) must not replace the newer state.
+    write_batch(conn, IngestBatch(uplinks=[record(uplink(1), municipality, device, 100.0)]))
+    state = conn.execute(
+        "SELECT value, time FROM device_state WHERE device_id = %s AND quantity = 'distance'", (device,)
+    ).fetchone()
+    assert state == (500.0, T0 + timedelta(minutes=5))
+    assert count(conn, "reading") == 4
+
+
+def test_unclaimed_uplinks_keep_raw_data_and_activity(conn: psycopg.Connection[Any]) -> None:
+    municipality = ensure_municipality(conn, "paderborn")
+    write_batch(conn, IngestBatch(uplinks=[record(uplink(n), municipality, None, 0) for n in range(3)]))
+    statuses = conn.execute("SELECT DISTINCT decode_status FROM uplink").fetchall()
+    assert statuses == [(DecodeStatus.UNCLAIMED,)]
+    assert count(conn, "reading") == 0
+    row = conn.execute(
+        "SELECT municipality_id, first_seen_at, last_seen_at, uplink_count, last_payload FROM device_activity"
+    ).fetchone()
+    assert row == (municipality, T0, T0 + timedelta(minutes=2), 3, bytes([2, 1, 2]))
+
+
+def test_gateways_appear_from_uplinks_and_status(conn: psycopg.Connection[Any]) -> None:
+    municipality = ensure_municipality(conn, "paderborn")
+    write_batch(conn, IngestBatch(uplinks=[record(uplink(1), municipality, None, 0)]))
+    gateway = conn.execute(
+        "SELECT municipality_id, latitude, last_uplink_at, online FROM gateway WHERE gateway_id = %s",
+        ("aa555a0000000001",),
+    ).fetchone()
+    assert gateway == (municipality, 51.7, T0 + timedelta(minutes=1), None)
+    status = GatewayStatus(GatewayId("aa555a0000000001"), T0 + timedelta(minutes=2), online=False)
+    write_batch(conn, IngestBatch(gateway_statuses=[status]))
+    online = conn.execute("SELECT online, status_changed_at FROM gateway").fetchone()
+    assert online == (False, T0 + timedelta(minutes=2))
+    assert count(conn, "gateway_heartbeat") == 1
+
+
+def test_rejected_messages_are_kept_whole(conn: psycopg.Connection[Any]) -> None:
+    body = b"\x00not json"
+    write_batch(conn, IngestBatch(rejected=[RejectedRecord("s", "v3/a/devices/b/up", "not JSON", body)]))
+    assert conn.execute("SELECT topic, reason, payload FROM rejected_message").fetchall() == [
+        ("v3/a/devices/b/up", "not JSON", body)
+    ]
+
+
+def test_device_registry_sees_changes_after_a_time(conn: psycopg.Connection[Any]) -> None:
+    municipality = ensure_municipality(conn, "paderborn")
+    register(conn, municipality, EUI)
+    everything = load_devices(conn)
+    assert [d.dev_eui for d in everything] == [EUI]
+    assert load_devices(conn, changed_after=everything[0].updated_at) == []
