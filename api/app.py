@@ -1,0 +1,123 @@
+"""The app factory: the API's composition, with nothing built at import time.
+
+`create_app(settings)` is called by the CLI's `lorakom run` (with the ingest webhook
+router in `extra_routers`, since the API itself never imports ingest) and by tests.
+The engine is made in the lifespan unless one is handed in, so that a composition
+root which already has an engine (the embedded server, the demo) shares its pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy import Engine
+
+from api.metrics import RequestTimer
+from api.problems import FieldProblem, Problem, install_problem_handlers
+from api.routers import api_keys, devices, gateways, health, municipalities, readings
+from api.settings import ApiSettings
+from domain.errors import ConfigurationError
+from storage.database import create_database_engine
+from storage.readings import BucketExpression, date_bin_bucket
+
+DESCRIPTION = """\
+LoRaWAN sensor data of the association's municipalities: devices, gateways and readings.
+
+Authenticate with an API key, `Authorization: Bearer lk_…` or `X-API-Key: lk_…`.
+Every key except a region admin's sees its own municipality only; another
+municipality's resources answer 404. Errors are RFC 9457 `application/problem+json`.
+Lists are paged with an opaque `cursor`; pass a page's `next_cursor` to get the next one.
+"""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    owned: Engine | None = None
+    if getattr(app.state, "engine", None) is None:
+        settings: ApiSettings = app.state.settings
+        if settings.database.url is None:
+            raise ConfigurationError("the API needs LORAKOM_DB_URL (or an engine from its composition root)")
+        owned = create_database_engine(
+            settings.database.url.get_secret_value(), pool_size=settings.database.pool_size
+        )
+        app.state.engine = owned
+    try:
+        yield
+    finally:
+        if owned is not None:
+            owned.dispose()
+            app.state.engine = None
+
+
+def create_app(
+    settings: ApiSettings,
+    *,
+    engine: Engine | None = None,
+    extra_routers: Sequence[APIRouter] = (),
+    bucket_expression: BucketExpression = date_bin_bucket,
+    on_device_registered: devices.DeviceRegisteredHook | None = None,
+) -> FastAPI:
+    """Build the API.
+
+    `bucket_expression` swaps the SQL that puts readings into time buckets (TimescaleDB's
+    `time_bucket` where installed); `on_device_registered(engine, device_id)` runs in a
+    background task after a device with stored history is registered (decode that history).
+    Both also live on `app.state` and may be set there after the app is built.
+    """
+    app = FastAPI(
+        title="lorakom API",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        root_path=settings.root_path,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.bucket_expression = bucket_expression
+    app.state.on_device_registered = on_device_registered
+
+    install_problem_handlers(app)
+    app.add_middleware(RequestTimer)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+        )
+
+    app.include_router(health.router)
+    v1 = APIRouter(prefix="/v1")
+    for router in (
+        municipalities.router,
+        api_keys.router,
+        devices.router,
+        gateways.router,
+        readings.router,
+        *extra_routers,
+    ):
+        v1.include_router(router)
+    app.include_router(v1)
+    install_problem_schema(app)
+    return app
+
+
+def install_problem_schema(app: FastAPI) -> None:
+    """Add the `Problem` schema that every documented error response refers to."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(problem.pop("$defs", {}))
+            components["Problem"] = problem
+            components.setdefault("FieldProblem", FieldProblem.model_json_schema())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

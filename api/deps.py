@@ -1,0 +1,102 @@
+"""FastAPI dependencies as `Annotated` aliases, so route signatures read as what they receive.
+
+    def list_devices(session: SessionDep, municipality: MunicipalityDep) -> ...
+
+`MunicipalityDep` and its siblings resolve the `{slug}` path parameter and check
+in one step that the caller's key may do that kind of thing there (`api.access`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from api.access import Action, require, require_in
+from api.settings import ApiSettings
+from domain.errors import StorageUnavailable
+from storage.api_keys import InvalidApiKey, authenticate
+from storage.models import ApiKey, Municipality
+from storage.municipalities import SLUG_PATTERN, get_municipality
+
+bearer_scheme = HTTPBearer(auto_error=False, description="`Authorization: Bearer lk_<prefix>_<secret>`")
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="`X-API-Key: lk_<prefix>_<secret>`"
+)
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_settings(request: Request) -> ApiSettings:
+    settings: ApiSettings = request.app.state.settings
+    return settings
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+
+
+def get_session(engine: EngineDep) -> Iterator[Session]:
+    """One session per request; a lost database connection becomes `StorageUnavailable` (503)."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+        except OperationalError as exc:
+            raise StorageUnavailable("the database cannot be reached right now") from exc
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_current_key(
+    session: SessionDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    header_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> ApiKey:
+    presented = bearer.credentials if bearer is not None else header_key
+    if not presented:
+        raise InvalidApiKey("send an API key as `Authorization: Bearer …` or `X-API-Key: …`")
+    try:
+        return authenticate(session, presented)
+    except OperationalError as exc:
+        raise StorageUnavailable("the database cannot be reached right now") from exc
+
+
+CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
+SlugPath = Annotated[str, Path(pattern=SLUG_PATTERN, max_length=63, examples=["wendlingen"])]
+
+
+def municipality_for(action: Action) -> Callable[[str, CurrentKey, Session], Municipality]:
+    """A dependency resolving `{slug}` to a municipality the key may do `action` in."""
+
+    def municipality(slug: SlugPath, key: CurrentKey, session: SessionDep) -> Municipality:
+        found = get_municipality(session, slug)
+        require_in(key, found, action)
+        return found
+
+    return municipality
+
+
+def key_allowed(action: Action) -> Callable[[ApiKey], ApiKey]:
+    """A dependency for routes outside a municipality (e.g. creating one)."""
+
+    def allowed(key: CurrentKey) -> ApiKey:
+        require(key, action)
+        return key
+
+    return allowed
+
+
+MunicipalityDep = Annotated[Municipality, Depends(municipality_for(Action.READ))]
+DeviceEditorDep = Annotated[Municipality, Depends(municipality_for(Action.EDIT_DEVICES))]
+GatewayEditorDep = Annotated[Municipality, Depends(municipality_for(Action.EDIT_GATEWAYS))]
+KeyAdminDep = Annotated[Municipality, Depends(municipality_for(Action.MANAGE_KEYS))]
+RegionAdminKey = Annotated[ApiKey, Depends(key_allowed(Action.MANAGE_MUNICIPALITIES))]

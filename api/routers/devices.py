@@ -1,0 +1,250 @@
+"""Devices of a municipality: CRUD, CSV import and export, and the unclaimed ones.
+
+Registering a DevEUI that was heard before (an unclaimed device) is claiming it:
+the configured `on_device_registered` hook then decodes its stored history in a
+background task, after the response has gone out.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Query, Request, UploadFile, status
+from fastapi.responses import StreamingResponse
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from api.deps import DeviceEditorDep, EngineDep, MunicipalityDep, SessionDep, SettingsDep
+from api.pagination import CursorQuery, LimitQuery, Page, int_cursor, page_of, text_cursor
+from api.problems import problem_responses
+from api.schemas.devices import (
+    DeviceIn,
+    DeviceOut,
+    DevicePatch,
+    ImportReportOut,
+    RowErrorOut,
+    UnclaimedDeviceOut,
+)
+from domain.ids import parse_dev_eui
+from storage.devices import (
+    Label,
+    UseCase,
+    create_device,
+    delete_device,
+    device_csv_rows,
+    get_device,
+    import_devices,
+    iter_devices,
+    list_devices,
+    list_unclaimed,
+    update_device,
+    was_heard,
+)
+from storage.models import Device, Municipality
+
+DeviceRegisteredHook = Callable[[Engine, int], None]
+"""Called as `hook(engine, device_id)` after a device with stored uplinks is registered."""
+
+router = APIRouter(prefix="/municipalities/{slug}", tags=["devices"])
+
+DevEuiPath = Annotated[
+    str,
+    Path(
+        max_length=64,
+        description="Any usual spelling; answered as 16 lower-case hex digits",
+        examples=["70B3D57ED0001234"],
+    ),
+]
+
+
+def schedule_registered(
+    request: Request, tasks: BackgroundTasks, engine: Engine, device_ids: list[int]
+) -> None:
+    hook: DeviceRegisteredHook | None = request.app.state.on_device_registered
+    if hook is None:
+        return
+    for device_id in device_ids:
+        tasks.add_task(hook, engine, device_id)
+
+
+@router.get(
+    "/devices",
+    summary="The municipality's devices",
+    response_model=Page[DeviceOut],
+    responses=problem_responses(403, 404),
+)
+def list_all(
+    municipality: MunicipalityDep,
+    session: SessionDep,
+    use_case: UseCase | None = None,
+    tag: Annotated[Label | None, Query()] = None,
+    limit: LimitQuery = 100,
+    cursor: CursorQuery = None,
+) -> Page[DeviceOut]:
+    rows = list_devices(
+        session,
+        municipality_id=municipality.id,
+        after_id=int_cursor(cursor),
+        limit=limit,
+        use_case=use_case,
+        tag=tag,
+    )
+    return page_of(rows, limit, item=DeviceOut.of, position=lambda device: device.id)
+
+
+@router.post(
+    "/devices",
+    summary="Register a device, or claim an unclaimed one (editor)",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DeviceOut,
+    responses=problem_responses(403, 404, 409),
+)
+def create(
+    body: DeviceIn,
+    municipality: DeviceEditorDep,
+    session: SessionDep,
+    engine: EngineDep,
+    request: Request,
+    tasks: BackgroundTasks,
+) -> DeviceOut:
+    device = create_device(session, municipality_id=municipality.id, spec=body)
+    heard = was_heard(session, device.dev_eui)
+    session.commit()
+    if heard:
+        schedule_registered(request, tasks, engine, [device.id])
+    return DeviceOut.of(device)
+
+
+@router.get(
+    "/devices/export",
+    summary="All devices as CSV, in the import's format",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV, header first"},
+        **problem_responses(403, 404),
+    },
+)
+def export(municipality: MunicipalityDep, engine: EngineDep) -> StreamingResponse:
+    return StreamingResponse(
+        _csv_lines(engine, municipality.id),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{municipality.slug}-devices.csv"'},
+    )
+
+
+def _csv_lines(engine: Engine, municipality_id: int) -> Iterator[str]:
+    """Stream rows from a session of its own: the request's session is closed once streaming starts."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    with Session(engine) as session:
+        for row in device_csv_rows(iter_devices(session, municipality_id=municipality_id)):
+            writer.writerow(row)
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+
+
+@router.post(
+    "/devices/import",
+    summary="Register or update devices from CSV (editor)",
+    description=(
+        "Columns as in the export: `dev_eui` and `name` required, `tags` separated by `;`. "
+        "Good rows go in, bad rows are reported by line number. Re-uploading the same file changes "
+        "nothing. `dry_run=true` reports what would happen without writing. A DevEUI registered in "
+        "another municipality is a row error."
+    ),
+    response_model=ImportReportOut,
+    responses=problem_responses(403, 404, 413),
+)
+def import_csv(
+    file: UploadFile,
+    municipality: DeviceEditorDep,
+    session: SessionDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    request: Request,
+    tasks: BackgroundTasks,
+    dry_run: bool = False,
+) -> ImportReportOut:
+    raw = file.file.read(settings.max_import_bytes + 1)
+    if len(raw) > settings.max_import_bytes:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE, f"the file is larger than {settings.max_import_bytes} bytes"
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the file is not UTF-8 text") from exc
+    if "\x00" in text:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the file is not CSV text")
+    report = import_devices(
+        session, municipality_id=municipality.id, lines=io.StringIO(text, newline=""), dry_run=dry_run
+    )
+    session.commit()
+    schedule_registered(request, tasks, engine, report.heard_device_ids)
+    return ImportReportOut(
+        dry_run=report.dry_run,
+        rows=report.rows,
+        created=report.created,
+        updated=report.updated,
+        unchanged=report.unchanged,
+        errors=[RowErrorOut.of(error) for error in report.errors],
+    )
+
+
+@router.get(
+    "/devices/{dev_eui}",
+    summary="One device",
+    response_model=DeviceOut,
+    responses=problem_responses(403, 404),
+)
+def get_one(dev_eui: DevEuiPath, municipality: MunicipalityDep, session: SessionDep) -> DeviceOut:
+    return DeviceOut.of(_device(session, municipality, dev_eui))
+
+
+@router.patch(
+    "/devices/{dev_eui}",
+    summary="Change a device (editor)",
+    response_model=DeviceOut,
+    responses=problem_responses(403, 404),
+)
+def edit(
+    body: DevicePatch, dev_eui: DevEuiPath, municipality: DeviceEditorDep, session: SessionDep
+) -> DeviceOut:
+    device = _device(session, municipality, dev_eui)
+    updated = update_device(session, device, body.applied_to(device))
+    session.commit()
+    return DeviceOut.of(updated)
+
+
+@router.delete(
+    "/devices/{dev_eui}",
+    summary="Remove a device and its readings (editor)",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(403, 404),
+)
+def delete(dev_eui: DevEuiPath, municipality: DeviceEditorDep, session: SessionDep) -> None:
+    delete_device(session, _device(session, municipality, dev_eui))
+    session.commit()
+
+
+@router.get(
+    "/unclaimed-devices",
+    summary="DevEUIs heard on the municipality's sources but registered nowhere",
+    response_model=Page[UnclaimedDeviceOut],
+    responses=problem_responses(403, 404),
+)
+def unclaimed(
+    municipality: MunicipalityDep, session: SessionDep, limit: LimitQuery = 100, cursor: CursorQuery = None
+) -> Page[UnclaimedDeviceOut]:
+    rows = list_unclaimed(
+        session, municipality_id=municipality.id, after_dev_eui=text_cursor(cursor), limit=limit
+    )
+    return page_of(rows, limit, item=UnclaimedDeviceOut.of, position=lambda activity: activity.dev_eui)
+
+
+def _device(session: Session, municipality: Municipality, dev_eui: str) -> Device:
+    return get_device(session, municipality_id=municipality.id, dev_eui=parse_dev_eui(dev_eui))

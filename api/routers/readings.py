@@ -1,0 +1,322 @@
+"""Readings for dashboards: latest values of a municipality, and history of chosen devices.
+
+History is raw without `bucket`, else aggregated per bucket with every empty bucket
+present as a gap, so that a chart draws a hole instead of a line across it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi.responses import StreamingResponse
+from pydantic import AfterValidator, AwareDatetime, StringConstraints
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from api.deps import EngineDep, MunicipalityDep, SessionDep, SettingsDep
+from api.exports import EXPORT_RESPONSES, ExportFormat, ExportRow, export_response, negotiate
+from api.pagination import CursorQuery, LimitQuery, Page, encode_cursor, int_cursor, page_of, time_cursor
+from api.problems import problem_responses
+from api.schemas.readings import HistoryPointOut, LatestDeviceOut
+from domain.errors import NotFound
+from domain.ids import parse_dev_eui
+from storage.devices import Label, UseCase
+from storage.models import Device
+from storage.readings import (
+    Aggregate,
+    BoundingBox,
+    BucketExpression,
+    HistoryCursor,
+    HistoryPage,
+    HistoryQuery,
+    history_page,
+    latest_values,
+)
+
+router = APIRouter(prefix="/municipalities/{slug}/readings", tags=["readings"])
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+DEFAULT_SPAN = timedelta(days=1)
+BUCKET_UNITS = {
+    "s": timedelta(seconds=1),
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "w": timedelta(weeks=1),
+}
+BUCKET_PATTERN = r"^[1-9][0-9]{0,3}[smhdw]$"
+BBOX_NUMBER = r"-?[0-9]{1,3}(\.[0-9]{1,12})?"
+
+
+def _in_range(moment: datetime) -> datetime:
+    if not EARLIEST <= moment <= LATEST:
+        raise ValueError("times lie between 1970 and 2200")
+    return moment
+
+
+QuantityName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,40}$")]
+Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
+QuantityQuery = Annotated[QuantityName | None, Query(description="Only this quantity, e.g. `fill_percent`")]
+TagQuery = Annotated[Label | None, Query(description="Only devices carrying this tag")]
+BboxQuery = Annotated[
+    str | None,
+    Query(pattern=rf"^{BBOX_NUMBER}(,{BBOX_NUMBER}){{3}}$", description="`west,south,east,north` in degrees"),
+]
+FormatQuery = Annotated[ExportFormat | None, Query(alias="format", description="Overrides the Accept header")]
+
+
+def _bbox(text: str | None) -> BoundingBox | None:
+    if text is None:
+        return None
+    west, south, east, north = (float(part) for part in text.split(","))
+    return BoundingBox(west=west, south=south, east=east, north=north)
+
+
+@router.get(
+    "/latest",
+    summary="Latest value of every quantity of every matching device",
+    response_model=Page[LatestDeviceOut],
+    responses=problem_responses(403, 404),
+)
+def latest(
+    municipality: MunicipalityDep,
+    session: SessionDep,
+    use_case: UseCase | None = None,
+    quantity: QuantityQuery = None,
+    tag: TagQuery = None,
+    bbox: BboxQuery = None,
+    limit: LimitQuery = 100,
+    cursor: CursorQuery = None,
+) -> Page[LatestDeviceOut]:
+    rows = latest_values(
+        session,
+        municipality_id=municipality.id,
+        after_device_id=int_cursor(cursor),
+        limit=limit,
+        use_case=use_case,
+        quantity=quantity,
+        tag=tag,
+        bbox=_bbox(bbox),
+    )
+    return page_of(rows, limit, item=LatestDeviceOut.of, position=lambda row: row.device.id)
+
+
+LATEST_COLUMNS = (
+    "dev_eui",
+    "name",
+    "use_case",
+    "latitude",
+    "longitude",
+    "quantity",
+    "time",
+    "value",
+    "quality",
+)
+
+
+@router.get(
+    "/latest/export",
+    summary="Latest values as CSV, JSON or GeoJSON (one row per device and quantity), streamed",
+    response_model=list[dict[str, str | float | int | None]],
+    responses={**EXPORT_RESPONSES, **problem_responses(403, 404)},
+)
+def latest_export(
+    municipality: MunicipalityDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    use_case: UseCase | None = None,
+    quantity: QuantityQuery = None,
+    tag: TagQuery = None,
+    bbox: BboxQuery = None,
+    export_format: FormatQuery = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> StreamingResponse:
+    page_rows = settings.export_page_rows
+    area = _bbox(bbox)
+
+    def rows() -> Iterator[ExportRow]:
+        with Session(engine) as session:
+            after: int | None = None
+            while True:
+                found = latest_values(
+                    session,
+                    municipality_id=municipality.id,
+                    after_device_id=after,
+                    limit=page_rows,
+                    use_case=use_case,
+                    quantity=quantity,
+                    tag=tag,
+                    bbox=area,
+                )
+                for entry in found[:page_rows]:
+                    device = entry.device
+                    for state in entry.states:
+                        yield {
+                            "dev_eui": device.dev_eui,
+                            "name": device.name,
+                            "use_case": device.use_case,
+                            "latitude": device.latitude,
+                            "longitude": device.longitude,
+                            "quantity": state.quantity,
+                            "time": state.time,
+                            "value": state.value,
+                            "quality": state.quality,
+                        }
+                if len(found) <= page_rows:
+                    return
+                after = found[page_rows - 1].device.id
+
+    fmt = negotiate(export_format, accept)
+    return export_response(fmt, LATEST_COLUMNS, rows(), f"{municipality.slug}-latest")
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedHistory:
+    """A history request with its DevEUIs resolved to this municipality's devices."""
+
+    query: HistoryQuery
+    devices: dict[int, Device]
+
+
+def resolve_history(
+    municipality: MunicipalityDep,
+    session: SessionDep,
+    dev_eui: Annotated[
+        list[Annotated[str, StringConstraints(max_length=64)]],
+        Query(min_length=1, max_length=100, description="One or more DevEUIs of this municipality"),
+    ],
+    quantity: Annotated[
+        list[QuantityName] | None, Query(max_length=20, description="Only these quantities")
+    ] = None,
+    start: Annotated[Moment | None, Query(description="Inclusive; default `end` minus one day")] = None,
+    end: Annotated[Moment | None, Query(description="Exclusive; default now")] = None,
+    bucket: Annotated[
+        str | None,
+        Query(pattern=BUCKET_PATTERN, description="Bucket width such as `15m`, `1h`, `1d`; raw if absent"),
+    ] = None,
+    agg: Annotated[Aggregate, Query(description="How a bucket's readings become one value")] = Aggregate.AVG,
+) -> ResolvedHistory:
+    wanted = {parse_dev_eui(text) for text in dev_eui}
+    found = session.scalars(
+        select(Device).where(Device.municipality_id == municipality.id, Device.dev_eui.in_(wanted))
+    ).all()
+    missing = wanted - {device.dev_eui for device in found}
+    if missing:
+        raise NotFound(f"no device {', '.join(sorted(missing))}")
+    until = end or datetime.now(UTC)
+    since = start or until - DEFAULT_SPAN
+    if since >= until:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "start must lie before end")
+    width = None
+    if bucket is not None:
+        count, unit = re.fullmatch(r"(\d+)(\w)", bucket).groups()  # type: ignore[union-attr]
+        width = int(count) * BUCKET_UNITS[unit]
+    query = HistoryQuery(
+        device_ids=sorted(device.id for device in found),
+        start=since,
+        end=until,
+        quantities=sorted(set(quantity)) if quantity else None,
+        bucket=width,
+        agg=agg,
+    )
+    return ResolvedHistory(query, {device.id: device for device in found})
+
+
+HistoryDep = Annotated[ResolvedHistory, Depends(resolve_history)]
+
+
+def _history_cursor(text: str | None) -> HistoryCursor | None:
+    position = time_cursor(text)
+    return HistoryCursor(*position) if position is not None else None
+
+
+def _next_cursor(page: HistoryPage) -> str | None:
+    if page.next is None:
+        return None
+    if page.next.device_id is None or page.next.quantity is None:
+        return encode_cursor(page.next.time.isoformat())
+    return encode_cursor(page.next.time.isoformat(), page.next.device_id, page.next.quantity)
+
+
+@router.get(
+    "/history",
+    summary="History of one or more devices, raw or in buckets with gaps marked",
+    response_model=Page[HistoryPointOut],
+    responses=problem_responses(403, 404),
+)
+def history(
+    resolved: HistoryDep,
+    session: SessionDep,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    cursor: CursorQuery = None,
+) -> Page[HistoryPointOut]:
+    bucket_expression: BucketExpression = request.app.state.bucket_expression
+    page = history_page(
+        session,
+        resolved.query,
+        cursor=_history_cursor(cursor),
+        limit=limit,
+        bucket_expression=bucket_expression,
+    )
+    return Page(
+        items=[HistoryPointOut.of(point, resolved.devices[point.device_id].dev_eui) for point in page.points],
+        next_cursor=_next_cursor(page),
+    )
+
+
+HISTORY_COLUMNS = ("time", "dev_eui", "quantity", "value", "samples", "gap", "latitude", "longitude")
+
+
+@router.get(
+    "/history/export",
+    summary="History as CSV, JSON or GeoJSON, streamed to the end of the range",
+    response_model=list[HistoryPointOut],
+    responses={**EXPORT_RESPONSES, **problem_responses(403, 404)},
+)
+def history_export(
+    resolved: HistoryDep,
+    municipality: MunicipalityDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    request: Request,
+    export_format: FormatQuery = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> StreamingResponse:
+    bucket_expression: BucketExpression = request.app.state.bucket_expression
+    rows = _history_rows(engine, resolved, settings.export_page_rows, bucket_expression)
+    fmt = negotiate(export_format, accept)
+    return export_response(fmt, HISTORY_COLUMNS, rows, f"{municipality.slug}-history")
+
+
+def _history_rows(
+    engine: Engine, resolved: ResolvedHistory, page_rows: int, bucket_expression: BucketExpression
+) -> Iterator[ExportRow]:
+    """All pages of the history, from a session of its own (the request's is gone while streaming)."""
+    with Session(engine) as session:
+        cursor: HistoryCursor | None = None
+        while True:
+            page = history_page(
+                session, resolved.query, cursor=cursor, limit=page_rows, bucket_expression=bucket_expression
+            )
+            for point in page.points:
+                device = resolved.devices[point.device_id]
+                yield {
+                    "time": point.time,
+                    "dev_eui": device.dev_eui,
+                    "quantity": point.quantity,
+                    "value": point.value,
+                    "samples": point.samples,
+                    "gap": point.gap,
+                    "latitude": device.latitude,
+                    "longitude": device.longitude,
+                }
+            if page.next is None:
+                return
+            cursor = page.next

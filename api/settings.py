@@ -1,0 +1,25 @@
+"""How the API is served; where the data lives comes from `storage.database.DatabaseSettings`."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storage.database import DatabaseSettings
+
+
+class ApiSettings(BaseSettings):
+    """`LORAKOM_API_…` variables; the composition root builds this, never an import."""
+
+    model_config = SettingsConfigDict(env_prefix="LORAKOM_API_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    root_path: str = ""
+    cors_origins: list[str] = Field(default_factory=list)
+    """Origins allowed to call the API from a browser, e.g. a municipality's dashboard host."""
+    max_import_bytes: int = 20 * 1024 * 1024
+    """Largest CSV accepted by the device import (20 MiB is some 100,000 rows)."""
+    export_page_rows: int = 5000
+    """Rows fetched per query while streaming an export: bounds memory, not the export's size."""
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
