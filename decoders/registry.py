@@ -1,12 +1,28 @@
-"""Which decoder runs for a device, and the one call that runs it."""
+"""Which decoder runs for a device, and the one call that runs it.
+
+Three sources can give a decoded object: a built-in decoder, a registered
+vendor JS codec, and the network server's own decoded object. `decode` tries
+them in the order of `preference` and uses the first that succeeds; when an
+earlier source fails and a later one succeeds, the earlier failure is kept in
+`warnings`, so a broken built-in is noticed even while the network server's
+object covers for it. Stage 2 (field map, derivations, plausibility) runs on
+whichever object won, keyed by the device's codec id — the keys are the same
+for every source by design.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from decoders import bosch, cayenne, decentlab, dragino, elsys, milesight, nwave
+from decoders.codec import BuiltinCodec, UseCase
+from decoders.javascript import JavaScriptCodec, SandboxLimits, ScriptStyle
+from decoders.readings import readings_from
+from domain.errors import DecodeError
 from domain.reading import Reading
 from domain.uplink import JsonObject
 
@@ -23,6 +39,16 @@ DEFAULT_PREFERENCE: tuple[DecoderSource, ...] = (
     DecoderSource.NETWORK,
 )
 
+BUILTIN_CODECS: tuple[BuiltinCodec, ...] = (
+    *milesight.CODECS,
+    *decentlab.CODECS,
+    *elsys.CODECS,
+    *dragino.CODECS,
+    *nwave.CODECS,
+    *bosch.CODECS,
+    *cayenne.CODECS,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class DecodeOutcome:
@@ -33,14 +59,87 @@ class DecodeOutcome:
     source: DecoderSource | None
     codec_id: str | None
     error: str | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.error is None and self.decoded is not None
 
 
+@dataclass(frozen=True, slots=True)
+class CodecInfo:
+    """One row of the codec list shown by the CLI and the API."""
+
+    codec_id: str
+    vendor: str
+    devices: tuple[str, ...]
+    use_case: str
+    source: DecoderSource
+
+
+@dataclass(frozen=True, slots=True)
+class _RegisteredScript:
+    codec: JavaScriptCodec
+    info: CodecInfo
+
+
 class CodecRegistry:
     """Holds the built-in codecs and the registered JS codecs; decodes one payload at a time."""
+
+    def __init__(self, *, sandbox_limits: SandboxLimits | None = None) -> None:
+        self._builtins: dict[str, BuiltinCodec] = {codec.codec_id: codec for codec in BUILTIN_CODECS}
+        self._scripts: dict[str, _RegisteredScript] = {}
+        self._sandbox_limits = sandbox_limits or SandboxLimits()
+        self._scripts_lock = threading.Lock()
+
+    def register_javascript(
+        self,
+        codec_id: str,
+        script: str,
+        *,
+        style: ScriptStyle | str = ScriptStyle.DEVICE_REPOSITORY,
+        devices: Sequence[str] = (),
+        use_case: str = UseCase.GENERIC.value,
+    ) -> None:
+        """Compile `script` into its own sandbox; raises DecodeError (message and line) if it does not load.
+
+        Registering again under the same id replaces the previous script.
+        """
+        codec = JavaScriptCodec(script, ScriptStyle(style), self._sandbox_limits)
+        info = CodecInfo(
+            codec_id, codec_id.partition("/")[0], tuple(devices), use_case, DecoderSource.JAVASCRIPT
+        )
+        with self._scripts_lock:
+            previous = self._scripts.get(codec_id)
+            self._scripts[codec_id] = _RegisteredScript(codec, info)
+        if previous is not None:
+            previous.codec.close()
+
+    def unregister_javascript(self, codec_id: str) -> None:
+        with self._scripts_lock:
+            registered = self._scripts.pop(codec_id, None)
+        if registered is not None:
+            registered.codec.close()
+
+    def codecs(self) -> list[CodecInfo]:
+        listed = [
+            CodecInfo(
+                codec.codec_id, codec.vendor, codec.devices, codec.use_case.value, DecoderSource.BUILTIN
+            )
+            for codec in self._builtins.values()
+        ]
+        listed.extend(registered.info for registered in self._scripts.values())
+        return sorted(listed, key=lambda info: (info.codec_id, info.source.value))
+
+    def knows(self, codec_id: str) -> bool:
+        return codec_id in self._builtins or codec_id in self._scripts
+
+    def decode_builtin(self, codec_id: str, f_port: int, payload: bytes) -> JsonObject:
+        """Stage 1 only, for tools that want the exception (the CLI, tests, benchmarks)."""
+        codec = self._builtins.get(codec_id)
+        if codec is None:
+            raise DecodeError(f"no built-in codec {codec_id!r}")
+        return codec.decode(f_port, payload)
 
     def decode(
         self,
@@ -52,6 +151,63 @@ class CodecRegistry:
         device_metadata: Mapping[str, Any] | None = None,
         preference: Sequence[DecoderSource] = DEFAULT_PREFERENCE,
     ) -> DecodeOutcome:
-        if network_decoded is not None and DecoderSource.NETWORK in preference:
-            return DecodeOutcome(network_decoded, (), DecoderSource.NETWORK, codec_id)
-        return DecodeOutcome(None, (), None, codec_id, error="no decoder for this device")
+        failures: list[str] = []
+        for source in preference:
+            try:
+                decoded, warnings = self._stage_one(source, codec_id, f_port, payload, network_decoded)
+            except DecodeError as exc:
+                failures.append(f"{source.value}: {exc}")
+                continue
+            if decoded is None:
+                continue
+            readings = readings_from(codec_id, decoded, device_metadata)
+            return DecodeOutcome(decoded, readings, source, codec_id, None, (*failures, *warnings))
+        if failures:
+            return DecodeOutcome(None, (), None, codec_id, error="; ".join(failures))
+        return DecodeOutcome(None, (), None, codec_id, error=self._why_nothing_ran(codec_id, preference))
+
+    def _stage_one(
+        self,
+        source: DecoderSource,
+        codec_id: str | None,
+        f_port: int | None,
+        payload: bytes,
+        network_decoded: JsonObject | None,
+    ) -> tuple[JsonObject | None, tuple[str, ...]]:
+        """The decoded object from one source, or None when that source has nothing for this device."""
+        if source is DecoderSource.NETWORK:
+            if network_decoded is not None and not isinstance(network_decoded, dict):
+                raise DecodeError("the network server's decoded payload is not a JSON object")
+            return network_decoded, ()
+        if codec_id is None:
+            return None, ()
+        if source is DecoderSource.BUILTIN:
+            builtin = self._builtins.get(codec_id)
+            if builtin is None:
+                return None, ()
+            return builtin.decode(_required_port(f_port), payload), ()
+        registered = self._scripts.get(codec_id)
+        if registered is None:
+            return None, ()
+        result = registered.codec.decode(_required_port(f_port), payload)
+        return result.data, result.warnings
+
+    def _why_nothing_ran(self, codec_id: str | None, preference: Sequence[DecoderSource]) -> str:
+        allowed = ", ".join(source.value for source in preference)
+        if codec_id is None:
+            return f"no codec assigned and no decoded object from the network server (sources: {allowed})"
+        if not self.knows(codec_id):
+            return f"unknown codec {codec_id!r} and no decoded object from the network server"
+        return f"codec {codec_id!r} has no decoder among the allowed sources ({allowed})"
+
+    def close(self) -> None:
+        with self._scripts_lock:
+            scripts, self._scripts = self._scripts, {}
+        for registered in scripts.values():
+            registered.codec.close()
+
+
+def _required_port(f_port: int | None) -> int:
+    if f_port is None:
+        raise DecodeError("uplink has no fPort (MAC commands only)")
+    return f_port

@@ -1,0 +1,277 @@
+"""Vendor JavaScript codecs, run in an embedded V8 sandbox (mini-racer), never in a subprocess.
+
+Isolation: every registered script gets its own V8 isolate, so a script cannot
+see another codec's globals and a runaway script exhausts only its own heap.
+V8 alone offers no `require`, `fetch`, `process` or file access; nothing of the
+host is exposed to the script.
+
+Reuse: the script is compiled once; each call evaluates one short expression
+that hands the bytes to a glue function installed beside the script. The
+engine's own thread-hopping helpers cost several thread switches per call, so
+calls drive a private asyncio loop in the caller's thread instead (one switch
+to the V8 thread and back). `decode_many` runs a whole batch in one switch for
+re-decoding history.
+
+Limits: each call has a wall-clock limit (V8 execution is terminated), each
+isolate a hard heap limit. After a timeout or an out-of-memory stop the isolate
+is thrown away and rebuilt from the script on the next call, because the
+script's global state may have been left half-updated. Known gap: a single
+uninterruptible built-in (e.g. `new Array(2e8).fill(0)`) keeps its V8 thread
+busy until it finishes; the caller still gets its timeout and a fresh isolate,
+but that thread burns CPU until then.
+
+Failures come back as `DecodeError` with the JavaScript message and, where V8
+knows it, the line in the script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from py_mini_racer import JSEvalException, JSOOMException, JSTimeoutException, MiniRacer, mini_racer
+
+from domain.errors import DecodeError
+from domain.uplink import JsonObject
+
+SCRIPT_NAME = "codec.js"
+
+_T = TypeVar("_T")
+
+
+class ScriptStyle(StrEnum):
+    DEVICE_REPOSITORY = "decodeUplink"  # also ChirpStack v4: decodeUplink(input) -> {data, warnings, errors}
+    CHIRPSTACK_V3 = "Decode"  # Decode(fPort, bytes, variables) -> object
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxLimits:
+    call_time_limit_s: float = 1.0
+    load_time_limit_s: float = 10.0
+    heap_limit_bytes: int = 128 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptResult:
+    data: JsonObject
+    warnings: tuple[str, ...] = ()
+
+
+# Installed after the user's script. It captures JSON.stringify first so a script that
+# replaces it cannot forge our answers, and reports script exceptions as values so
+# that V8 unwinding never leaves the isolate in doubt.
+_GLUE = """
+const __lorakomGlue = (function (style) {
+  const stringify = JSON.stringify;
+  const describe = function (e) {
+    if (e instanceof Error) return { error: e.name + ": " + e.message, stack: String(e.stack || "") };
+    return { error: "uncaught " + String(e), stack: "" };
+  };
+  const once = function (fPort, bytes, variables) {
+    try {
+      if (style === "Decode") {
+        if (typeof Decode !== "function") {
+          return { error: "script defines no function Decode(fPort, bytes, variables)" };
+        }
+        return { data: Decode(fPort, bytes, variables) };
+      }
+      if (typeof decodeUplink !== "function") {
+        return { error: "script defines no function decodeUplink(input)" };
+      }
+      const result = decodeUplink({ bytes: bytes, fPort: fPort, variables: variables });
+      if (result === null || typeof result !== "object") {
+        return { error: "decodeUplink returned " + typeof result + ", not {data, warnings, errors}" };
+      }
+      return { data: result.data, warnings: result.warnings || [], errors: result.errors || [] };
+    } catch (e) {
+      return describe(e);
+    }
+  };
+  return {
+    one: function (fPort, bytes, variables) { return stringify(once(fPort, bytes, variables)); },
+    many: function (frames, variables) {
+      return stringify(frames.map(function (frame) { return once(frame[0], frame[1], variables); }));
+    },
+  };
+})(%s);
+Object.defineProperty(globalThis, "__lorakom", { writable: false, configurable: false, value: __lorakomGlue
+});
+"""
+
+_FIRST_LINE_LOCATION = re.compile(r"^[^\n]*?:(\d+): ([^\n]*)")
+_STACK_LOCATION = re.compile(re.escape(SCRIPT_NAME) + r":(\d+)")
+
+
+class _TimeLimitError(Exception):
+    pass
+
+
+def _script_error(message: str, stack: str = "") -> DecodeError:
+    found = _STACK_LOCATION.search(stack)
+    where = f" (line {found.group(1)})" if found else ""
+    return DecodeError(f"script error: {message}{where}")
+
+
+def _engine_error(exc: JSEvalException) -> DecodeError:
+    """Errors V8 raised outside the glue's try/catch: syntax errors, top-level throws."""
+    text = str(exc)
+    found = _FIRST_LINE_LOCATION.match(text)
+    if found is None:
+        return DecodeError(f"script error: {text.strip()}")
+    return DecodeError(f"script error: {found.group(2)} (line {found.group(1)})")
+
+
+class JavaScriptCodec:
+    """One compiled codec script in its own isolate; thread-safe, one call at a time."""
+
+    def __init__(self, script: str, style: ScriptStyle, limits: SandboxLimits | None = None) -> None:
+        self.style = style
+        self.limits = limits or SandboxLimits()
+        self._source = f"{script}\n//# sourceURL={SCRIPT_NAME}\n"
+        self._glue = _GLUE % json.dumps(style.value)
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._racer: MiniRacer | None = None
+        self._racer_scope: contextlib.ExitStack | None = None
+        self._worker: ThreadPoolExecutor | None = None
+        with self._lock:
+            self._load()
+
+    def decode(self, f_port: int, payload: bytes, variables: Mapping[str, Any] | None = None) -> ScriptResult:
+        code = f"__lorakom.one({int(f_port)},[{','.join(map(str, payload))}],{json.dumps(variables or {})})"
+        answer = json.loads(self._run(code, self.limits.call_time_limit_s))
+        return self._result(answer)
+
+    def decode_many(
+        self, frames: Sequence[tuple[int, bytes]], variables: Mapping[str, Any] | None = None
+    ) -> list[ScriptResult | DecodeError]:
+        """Decode a batch in one call into V8; on a batch timeout, each frame alone gets its own limit."""
+        listed = ",".join(f"[{int(port)},[{','.join(map(str, payload))}]]" for port, payload in frames)
+        code = f"__lorakom.many([{listed}],{json.dumps(variables or {})})"
+        try:
+            answers = json.loads(self._run(code, self.limits.call_time_limit_s * max(len(frames), 1)))
+        except DecodeError:
+            answers = None
+        if not isinstance(answers, list) or len(answers) != len(frames):
+            return [self._attempt(port, payload, variables) for port, payload in frames]
+        return [self._result_or_error(answer) for answer in answers]
+
+    def close(self) -> None:
+        with self._lock:
+            self._discard()
+            if self._worker is not None:
+                self._worker.shutdown(wait=False)
+            self._loop.close()
+
+    def _attempt(
+        self, f_port: int, payload: bytes, variables: Mapping[str, Any] | None
+    ) -> ScriptResult | DecodeError:
+        try:
+            return self.decode(f_port, payload, variables)
+        except DecodeError as exc:
+            return exc
+
+    def _result_or_error(self, answer: object) -> ScriptResult | DecodeError:
+        try:
+            return self._result(answer)
+        except DecodeError as exc:
+            return exc
+
+    @staticmethod
+    def _result(answer: object) -> ScriptResult:
+        if not isinstance(answer, dict):
+            raise DecodeError("script glue returned no object")
+        if "error" in answer:
+            raise _script_error(str(answer["error"]), str(answer.get("stack", "")))
+        errors = answer.get("errors") or []
+        if errors:
+            raise DecodeError("codec reported: " + "; ".join(str(error) for error in errors))
+        data = answer.get("data")
+        if not isinstance(data, dict):
+            raise DecodeError(f"codec returned {type(data).__name__} as data, not an object")
+        warnings = tuple(str(warning) for warning in answer.get("warnings") or ())
+        return ScriptResult(data, warnings)
+
+    def _run(self, code: str, time_limit_s: float) -> str:
+        with self._lock:
+            if self._racer is None:
+                self._load()
+            assert self._racer is not None
+            try:
+                raw = self._evaluate(self._racer, code, time_limit_s)
+            except _TimeLimitError:
+                self._discard()
+                raise DecodeError(f"script exceeded its time limit of {time_limit_s * 1000:.0f} ms") from None
+            except JSOOMException:
+                self._discard()
+                raise DecodeError(
+                    f"script exceeded its memory limit of {self.limits.heap_limit_bytes // 2**20} MiB"
+                ) from None
+            except JSEvalException as exc:
+                raise _engine_error(exc) from None
+        if not isinstance(raw, str):
+            raise DecodeError("script glue returned no text")
+        return raw
+
+    def _load(self) -> None:
+        """Build a fresh isolate and compile the script into it; caller holds the lock."""
+        scope = contextlib.ExitStack()
+
+        async def open_racer() -> MiniRacer:
+            return scope.enter_context(mini_racer(self._loop))
+
+        racer = self._call_in_safe_thread(lambda: self._loop.run_until_complete(open_racer()))
+        racer.set_hard_memory_limit(self.limits.heap_limit_bytes)
+        self._racer, self._racer_scope = racer, scope
+        try:
+            self._evaluate(racer, self._source, self.limits.load_time_limit_s)
+            self._evaluate(racer, self._glue, self.limits.load_time_limit_s)
+        except _TimeLimitError:
+            self._discard()
+            raise DecodeError("script did not finish loading within its time limit") from None
+        except JSOOMException:
+            self._discard()
+            raise DecodeError("script exceeded its memory limit while loading") from None
+        except JSEvalException as exc:
+            self._discard()
+            raise _engine_error(exc) from None
+
+    def _discard(self) -> None:
+        """Drop the isolate; freeing it may wait for V8 to stop, so that happens off the caller's path."""
+        scope, self._racer, self._racer_scope = self._racer_scope, None, None
+        if scope is not None:
+            threading.Thread(target=scope.close, name="lorakom-js-discard", daemon=True).start()
+
+    def _evaluate(self, racer: MiniRacer, code: str, time_limit_s: float) -> object:
+        return self._call_in_safe_thread(lambda: self._evaluate_on_loop(racer, code, time_limit_s))
+
+    def _evaluate_on_loop(self, racer: MiniRacer, code: str, time_limit_s: float) -> object:
+        task = self._loop.create_task(racer.eval_cancelable(code))
+        timer = self._loop.call_later(time_limit_s, task.cancel)
+        try:
+            return self._loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            raise _TimeLimitError from None
+        except JSTimeoutException:
+            raise _TimeLimitError from None
+        finally:
+            timer.cancel()
+
+    def _call_in_safe_thread(self, work: Callable[[], _T]) -> _T:
+        """Run `work` here, unless this thread already runs an event loop (an async caller):
+        a loop cannot be driven from inside another, so then a private worker thread drives it."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return work()
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lorakom-js")
+        return self._worker.submit(work).result()
