@@ -313,13 +313,10 @@ def _upsert_batch(
     session: Session, municipality_id: int, batch: Sequence[tuple[int, DeviceSpec]], report: ImportReport
 ) -> list[int]:
     """Insert new devices, update changed ones; returns the ids of the newly inserted devices."""
-    owners = dict(
-        session.execute(
-            select(Device.dev_eui, Device.municipality_id).where(
-                Device.dev_eui.in_([spec.dev_eui for _, spec in batch])
-            )
-        ).tuples()
+    owned = select(Device.dev_eui, Device.municipality_id).where(
+        Device.dev_eui.in_([spec.dev_eui for _, spec in batch])
     )
+    owners = {dev_eui: owner for dev_eui, owner in session.execute(owned)}
     rows = []
     for line, spec in batch:
         owner = owners.get(spec.dev_eui)

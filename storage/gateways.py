@@ -61,7 +61,7 @@ def list_gateways(
         query = query.where(_visible_to(municipality_id))
     if after_id is not None:
         query = query.where(Gateway.gateway_id > after_id)
-    return [GatewayView(gateway, slug) for gateway, slug in session.execute(query).tuples()]
+    return [GatewayView(gateway, slug) for gateway, slug in session.execute(query)]
 
 
 def get_gateway(session: Session, *, municipality_id: int | None, gateway_id: str) -> GatewayView:
@@ -73,7 +73,7 @@ def get_gateway(session: Session, *, municipality_id: int | None, gateway_id: st
     )
     if municipality_id is not None:
         query = query.where(_visible_to(municipality_id))
-    found = session.execute(query).tuples().first()
+    found = session.execute(query).first()
     if found is None:
         raise NotFound(f"no gateway {gateway_id}")
     return GatewayView(*found)

@@ -215,7 +215,7 @@ def _raw_page(session: Session, query: HistoryQuery, cursor: HistoryCursor | Non
         )
     points = [
         HistoryPoint(time, device_id, quantity, value, 1)
-        for time, device_id, quantity, value in session.execute(rows).tuples()
+        for time, device_id, quantity, value in session.execute(rows)
     ]
     if len(points) <= limit:
         return HistoryPage(points, None)
@@ -232,7 +232,7 @@ def _series(session: Session, query: HistoryQuery) -> list[tuple[int, str]]:
     known = select(DeviceState.device_id, DeviceState.quantity).where(
         DeviceState.device_id.in_(query.device_ids)
     )
-    return sorted(session.execute(known).tuples())
+    return sorted(session.execute(known))
 
 
 def _bucketed_page(
@@ -259,7 +259,7 @@ def _bucketed_page(
     )
     found = {
         (time, device_id, quantity): (value, samples)
-        for time, device_id, quantity, value, samples in session.execute(rows).tuples()
+        for time, device_id, quantity, value, samples in session.execute(rows)
     }
     seen_series = sorted(set(series) | {(device_id, quantity) for _, device_id, quantity in found})
     points = []

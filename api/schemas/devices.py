@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from storage.devices import (
     DecoderSourceName,
@@ -60,7 +61,10 @@ class DevicePatch(BaseModel):
     def applied_to(self, device: Device) -> DeviceFields:
         """The device's fields after this patch, validated as a whole (e.g. latitude with longitude)."""
         merged = fields_of(device).model_dump() | self.model_dump(exclude_unset=True)
-        return DeviceFields.model_validate(merged)
+        try:
+            return DeviceFields.model_validate(merged)
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors(include_url=False)) from exc
 
 
 class DeviceOut(DeviceSpec):
