@@ -1,0 +1,253 @@
+"""Latest values, history (raw and bucketed with gaps) and streamed exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine
+from starlette.testclient import TestClient
+
+from tests.api.data import Tenant, add_readings, device_id, register
+
+T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+
+
+def seeded(client: TestClient, engine: Engine, tenant: Tenant) -> tuple[str, str]:
+    """A waste bin with fill readings at 10:00, 10:10, 10:20, 11:05, none from 11:15 to 12:00, and
+    a parking spot outside the first's area."""
+    bin_eui = register(client, tenant, use_case="waste", tags=["altstadt"], latitude=48.67, longitude=9.37)[
+        "dev_eui"
+    ]
+    spot_eui = register(client, tenant, use_case="parking", tags=["bahnhof"], latitude=48.70, longitude=9.40)[
+        "dev_eui"
+    ]
+    bin_id, spot_id = device_id(engine, bin_eui), device_id(engine, spot_eui)
+    add_readings(
+        engine,
+        [
+            (T0, bin_id, "fill_percent", 10.0),
+            (T0 + timedelta(minutes=10), bin_id, "fill_percent", 20.0),
+            (T0 + timedelta(minutes=20), bin_id, "fill_percent", 30.0),
+            (T0 + timedelta(minutes=65), bin_id, "fill_percent", 50.0),
+            (T0 + timedelta(minutes=65), bin_id, "battery", 90.0),
+            (T0, spot_id, "occupied", 1.0),
+        ],
+    )
+    return bin_eui, spot_eui
+
+
+def test_latest_values_per_device(client: TestClient, engine: Engine, tenant: Tenant) -> None:
+    bin_eui, spot_eui = seeded(client, engine, tenant)
+    page = client.get(tenant.url("/readings/latest"), headers=tenant.headers("viewer")).json()
+    by_eui = {item["dev_eui"]: item for item in page["items"]}
+    assert set(by_eui) == {bin_eui, spot_eui}
+    assert by_eui[bin_eui]["values"]["fill_percent"]["value"] == 50.0
+    assert by_eui[bin_eui]["values"]["battery"]["value"] == 90.0
+    assert by_eui[spot_eui]["values"] == {
+        "occupied": {"value": 1.0, "time": "2026-11-02T10:00:00Z", "quality": 0}
+    }
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"use_case": "parking"}, ["spot"]),
+        ({"quantity": "battery"}, ["bin"]),
+        ({"tag": "altstadt"}, ["bin"]),
+        ({"bbox": "9.3,48.6,9.38,48.68"}, ["bin"]),
+        ({"bbox": "0,0,1,1"}, []),
+    ],
+)
+def test_latest_filters(
+    client: TestClient, engine: Engine, tenant: Tenant, params: dict[str, str], expected: list[str]
+) -> None:
+    bin_eui, spot_eui = seeded(client, engine, tenant)
+    names = {bin_eui: "bin", spot_eui: "spot"}
+    page = client.get(tenant.url("/readings/latest"), params=params, headers=tenant.headers("viewer")).json()
+    assert [names[item["dev_eui"]] for item in page["items"]] == expected
+    if "quantity" in params:
+        assert set(page["items"][0]["values"]) == {"battery"}
+
+
+def test_raw_history_pages_in_time_order(client: TestClient, engine: Engine, tenant: Tenant) -> None:
+    bin_eui, _ = seeded(client, engine, tenant)
+    params: dict[str, object] = {
+        "dev_eui": bin_eui,
+        "start": T0.isoformat(),
+        "end": (T0 + timedelta(hours=3)).isoformat(),
+        "limit": 2,
+    }
+    points = []
+    while True:
+        page = client.get(
+            tenant.url("/readings/history"), params=params, headers=tenant.headers("viewer")
+        ).json()
+        points += page["items"]
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert [(p["time"][11:16], p["quantity"], p["value"]) for p in points] == [
+        ("10:00", "fill_percent", 10.0),
+        ("10:10", "fill_percent", 20.0),
+        ("10:20", "fill_percent", 30.0),
+        ("11:05", "battery", 90.0),
+        ("11:05", "fill_percent", 50.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("agg", "values"),
+    [
+        ("avg", [20.0, 50.0, None]),
+        ("min", [10.0, 50.0, None]),
+        ("max", [30.0, 50.0, None]),
+        ("sum", [60.0, 50.0, None]),
+        ("count", [3.0, 1.0, None]),
+        ("last", [30.0, 50.0, None]),
+    ],
+)
+def test_bucketed_history_marks_gaps(
+    client: TestClient, engine: Engine, tenant: Tenant, agg: str, values: list[float | None]
+) -> None:
+    bin_eui, _ = seeded(client, engine, tenant)
+    params = {
+        "dev_eui": bin_eui,
+        "quantity": "fill_percent",
+        "start": T0.isoformat(),
+        "end": (T0 + timedelta(hours=3)).isoformat(),
+        "bucket": "1h",
+        "agg": agg,
+        "limit": 2,
+    }
+    points = []
+    cursor = None
+    while True:
+        query = params | ({"cursor": cursor} if cursor else {})
+        page = client.get(
+            tenant.url("/readings/history"), params=query, headers=tenant.headers("viewer")
+        ).json()
+        points += page["items"]
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert [p["time"][11:16] for p in points] == ["10:00", "11:00", "12:00"]
+    assert [p["value"] for p in points] == values
+    assert [p["gap"] for p in points] == [False, False, True]
+    assert [p["samples"] for p in points] == [3, 1, 0]
+
+
+def test_history_of_several_devices_lays_out_every_series(
+    client: TestClient, engine: Engine, tenant: Tenant
+) -> None:
+    bin_eui, spot_eui = seeded(client, engine, tenant)
+    params = {
+        "dev_eui": [bin_eui, spot_eui],
+        "start": T0.isoformat(),
+        "end": (T0 + timedelta(hours=2)).isoformat(),
+        "bucket": "1h",
+        "agg": "max",
+    }
+    points = client.get(
+        tenant.url("/readings/history"), params=params, headers=tenant.headers("viewer")
+    ).json()
+    series = {(p["dev_eui"], p["quantity"]) for p in points["items"]}
+    assert series == {(bin_eui, "fill_percent"), (bin_eui, "battery"), (spot_eui, "occupied")}
+    assert len(points["items"]) == 6
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"bucket": "0h"},
+        {"bucket": "1y"},
+        {"agg": "median"},
+        {"start": "2026-11-02T10:00:00"},
+        {"start": "2026-11-03T00:00:00Z", "end": "2026-11-02T00:00:00Z"},
+        {"start": "1900-01-01T00:00:00Z"},
+    ],
+)
+def test_history_rejects_bad_parameters(
+    client: TestClient, engine: Engine, tenant: Tenant, params: dict[str, str]
+) -> None:
+    bin_eui, _ = seeded(client, engine, tenant)
+    response = client.get(
+        tenant.url("/readings/history"),
+        params={"dev_eui": bin_eui} | params,
+        headers=tenant.headers("viewer"),
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_history_of_an_unknown_device_is_not_found(client: TestClient, tenant: Tenant) -> None:
+    response = client.get(
+        tenant.url("/readings/history"),
+        params={"dev_eui": "0011223344556677"},
+        headers=tenant.headers("viewer"),
+    )
+    assert response.status_code == 404
+
+
+def history_export(client: TestClient, tenant: Tenant, dev_eui: str, **extra: object) -> dict[str, object]:
+    return {
+        "dev_eui": dev_eui,
+        "start": T0.isoformat(),
+        "end": (T0 + timedelta(hours=4)).isoformat(),
+        "bucket": "10m",
+        "agg": "last",
+    } | extra
+
+
+def test_history_export_as_csv_streams_every_page(client: TestClient, engine: Engine, tenant: Tenant) -> None:
+    bin_eui, _ = seeded(client, engine, tenant)
+    params = history_export(client, tenant, bin_eui, format="csv")
+    response = client.get(
+        tenant.url("/readings/history/export"), params=params, headers=tenant.headers("viewer")
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert len(rows) == 24 * 2  # 24 ten-minute buckets for fill_percent and battery, pages of 7
+    filled = [row for row in rows if row["quantity"] == "fill_percent" and row["gap"] == "False"]
+    assert [row["value"] for row in filled] == ["10.0", "20.0", "30.0", "50.0"]
+
+
+def test_history_export_by_accept_header_as_geojson(
+    client: TestClient, engine: Engine, tenant: Tenant
+) -> None:
+    bin_eui, _ = seeded(client, engine, tenant)
+    headers = tenant.headers("viewer") | {"Accept": "application/geo+json"}
+    response = client.get(
+        tenant.url("/readings/history/export"),
+        params=history_export(client, tenant, bin_eui),
+        headers=headers,
+    )
+    assert response.headers["content-type"] == "application/geo+json"
+    collection = json.loads(response.text)
+    assert collection["type"] == "FeatureCollection"
+    feature = collection["features"][0]
+    assert feature["geometry"] == {"type": "Point", "coordinates": [9.37, 48.67]}
+    assert feature["properties"]["dev_eui"] == bin_eui
+
+
+def test_latest_export_as_json_by_default(client: TestClient, engine: Engine, tenant: Tenant) -> None:
+    bin_eui, spot_eui = seeded(client, engine, tenant)
+    response = client.get(tenant.url("/readings/latest/export"), headers=tenant.headers("viewer"))
+    assert response.headers["content-type"] == "application/json"
+    rows = json.loads(response.text)
+    assert {(row["dev_eui"], row["quantity"]) for row in rows} == {
+        (bin_eui, "fill_percent"),
+        (bin_eui, "battery"),
+        (spot_eui, "occupied"),
+    }
+
+
+def test_an_empty_export_is_still_valid(client: TestClient, tenant: Tenant) -> None:
+    for fmt, expected in (("json", []), ("geojson", {"type": "FeatureCollection", "features": []})):
+        response = client.get(
+            tenant.url("/readings/latest/export"), params={"format": fmt}, headers=tenant.headers("viewer")
+        )
+        assert json.loads(response.text) == expected
