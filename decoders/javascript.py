@@ -46,6 +46,9 @@ SCRIPT_NAME = "codec.js"
 
 _T = TypeVar("_T")
 
+# How long `close` waits for a discarded isolate whose V8 thread is still busy.
+_CLOSE_WAIT_S = 5.0
+
 
 class ScriptStyle(StrEnum):
     DEVICE_REPOSITORY = "decodeUplink"  # also ChirpStack v4: decodeUplink(input) -> {data, warnings, errors}
@@ -142,8 +145,13 @@ class JavaScriptCodec:
         self._racer: MiniRacer | None = None
         self._racer_scope: contextlib.ExitStack | None = None
         self._worker: ThreadPoolExecutor | None = None
-        with self._lock:
-            self._load()
+        self._discards: list[threading.Thread] = []
+        try:
+            with self._lock:
+                self._load()
+        except DecodeError:
+            self.close()
+            raise
 
     def decode(self, f_port: int, payload: bytes, variables: Mapping[str, Any] | None = None) -> ScriptResult:
         code = f"__lorakom.one({int(f_port)},[{','.join(map(str, payload))}],{json.dumps(variables or {})})"
@@ -165,11 +173,16 @@ class JavaScriptCodec:
         return [self._result_or_error(answer) for answer in answers]
 
     def close(self) -> None:
+        """Free the isolate; the loop is closed only once no isolate can call back into it."""
         with self._lock:
             self._discard()
             if self._worker is not None:
                 self._worker.shutdown(wait=False)
-            self._loop.close()
+            pending = [thread for thread in self._discards if thread.is_alive()]
+            for thread in pending:
+                thread.join(timeout=_CLOSE_WAIT_S)
+            if not any(thread.is_alive() for thread in pending):
+                self._loop.close()
 
     def _attempt(
         self, f_port: int, payload: bytes, variables: Mapping[str, Any] | None
@@ -248,7 +261,9 @@ class JavaScriptCodec:
         """Drop the isolate; freeing it may wait for V8 to stop, so that happens off the caller's path."""
         scope, self._racer, self._racer_scope = self._racer_scope, None, None
         if scope is not None:
-            threading.Thread(target=scope.close, name="lorakom-js-discard", daemon=True).start()
+            thread = threading.Thread(target=scope.close, name="lorakom-js-discard", daemon=True)
+            thread.start()
+            self._discards = [*(alive for alive in self._discards if alive.is_alive()), thread]
 
     def _evaluate(self, racer: MiniRacer, code: str, time_limit_s: float) -> object:
         return self._call_in_safe_thread(lambda: self._evaluate_on_loop(racer, code, time_limit_s))

@@ -1,0 +1,258 @@
+"""The JS codec sandbox: both script styles, limits, isolation, hostile scripts.
+
+All scripts here are written for these tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from decoders.javascript import JavaScriptCodec, SandboxLimits, ScriptResult, ScriptStyle
+from decoders.registry import CodecRegistry, DecoderSource
+from domain.errors import DecodeError
+
+# Battery % in byte 0, temperature int16 BE / 10 in bytes 1-2.
+DEVICE_REPOSITORY_CODEC = """
+function decodeUplink(input) {
+  const b = input.bytes;
+  if (b.length < 3) {
+    return { errors: ["need 3 bytes, got " + b.length] };
+  }
+  const raw = (b[1] << 8) | b[2];
+  const temperature = (raw > 0x7fff ? raw - 0x10000 : raw) / 10;
+  const warnings = temperature < -40 ? ["below sensor range"] : [];
+  return { data: { battery: b[0], temperature: temperature, port: input.fPort }, warnings: warnings };
+}
+"""
+
+CHIRPSTACK_V3_CODEC = """
+function Decode(fPort, bytes, variables) {
+  return { battery: bytes[0], scale: variables.scale || null, port: fPort };
+}
+"""
+
+FAST_LIMITS = SandboxLimits(call_time_limit_s=0.3, load_time_limit_s=2.0, heap_limit_bytes=32 * 2**20)
+
+
+@pytest.fixture
+def codec() -> Iterator[JavaScriptCodec]:
+    compiled = JavaScriptCodec(DEVICE_REPOSITORY_CODEC, ScriptStyle.DEVICE_REPOSITORY, FAST_LIMITS)
+    yield compiled
+    compiled.close()
+
+
+def _compile(script: str, style: ScriptStyle = ScriptStyle.DEVICE_REPOSITORY) -> JavaScriptCodec:
+    return JavaScriptCodec(script, style, FAST_LIMITS)
+
+
+def test_device_repository_style(codec: JavaScriptCodec) -> None:
+    assert codec.decode(85, bytes([92, 0x01, 0x34])) == ScriptResult(
+        {"battery": 92, "temperature": 30.8, "port": 85}
+    )
+    cold = codec.decode(85, bytes([10, 0xFE, 0x0C]))
+    assert cold.data["temperature"] == -50.0
+    assert cold.warnings == ("below sensor range",)
+
+
+def test_codec_errors_become_decode_errors(codec: JavaScriptCodec) -> None:
+    with pytest.raises(DecodeError, match="need 3 bytes, got 1"):
+        codec.decode(85, b"\x01")
+
+
+def test_chirpstack_v3_style_with_variables() -> None:
+    v3 = _compile(CHIRPSTACK_V3_CODEC, ScriptStyle.CHIRPSTACK_V3)
+    try:
+        assert v3.decode(7, b"\x2a", {"scale": 2}).data == {"battery": 42, "scale": 2, "port": 7}
+    finally:
+        v3.close()
+
+
+def test_throw_reports_message_and_line() -> None:
+    thrower = _compile(
+        "function decodeUplink(input) {\n  const x = 1;\n  throw new RangeError('bad frame ' + x);\n}\n"
+    )
+    try:
+        with pytest.raises(DecodeError, match=r"RangeError: bad frame 1 \(line 3\)"):
+            thrower.decode(1, b"\x00")
+    finally:
+        thrower.close()
+
+
+def test_syntax_error_at_registration_names_line() -> None:
+    with pytest.raises(DecodeError, match=r"SyntaxError.*\(line 2\)"):
+        _compile("function decodeUplink(input) {\n  return {data: {}};;; }}\n")
+
+
+def test_infinite_loop_hits_time_limit_and_codec_recovers() -> None:
+    looping = _compile(
+        "let calls = 0;\nfunction decodeUplink(input) {\n  calls++;\n"
+        "  if (input.bytes[0] === 1) { while (true) {} }\n  return { data: { calls: calls } };\n}\n"
+    )
+    try:
+        started = time.perf_counter()
+        with pytest.raises(DecodeError, match="time limit of 300 ms"):
+            looping.decode(1, b"\x01")
+        assert time.perf_counter() - started < 2.0
+        # a fresh isolate: the script's global state starts over
+        assert looping.decode(1, b"\x00").data == {"calls": 1}
+    finally:
+        looping.close()
+
+
+def test_huge_allocation_hits_memory_limit_and_process_survives() -> None:
+    hungry = JavaScriptCodec(
+        "function decodeUplink(input) {\n  if (input.bytes[0] === 1) {\n    const hoard = [];\n"
+        "    for (;;) { hoard.push(new Array(4096).fill(hoard.length)); }\n  }\n"
+        "  return { data: { ok: true } };\n}\n",
+        ScriptStyle.DEVICE_REPOSITORY,
+        SandboxLimits(call_time_limit_s=10.0, heap_limit_bytes=32 * 2**20),
+    )
+    try:
+        with pytest.raises(DecodeError, match="memory limit of 32 MiB"):
+            hungry.decode(1, b"\x01")
+        assert hungry.decode(1, b"\x00").data == {"ok": True}
+    finally:
+        hungry.close()
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "const b = new ArrayBuffer(3e9); function decodeUplink(i) { return { data: {} }; }",
+        "function decodeUplink(i) { let s = 'x'; for (;;) { s = s + s; } }",
+    ],
+)
+def test_allocation_beyond_engine_limits_is_a_script_error(script: str) -> None:
+    def load_and_call() -> None:
+        broken = _compile(script)
+        try:
+            broken.decode(1, b"\x00")
+        finally:
+            broken.close()
+
+    with pytest.raises(DecodeError, match="RangeError"):
+        load_and_call()
+
+
+def test_no_host_access() -> None:
+    probe = _compile(
+        "function decodeUplink(input) {\n  return { data: {\n"
+        "    require: typeof require, fetch: typeof fetch, process: typeof process,\n"
+        "    xhr: typeof XMLHttpRequest, importScripts: typeof importScripts, Deno: typeof Deno,\n"
+        "  } };\n}\n"
+    )
+    try:
+        assert set(probe.decode(1, b"").data.values()) == {"undefined"}
+    finally:
+        probe.close()
+    importer = _compile("function decodeUplink(input) { return import('fs').then(() => ({data: {}})); }")
+    try:
+        with pytest.raises(DecodeError):
+            importer.decode(1, b"")
+    finally:
+        importer.close()
+
+
+def test_es2020_syntax() -> None:
+    modern = _compile(
+        "const decodeUplink = ({ bytes, fPort }) => {\n"
+        "  const big = 2n ** 40n;\n  const cfg = { nested: null };\n"
+        "  const depth = cfg.nested?.depth ?? 'none';\n"
+        "  return { data: { depth: depth, big: Number(big % 1000n), port: fPort } };\n};\n"
+    )
+    try:
+        assert modern.decode(3, b"").data == {"depth": "none", "big": 776, "port": 3}
+    finally:
+        modern.close()
+
+
+def test_scripts_of_256_kib_and_more_load_and_run() -> None:
+    table = ",".join(str(i % 251) for i in range(90_000))
+    script = (
+        f"const TABLE = [{table}];\n"
+        + "function decodeUplink(input) { return { data: { v: TABLE[89999] } }; }\n"
+    )
+    assert len(script.encode()) > 256 * 1024
+    large = _compile(script)
+    try:
+        assert large.decode(1, b"").data == {"v": 89999 % 251}
+    finally:
+        large.close()
+
+
+def test_codecs_are_isolated_from_each_other() -> None:
+    polluter = _compile("globalThis.shared = 'mine';\nfunction decodeUplink(i) { return { data: {} }; }")
+    reader = _compile("function decodeUplink(i) { return { data: { seen: typeof shared } }; }")
+    try:
+        assert reader.decode(1, b"").data == {"seen": "undefined"}
+    finally:
+        polluter.close()
+        reader.close()
+
+
+def test_script_cannot_forge_the_glue() -> None:
+    forger = _compile(
+        "function decodeUplink(input) {\n  globalThis.__lorakom = null;\n"
+        '  JSON.stringify = () => \'{"data": {"forged": true}}\';\n  return { data: { honest: true } };\n}\n'
+    )
+    try:
+        assert forger.decode(1, b"").data == {"honest": True}
+        assert forger.decode(1, b"").data == {"honest": True}
+    finally:
+        forger.close()
+
+
+def test_batch_decoding_matches_single_calls(codec: JavaScriptCodec) -> None:
+    frames = [(85, bytes([i, 0x00, i])) for i in range(50)] + [(85, b"\x01")]
+    results = codec.decode_many(frames)
+    for (port, payload), result in zip(frames[:-1], results[:-1], strict=True):
+        assert result == codec.decode(port, payload)
+    assert isinstance(results[-1], DecodeError)
+
+
+def test_usable_from_inside_an_event_loop(codec: JavaScriptCodec) -> None:
+    async def decode_in_loop() -> ScriptResult:
+        return codec.decode(85, bytes([1, 0, 5]))
+
+    assert asyncio.run(decode_in_loop()).data["temperature"] == 0.5
+
+
+def test_registry_prefers_builtin_then_javascript() -> None:
+    registry = CodecRegistry(sandbox_limits=FAST_LIMITS)
+    try:
+        registry.register_javascript(
+            "acme/thermo", DEVICE_REPOSITORY_CODEC, devices=["thermo-1"], use_case="environment"
+        )
+        outcome = registry.decode(
+            codec_id="acme/thermo", f_port=85, payload=bytes([55, 0, 215]), network_decoded=None
+        )
+        assert outcome.source is DecoderSource.JAVASCRIPT
+        assert {(r.quantity, r.value) for r in outcome.readings} == {("battery", 55.0), ("temperature", 21.5)}
+        # a JS codec under a built-in's id is used only when preferred
+        registry.register_javascript(
+            "elsys/ers-codec", "function decodeUplink(i) { return {data: {js: true}}; }"
+        )
+        builtin = registry.decode(
+            codec_id="elsys/ers-codec", f_port=1, payload=bytes.fromhex("0100e2"), network_decoded=None
+        )
+        assert builtin.source is DecoderSource.BUILTIN
+        script = registry.decode(
+            codec_id="elsys/ers-codec",
+            f_port=1,
+            payload=bytes.fromhex("0100e2"),
+            network_decoded=None,
+            preference=(DecoderSource.JAVASCRIPT,),
+        )
+        assert script.decoded == {"js": True}
+        sources = {(info.codec_id, info.source) for info in registry.codecs()}
+        assert ("elsys/ers-codec", DecoderSource.JAVASCRIPT) in sources
+        assert ("acme/thermo", DecoderSource.JAVASCRIPT) in sources
+        failing = registry.decode(codec_id="acme/thermo", f_port=85, payload=b"\x01", network_decoded=None)
+        assert failing.error is not None
+        assert "need 3 bytes" in failing.error
+    finally:
+        registry.close()
