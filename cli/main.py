@@ -10,13 +10,14 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from cli.services import database
+from cli.services import database, mqtt_broker
 from decoders import CodecRegistry
 from domain.errors import ConfigurationError, PlatformError
 from ingest.bridge import Bridge
 from ingest.config import IngestSettings, load_sources
-from storage.database import DatabaseSettings
+from storage.database import DatabaseSettings, create_database_engine
 from storage.schema import upgrade_database
 
 log = logging.getLogger("lorakom")
@@ -69,6 +70,13 @@ def run_live_line(bridge: Bridge, stop: threading.Event, interval_s: float) -> t
     return thread
 
 
+def print_live_totals(bridge: Bridge, stop: threading.Event) -> None:
+    """One line, rewritten in place every second: the demo's sign of life."""
+    while not stop.wait(1.0):
+        print(f"\r  uplinks: {bridge.counters.totals_line()}   ", end="", flush=True)
+    print()
+
+
 def command_db_upgrade(args: argparse.Namespace) -> int:
     with database(DatabaseSettings()) as url:
         upgrade_database(url)
@@ -92,6 +100,158 @@ def command_bridge(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_app(database_url: str, extra_routers: Sequence[Any] = ()) -> Any:
+    from api.app import create_app
+    from api.settings import ApiSettings
+
+    engine = create_database_engine(database_url)
+    return create_app(ApiSettings(), engine=engine, extra_routers=extra_routers)
+
+
+def command_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.settings import ApiSettings
+
+    settings = ApiSettings()
+    with database(DatabaseSettings()) as url:
+        upgrade_database(url)
+        uvicorn.run(build_app(url), host=args.host or settings.host, port=args.port or settings.port)
+    return 0
+
+
+def command_run(args: argparse.Namespace) -> int:
+    """Bridge and API in one process: what a municipality runs in production."""
+    from api.settings import ApiSettings
+    from cli.demo import ApiServer
+
+    api_settings = ApiSettings()
+    settings = ingest_settings(args)
+    with database(DatabaseSettings()) as url:
+        upgrade_database(url)
+        bridge = start_bridge(args, url)
+        server = ApiServer(build_app(url), args.host or api_settings.host, args.port or api_settings.port)
+        server.start()
+        stop = threading.Event()
+        run_live_line(bridge, stop, settings.stats_interval_s)
+        try:
+            wait_for_signal(stop)
+        finally:
+            stop.set()
+            server.stop()
+            bridge.stop()
+    return 0
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    from sqlalchemy.orm import Session
+
+    from cli.demo import ApiServer, demo_sources, register_fleet
+    from cli.simulator.fleet import demo_fleet
+    from cli.simulator.publisher import Simulator
+    from storage.api_keys import create_api_key
+
+    fleet = demo_fleet()
+    stop = threading.Event()
+    with database(DatabaseSettings()) as url:
+        upgrade_database(url)
+        engine = create_database_engine(url)
+        register_fleet(engine, fleet)
+        with Session(engine) as session:
+            key, _ = create_api_key(session, municipality_slug=None, role="region-admin", name="demo")
+            session.commit()
+        with mqtt_broker() as (host, port):
+            bridge = Bridge(
+                demo_sources(fleet, host, port),
+                url,
+                IngestSettings(instance="demo", stats_interval_s=2.0),
+                CodecRegistry(),
+            )
+            bridge.start()
+            from api.app import create_app
+            from api.settings import ApiSettings
+
+            server = ApiServer(create_app(ApiSettings(), engine=engine), "127.0.0.1", args.port)
+            server.start()
+            simulator = Simulator(fleet, speed=args.speed, gateway_stats_interval_s=30.0 / args.speed * 10)
+            publisher = threading.Thread(
+                target=simulator.run, args=(host, port), kwargs={"stop_event": stop}, daemon=True
+            )
+            publisher.start()
+            api = f"http://127.0.0.1:{args.port}"
+            where = "embedded (var/postgres)" if DatabaseSettings().url is None else "from LORAKOM_DB_URL"
+            print(
+                f"""
+lorakom demo is running: {len(fleet.devices)} simulated devices in {len(fleet.towns)} towns,
+{len(fleet.gateways)} gateways, MQTT broker {host}:{port}, database {where}.
+
+  API           {api}/docs
+  health        {api}/healthz
+  latest values curl -H 'Authorization: Bearer {key}' {api}/v1/municipalities/paderborn/readings/latest
+  API key       {key}   (region-admin; shown once)
+
+Ctrl-C stops everything; the next `make demo` resumes on the same data.
+""",
+                flush=True,
+            )
+            live = threading.Thread(target=print_live_totals, args=(bridge, stop), daemon=True)
+            live.start()
+            try:
+                wait_for_signal(stop)
+            finally:
+                stop.set()
+                print("stopping …", flush=True)
+                publisher.join(timeout=10)
+                server.stop()
+                bridge.stop()
+                engine.dispose()
+                print(f"stopped: {bridge.counters.summary_line()}", flush=True)
+    return 0
+
+
+def command_decode(args: argparse.Namespace) -> int:
+    import json
+
+    from decoders.cli_format import decode_to_json
+    from domain.errors import DecodeError
+
+    try:
+        result = decode_to_json(args.codec, args.fport, args.payload)
+    except DecodeError as exc:
+        print(f"lorakom decode: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+def command_codecs(args: argparse.Namespace) -> int:
+    registry = CodecRegistry()
+    for info in registry.codecs():
+        print(
+            f"{info.codec_id:45} {info.source.value:10} {info.use_case or '-':12} {', '.join(info.devices)}"
+        )
+    return 0
+
+
+def command_keys_create(args: argparse.Namespace) -> int:
+    from sqlalchemy.orm import Session
+
+    from storage.api_keys import create_api_key
+
+    with database(DatabaseSettings()) as url:
+        upgrade_database(url)
+        engine = create_database_engine(url)
+        with Session(engine) as session:
+            key, row = create_api_key(
+                session, municipality_slug=args.municipality, role=args.role, name=args.name
+            )
+            session.commit()
+        engine.dispose()
+    print(key)
+    print(f"(role {args.role}, prefix {row.prefix}; store it now, it is not shown again)", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lorakom", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -108,6 +268,42 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument("--shared-group", help="subscribe through $share/NAME/… to split a stream")
     bridge.add_argument("--instance", help="stable name of this process (part of the MQTT client id)")
     bridge.set_defaults(handler=command_bridge)
+
+    run = commands.add_parser("run", help="bridge and API in one process (production)")
+    run.add_argument("--config", required=True, help="sources TOML file")
+    run.add_argument("--shared-group", help="subscribe through $share/NAME/… to split a stream")
+    run.add_argument("--instance", help="stable name of this process (part of the MQTT client id)")
+    run.add_argument("--host")
+    run.add_argument("--port", type=int)
+    run.set_defaults(handler=command_run)
+
+    api = commands.add_parser("api", help="run the API alone")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    api.set_defaults(handler=command_api)
+
+    demo = commands.add_parser("demo", help="everything, with simulated sensors of three towns")
+    demo.add_argument("--port", type=int, default=8000, help="API port")
+    demo.add_argument("--speed", type=float, default=120.0, help="how much faster than real sensors")
+    demo.set_defaults(handler=command_demo)
+
+    decode = commands.add_parser("decode", help="decode one payload and print JSON")
+    decode.add_argument("--codec", required=True, help="vendor/codec, e.g. milesight-iot/em500-udl-codec")
+    decode.add_argument("--fport", type=int, required=True)
+    decode.add_argument("payload", help="payload as hex")
+    decode.set_defaults(handler=command_decode)
+
+    commands.add_parser("codecs", help="list the codecs").set_defaults(handler=command_codecs)
+
+    keys = commands.add_parser("keys", help="API keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_commands.add_parser("create", help="create a key and print it once")
+    create.add_argument("--municipality", help="slug; omit for a region-admin key")
+    create.add_argument(
+        "--role", required=True, choices=["region-admin", "admin", "editor", "viewer", "technician"]
+    )
+    create.add_argument("--name", default="created on the command line")
+    create.set_defaults(handler=command_keys_create)
     return parser
 
 

@@ -173,7 +173,7 @@ class MqttConnection:
             self.client_id,
         )
         if self.is_v5:
-            properties = Properties(PacketTypes.CONNECT)
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = SESSION_EXPIRY_S
             properties.ReceiveMaximum = min(65535, self.settings.max_pending)
             self.client.connect_async(
@@ -226,7 +226,7 @@ class MqttConnection:
             delivery = Delivery(
                 self.source,
                 message.topic,
-                message.payload,
+                bytes(message.payload),
                 self,
                 self.generation,
                 message.mid,

@@ -25,6 +25,8 @@ class Outcome(StrEnum):
     OTHER_EVENT = "other_event"
 
 
+LIVE_OUTCOMES = (Outcome.RECEIVED, Outcome.STORED, Outcome.DUPLICATE, Outcome.REJECTED, Outcome.UNCLAIMED)
+
 MESSAGES = Counter(
     "lorakom_ingest_messages", "Network-server messages by source and outcome", ["source", "outcome"]
 )
@@ -55,12 +57,13 @@ class IngestCounters:
         with self._lock:
             return sum(tally[outcome] for tally in self._tally.values())
 
+    def totals_line(self) -> str:
+        """All sources in one short line, for a terminal."""
+        return ", ".join(f"{self.total(outcome)} {outcome.value}" for outcome in LIVE_OUTCOMES)
+
     def summary_line(self) -> str:
         parts = []
         for source, tally in sorted(self.snapshot().items()):
-            parts.append(
-                f"{source}: {tally.get(Outcome.RECEIVED, 0)} received, {tally.get(Outcome.STORED, 0)} stored, "
-                f"{tally.get(Outcome.DUPLICATE, 0)} duplicate, {tally.get(Outcome.REJECTED, 0)} rejected, "
-                f"{tally.get(Outcome.UNCLAIMED, 0)} unclaimed"
-            )
+            counts = ", ".join(f"{tally.get(outcome, 0)} {outcome.value}" for outcome in LIVE_OUTCOMES)
+            parts.append(f"{source}: {counts}")
         return " | ".join(parts) if parts else "no messages yet"
