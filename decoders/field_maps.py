@@ -13,11 +13,12 @@ A path walks nested objects (`("line_1", "period_in")`, Decentlab's
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from decoders import derivations
 from decoders.derivations import Derivation
+from domain.quantity import Quantity, find_quantity
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,11 @@ class FieldRule:
     path: tuple[str, ...]
     reading: str
     scale: float = 1.0
+    # Resolved once here rather than per payload: stage 2 runs for every uplink.
+    quantity: Quantity | None = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "quantity", find_quantity(self.reading))
 
 
 @dataclass(frozen=True, slots=True)

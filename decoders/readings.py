@@ -16,7 +16,7 @@ from typing import Any
 from decoders import derivations
 from decoders.field_maps import CHANNEL_KEY, FIELD_MAPS, GENERIC_MAP, FieldMap
 from domain.quantity import CHANNEL_SEPARATOR, plausibility
-from domain.reading import Reading
+from domain.reading import Quality, Reading
 from domain.uplink import JsonObject
 
 _LEADING_NUMBER = re.compile(r"\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
@@ -58,10 +58,13 @@ def readings_from(
     field_map = field_map_for(codec_id)
     readings: dict[str, Reading] = {}
     for rule in field_map.rules:
-        value = as_number(_walk(decoded, rule.path))
+        path = rule.path
+        value = as_number(decoded.get(path[0]) if len(path) == 1 else _walk(decoded, path))
         if value is not None:
-            scaled = value * rule.scale
-            readings[rule.reading] = Reading(rule.reading, scaled, plausibility(rule.reading, scaled))
+            scaled = value * rule.scale if rule.scale != 1.0 else value
+            bounds = rule.quantity
+            quality = Quality.GOOD if bounds is None or bounds.is_plausible(scaled) else Quality.IMPLAUSIBLE
+            readings[rule.reading] = Reading(rule.reading, scaled, quality)
     if field_map.channel_prefixes:
         _map_channel_keys(field_map, decoded, readings)
     facts = metadata or {}
