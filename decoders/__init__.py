@@ -1,9 +1,12 @@
 """Payload decoding in two stages: bytes → decoded object → typed readings.
 
 The public entry point is `CodecRegistry.decode`; the pipeline, the API and the
-CLI call nothing else in this package directly.
+CLI call nothing else in this package directly, apart from the codec list
+(`CodecRegistry.codecs`), JS codec registration (`register_javascript`) and the
+CLI's `decoders.cli_format.decode_to_json`.
 """
 
-from decoders.registry import CodecRegistry, DecodeOutcome, DecoderSource
+from decoders.javascript import SandboxLimits, ScriptStyle
+from decoders.registry import CodecInfo, CodecRegistry, DecodeOutcome, DecoderSource
 
-__all__ = ["CodecRegistry", "DecodeOutcome", "DecoderSource"]
+__all__ = ["CodecInfo", "CodecRegistry", "DecodeOutcome", "DecoderSource", "SandboxLimits", "ScriptStyle"]

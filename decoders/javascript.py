@@ -154,7 +154,8 @@ class JavaScriptCodec:
             raise
 
     def decode(self, f_port: int, payload: bytes, variables: Mapping[str, Any] | None = None) -> ScriptResult:
-        code = f"__lorakom.one({int(f_port)},[{','.join(map(str, payload))}],{json.dumps(variables or {})})"
+        settings = json.dumps(variables) if variables else "{}"
+        code = f"__lorakom.one({int(f_port)},[{','.join(map(str, payload))}],{settings})"
         answer = json.loads(self._run(code, self.limits.call_time_limit_s))
         return self._result(answer)
 
