@@ -3,11 +3,13 @@
 One message carries exactly one payload key (`uplink_message`, `join_accept`,
 `downlink_ack`, ...), and a webhook may post every kind to one URL, so the
 adapter dispatches on that key, never on the topic. The topic only fills in the
-device and application when a webhook field mask stripped `end_device_ids`.
+device and application when the body lacks `end_device_ids` (a field mask).
 
-TTS omits zero values: a missing `f_cnt` is FCnt 0, a missing `snr` on a gateway
-that reported an RSSI is 0 dB. `simulated` uplinks from the Console carry
-`received_at` 0001-01-01 inside `uplink_message`; the envelope's time stands in.
+TTS omits zero values: a missing `f_cnt` is FCnt 0, a missing `f_port` is 0
+(the AS forwards no MAC-only frames, so in practice a field mask removed it),
+a missing `snr` or `channel_index` on a gateway that reported an RSSI is 0.
+`simulated` uplinks from the Console carry `received_at` 0001-01-01 inside
+`uplink_message`; the envelope's time stands in.
 """
 
 from __future__ import annotations
