@@ -245,14 +245,21 @@ def _bucketed_page(
 ) -> HistoryPage:
     series = _series(session, query)
     buckets_per_page = max(1, limit // max(1, len(series)))
-    page_start = cursor.time if cursor is not None else bucket_start(query.start, width)
-    page_end = min(query.end, page_start + buckets_per_page * width)
+    # Whole buckets at both ends, as TimescaleDB's continuous aggregates serve them: a day
+    # bucket always means the whole day, whichever backend answers.
+    last_start = bucket_start(query.end, width)
+    covered_end = last_start + width if last_start < query.end else last_start
+    page_start = bucket_start(query.start, width)
+    if cursor is not None:
+        # Clamped into the query's range, so a cursor edited by hand cannot reach odd times.
+        page_start = max(page_start, min(covered_end, bucket_start(cursor.time, width)))
+    page_end = min(covered_end, page_start + buckets_per_page * width)
     bucket = bucket_expression(width, Reading.time, BUCKET_ORIGIN).label("bucket")
     rows = (
         select(bucket, Reading.device_id, Reading.quantity, _aggregate(query.agg), func.count())
         .where(
             *_series_filter(query),
-            Reading.time >= max(query.start, page_start),
+            Reading.time >= page_start,
             Reading.time < page_end,
         )
         .group_by(bucket, Reading.device_id, Reading.quantity)
@@ -269,4 +276,4 @@ def _bucketed_page(
             value, samples = found.get((moment, device_id, quantity), (None, 0))
             points.append(HistoryPoint(moment, device_id, quantity, value, samples, gap=samples == 0))
         moment += width
-    return HistoryPage(points, HistoryCursor(page_end) if page_end < query.end else None)
+    return HistoryPage(points, HistoryCursor(page_end) if page_end < covered_end else None)

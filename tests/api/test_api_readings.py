@@ -6,11 +6,15 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
+from api.app import create_app
+from api.settings import ApiSettings
+from storage.readings import date_bin_bucket
 from tests.api.data import Tenant, add_readings, device_id, register
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
@@ -251,3 +255,45 @@ def test_an_empty_export_is_still_valid(client: TestClient, tenant: Tenant) -> N
             tenant.url("/readings/latest/export"), params={"format": fmt}, headers=tenant.headers("viewer")
         )
         assert json.loads(response.text) == expected
+
+
+def test_buckets_are_whole_even_when_the_range_is_not(
+    client: TestClient, engine: Engine, tenant: Tenant
+) -> None:
+    """Buckets cover whole periods, as TimescaleDB's continuous aggregates do: a range starting at
+    10:15 still gets the 10:00 bucket with all its readings."""
+    bin_eui, _ = seeded(client, engine, tenant)
+    params = {
+        "dev_eui": bin_eui,
+        "quantity": "fill_percent",
+        "start": (T0 + timedelta(minutes=15)).isoformat(),
+        "end": (T0 + timedelta(minutes=70)).isoformat(),
+        "bucket": "1h",
+        "agg": "count",
+    }
+    page = client.get(tenant.url("/readings/history"), params=params, headers=tenant.headers("viewer")).json()
+    assert [(p["time"][11:16], p["value"]) for p in page["items"]] == [("10:00", 3.0), ("11:00", 1.0)]
+    assert page["next_cursor"] is None
+
+
+def test_the_bucket_expression_is_replaceable(
+    settings: ApiSettings, engine: Engine, client: TestClient, tenant: Tenant
+) -> None:
+    """The composition root swaps in TimescaleDB's `time_bucket`; here a spy around `date_bin`."""
+    bin_eui, _ = seeded(client, engine, tenant)
+    widths: list[timedelta] = []
+
+    def spy(width: timedelta, column: Any, origin: datetime) -> Any:
+        widths.append(width)
+        return date_bin_bucket(width, column, origin)
+
+    params = {
+        "dev_eui": bin_eui,
+        "start": T0.isoformat(),
+        "end": (T0 + timedelta(hours=1)).isoformat(),
+        "bucket": "15m",
+    }
+    with TestClient(create_app(settings, engine=engine, bucket_expression=spy)) as own:
+        response = own.get(tenant.url("/readings/history"), params=params, headers=tenant.headers("viewer"))
+    assert response.status_code == 200
+    assert widths == [timedelta(minutes=15)]
