@@ -19,8 +19,10 @@ class Quality(IntEnum):
     SUSPECT = 3  # the device flagged the measurement itself (sensor error bit)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reading:
+    """Not frozen on purpose: decoders make several per payload (see domain.uplink on the cost)."""
+
     quantity: str
     value: float
     quality: Quality = Quality.GOOD

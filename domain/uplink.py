@@ -15,6 +15,11 @@ from typing import Any
 
 from domain.ids import DevEui, GatewayId
 
+# The per-message types (Uplink, Reception, Radio, Location) are plain slotted
+# dataclasses, not frozen ones: a frozen dataclass pays `object.__setattr__` per
+# field, three times the cost of construction, thousands of times per second on the
+# ingest path. They are treated as immutable by convention; nothing mutates them.
+
 JsonObject = dict[str, Any]
 
 

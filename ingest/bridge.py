@@ -67,10 +67,15 @@ class Delivery:
 
 
 class Inbox:
-    """A bounded queue that blocks producers when full: backpressure onto the broker sockets."""
+    """A bounded queue that blocks producers when full: backpressure onto the broker sockets.
 
-    def __init__(self, capacity: int) -> None:
+    Producers wake the writer only when the queue turns non-empty or reaches a full
+    batch; waking it for every message would cost more than the message itself.
+    """
+
+    def __init__(self, capacity: int, batch_size: int) -> None:
         self.capacity = capacity
+        self.batch_size = batch_size
         self._items: deque[Delivery] = deque()
         self._changed = threading.Condition()
         self._last_put = 0.0
@@ -86,23 +91,29 @@ class Inbox:
                 self._changed.wait(0.1)
             self._items.append(delivery)
             self._last_put = time.monotonic()
-            self._changed.notify_all()
+            size = len(self._items)
+            if size == 1 or size == self.batch_size:
+                self._changed.notify_all()
         return True
 
-    def take(self, max_items: int, linger_s: float) -> list[Delivery]:
-        """Wait for a first item, then up to `linger_s` for a full batch; stop early when input pauses."""
+    def take(self, linger_s: float) -> list[Delivery]:
+        """Wait for a first item, then up to `linger_s` for a full batch; stop early when input pauses.
+
+        A pause of `IDLE_FLUSH_S` means the broker has sent all it may without our acks
+        (its inflight window is full), so waiting longer would only add latency.
+        """
         with self._changed:
             if not self._items:
                 self._changed.wait(linger_s)
             if not self._items:
                 return []
             deadline = time.monotonic() + linger_s
-            while len(self._items) < max_items:
+            while len(self._items) < self.batch_size:
                 now = time.monotonic()
                 if now >= deadline or now - self._last_put >= IDLE_FLUSH_S:
                     break
                 self._changed.wait(min(IDLE_FLUSH_S, deadline - now))
-            count = min(max_items, len(self._items))
+            count = min(self.batch_size, len(self._items))
             taken = [self._items.popleft() for _ in range(count)]
             self._changed.notify_all()
             return taken
@@ -127,6 +138,7 @@ class MqttConnection:
         self.stop = stop
         self.on_connected = on_connected
         self.generation = 0
+        self.received = 0  # written by this connection's paho thread only
         self.connected = threading.Event()
         instance = settings.instance or socket.gethostname()
         self.client_id = source.client_id or f"lorakom-{source.name}-{instance}"[:64]
@@ -222,7 +234,7 @@ class MqttConnection:
         # The one broad boundary of the bridge (DESIGN §5): whatever goes wrong with one
         # message must not stop paho's network thread and with it every later message.
         try:
-            self.counters.add(self.source.name, Outcome.RECEIVED)
+            self.received += 1
             delivery = Delivery(
                 self.source,
                 message.topic,
@@ -258,7 +270,7 @@ class Bridge:
         self.backfill = backfill
         self.on_devices_changed = on_devices_changed
         self.stop_event = threading.Event()
-        self.inbox = Inbox(settings.max_pending)
+        self.inbox = Inbox(settings.max_pending, settings.batch_size)
         self.devices = DeviceCache()
         self.connections: list[MqttConnection] = []
         self._writer: threading.Thread | None = None
@@ -348,7 +360,7 @@ class Bridge:
     def _write_loop(self) -> None:
         linger = self.settings.flush_interval_ms / 1000
         while not (self.stop_event.is_set() and not len(self.inbox)):
-            deliveries = self.inbox.take(self.settings.batch_size, linger)
+            deliveries = self.inbox.take(linger)
             PENDING.set(len(self.inbox))
             self._refresh_devices_if_due()
             if deliveries:
@@ -369,13 +381,18 @@ class Bridge:
 
     def _build_batch(self, deliveries: list[Delivery]) -> IngestBatch:
         batch = IngestBatch()
+        received: dict[str, int] = {}
         for delivery in deliveries:
+            if delivery.connection is not None:
+                received[delivery.source.name] = received.get(delivery.source.name, 0) + 1
             if delivery.events is not None:
                 self.pipeline.add_events(delivery.source, delivery.events, batch)
             else:
                 self.pipeline.add_message(
                     ReceivedMessage(delivery.source, delivery.topic, delivery.body), batch
                 )
+        for source_name, count in received.items():
+            self.counters.add(source_name, Outcome.RECEIVED, count)
         return batch
 
     def _write_with_retry(self, deliveries: list[Delivery]) -> None:

@@ -101,7 +101,12 @@ class Gateway(Base):
 
 
 class Uplink(Base):
-    """One raw frame as the network server delivered it, with how it was decoded."""
+    """One raw frame as the network server delivered it, with how it was decoded.
+
+    Few indexes on purpose: every index costs each of the thousands of inserts per
+    second. Raw frames are read by DevEUI (a device's history, redecoding) and by
+    time; a device's registered id is reached through its DevEUI.
+    """
 
     __tablename__ = "uplink"
 
@@ -137,8 +142,6 @@ class Uplink(Base):
 
     __table_args__ = (
         Index("ix_uplink_dev_eui_received_at", "dev_eui", text("received_at DESC")),
-        Index("ix_uplink_device_id_received_at", "device_id", text("received_at DESC")),
-        Index("ix_uplink_municipality_id_received_at", "municipality_id", text("received_at DESC")),
         Index(
             "ix_uplink_unclaimed",
             "dev_eui",
@@ -168,19 +171,20 @@ class Reception(Base):
 
 
 class Reading(Base):
-    """The narrow time series: one value of one quantity of one device at one time."""
+    """The narrow time series: one value of one quantity of one device at one time.
+
+    The primary key is ordered (device, quantity, time) because every query asks for
+    one device's quantity over a time range; so one index serves both uniqueness and
+    reads (TimescaleDB only needs the time column somewhere in the key).
+    """
 
     __tablename__ = "reading"
 
-    time: Mapped[datetime] = mapped_column(primary_key=True)
     device_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     quantity: Mapped[str] = mapped_column(String(40), primary_key=True)
+    time: Mapped[datetime] = mapped_column(primary_key=True)
     value: Mapped[float] = mapped_column(Float)
     quality: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
-
-    __table_args__ = (
-        Index("ix_reading_device_id_quantity_time", "device_id", "quantity", text("time DESC")),
-    )
 
 
 class DeviceState(Base):

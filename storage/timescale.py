@@ -152,7 +152,7 @@ AGGREGATE_COLUMNS: Final[dict[Aggregate, str]] = {
 def raw_aggregate_sql(aggregate: Aggregate, *, timescale: bool) -> str:
     """The aggregate over raw `reading` rows; `last` is the value with the latest time in the bucket.
 
-    `(time, device_id, quantity)` is the primary key, so within one series the
+    `(device_id, quantity, time)` is the primary key, so within one series the
     latest time is unique and both forms of `last` pick the same row.
     """
     if aggregate == "last":
@@ -306,7 +306,8 @@ def enable_statement() -> str:
 
 
 def hypertable_statement(hypertable: Hypertable) -> str:
-    # The primary keys lead with the time column, so TimescaleDB's default time index would duplicate them.
+    # No default time index: the raw tables' keys lead with time already, and `reading` is read
+    # per series through its (device_id, quantity, time) key; chunks bound every time range.
     return (
         f"SELECT create_hypertable({_quoted(hypertable.table)}, "
         f"by_range({_quoted(hypertable.time_column)}, {interval_sql(hypertable.chunk_interval)}), "

@@ -116,4 +116,5 @@ def test_garbage_is_kept_with_its_reason_and_the_bridge_goes_on(
     rows = scalar(fresh_db_url, "SELECT array_agg(payload) FROM rejected_message")
     assert rows == [body]
     reason = scalar(fresh_db_url, "SELECT reason FROM rejected_message")
-    assert isinstance(reason, str) and len(reason) > 5
+    assert isinstance(reason, str)
+    assert len(reason) > 5

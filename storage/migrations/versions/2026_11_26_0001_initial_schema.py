@@ -64,9 +64,8 @@ def upgrade() -> None:
     sa.Column('quantity', sa.String(length=40), nullable=False),
     sa.Column('value', sa.Float(), nullable=False),
     sa.Column('quality', sa.SmallInteger(), server_default=sa.text('0'), nullable=False),
-    sa.PrimaryKeyConstraint('time', 'device_id', 'quantity', name=op.f('pk_reading'))
+    sa.PrimaryKeyConstraint('device_id', 'quantity', 'time', name=op.f('pk_reading'))
     )
-    op.create_index('ix_reading_device_id_quantity_time', 'reading', ['device_id', 'quantity', sa.literal_column('time DESC')], unique=False)
     op.create_table('reception',
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('uplink_key', sa.String(length=64), nullable=False),
@@ -124,8 +123,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('received_at', 'uplink_key', name=op.f('pk_uplink'))
     )
     op.create_index('ix_uplink_dev_eui_received_at', 'uplink', ['dev_eui', sa.literal_column('received_at DESC')], unique=False)
-    op.create_index('ix_uplink_device_id_received_at', 'uplink', ['device_id', sa.literal_column('received_at DESC')], unique=False)
-    op.create_index('ix_uplink_municipality_id_received_at', 'uplink', ['municipality_id', sa.literal_column('received_at DESC')], unique=False)
     op.create_index('ix_uplink_unclaimed', 'uplink', ['dev_eui', 'received_at'], unique=False, postgresql_where=sa.text("decode_status = 'unclaimed'"))
     op.create_table('api_key',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -202,15 +199,12 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_api_key_municipality_id'), table_name='api_key')
     op.drop_table('api_key')
     op.drop_index('ix_uplink_unclaimed', table_name='uplink', postgresql_where=sa.text("decode_status = 'unclaimed'"))
-    op.drop_index('ix_uplink_municipality_id_received_at', table_name='uplink')
-    op.drop_index('ix_uplink_device_id_received_at', table_name='uplink')
     op.drop_index('ix_uplink_dev_eui_received_at', table_name='uplink')
     op.drop_table('uplink')
     op.drop_index(op.f('ix_rejected_message_received_at'), table_name='rejected_message')
     op.drop_table('rejected_message')
     op.drop_index('ix_reception_gateway_id_received_at', table_name='reception')
     op.drop_table('reception')
-    op.drop_index('ix_reading_device_id_quantity_time', table_name='reading')
     op.drop_table('reading')
     op.drop_table('municipality')
     op.drop_table('gateway_heartbeat')

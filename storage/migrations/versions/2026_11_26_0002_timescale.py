@@ -11,9 +11,9 @@ without a migration, so `lorakom db upgrade` applies them after the migrations
 (`storage.timescale.apply_policies`).
 
 On plain PostgreSQL this revision changes nothing. A BRIN index on the time
-columns was considered and left out: every time-series primary key already
-leads with its time column, so a B-tree serves the range scans a BRIN index
-would, and history per device uses `ix_reading_device_id_quantity_time`.
+columns was considered and left out: the raw tables' primary keys lead with their
+time column, so a B-tree serves the range scans a BRIN index would, and
+`reading`'s key (device_id, quantity, time) serves every per-series history read.
 
 Offline (`--sql`) there is no server to ask, so the TimescaleDB branch is
 rendered: offline SQL describes a TimescaleDB deployment.
