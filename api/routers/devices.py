@@ -222,7 +222,7 @@ def edit(
 
 @router.delete(
     "/devices/{dev_eui}",
-    summary="Remove a device and its readings (editor)",
+    summary="Unregister a device (editor); its stored history stays, unreachable through the API",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(403, 404),
 )
