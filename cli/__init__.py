@@ -1,0 +1,1 @@
+"""The `lorakom` command: composition roots that wire the packages together."""
