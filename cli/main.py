@@ -18,7 +18,7 @@ from domain.errors import ConfigurationError, PlatformError
 from ingest.bridge import Bridge
 from ingest.config import IngestSettings, load_sources
 from storage.database import DatabaseSettings, create_database_engine
-from storage.schema import upgrade_database
+from storage.schema import upgrade_and_apply_policies
 
 log = logging.getLogger("lorakom")
 
@@ -78,16 +78,22 @@ def print_live_totals(bridge: Bridge, stop: threading.Event) -> None:
 
 
 def command_db_upgrade(args: argparse.Namespace) -> int:
-    with database(DatabaseSettings()) as url:
-        upgrade_database(url)
-        print("database is at the newest schema")
+    settings = DatabaseSettings()
+    with database(settings) as url:
+        timescale = upgrade_and_apply_policies(url, settings)
+        flavour = (
+            "TimescaleDB: hypertables, compression and retention policies applied"
+            if timescale
+            else ("plain PostgreSQL (TimescaleDB not installed)")
+        )
+        print(f"database is at the newest schema; {flavour}")
     return 0
 
 
 def command_bridge(args: argparse.Namespace) -> int:
     settings = ingest_settings(args)
     with database(DatabaseSettings()) as url:
-        upgrade_database(url)
+        upgrade_and_apply_policies(url, DatabaseSettings())
         bridge = start_bridge(args, url)
         stop = threading.Event()
         run_live_line(bridge, stop, settings.stats_interval_s)
@@ -115,7 +121,7 @@ def command_api(args: argparse.Namespace) -> int:
 
     settings = ApiSettings()
     with database(DatabaseSettings()) as url:
-        upgrade_database(url)
+        upgrade_and_apply_policies(url, DatabaseSettings())
         uvicorn.run(build_app(url), host=args.host or settings.host, port=args.port or settings.port)
     return 0
 
@@ -128,7 +134,7 @@ def command_run(args: argparse.Namespace) -> int:
     api_settings = ApiSettings()
     settings = ingest_settings(args)
     with database(DatabaseSettings()) as url:
-        upgrade_database(url)
+        upgrade_and_apply_policies(url, DatabaseSettings())
         bridge = start_bridge(args, url)
         server = ApiServer(build_app(url), args.host or api_settings.host, args.port or api_settings.port)
         server.start()
@@ -154,7 +160,7 @@ def command_demo(args: argparse.Namespace) -> int:
     fleet = demo_fleet()
     stop = threading.Event()
     with database(DatabaseSettings()) as url:
-        upgrade_database(url)
+        upgrade_and_apply_policies(url, DatabaseSettings())
         engine = create_database_engine(url)
         register_fleet(engine, fleet)
         with Session(engine) as session:
@@ -239,7 +245,7 @@ def command_keys_create(args: argparse.Namespace) -> int:
     from storage.api_keys import create_api_key
 
     with database(DatabaseSettings()) as url:
-        upgrade_database(url)
+        upgrade_and_apply_policies(url, DatabaseSettings())
         engine = create_database_engine(url)
         with Session(engine) as session:
             key, row = create_api_key(

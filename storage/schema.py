@@ -13,6 +13,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection
 
+from storage.database import DatabaseSettings, create_database_engine
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
@@ -30,6 +32,28 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
 def upgrade_database(url: str, revision: str = "head") -> None:
     """Apply every migration up to `revision` (idempotent: a current database is left alone)."""
     command.upgrade(alembic_config(url), revision)
+
+
+def upgrade_and_apply_policies(url: str, settings: DatabaseSettings) -> bool:
+    """Migrate, then (on TimescaleDB) apply the compression/retention policies of `settings`.
+
+    Policies are not migrations: their ages are settings that an operator changes
+    without a new release, so they are re-applied on every upgrade. Returns whether
+    TimescaleDB is in use.
+    """
+    from storage import timescale
+
+    upgrade_database(url)
+    engine = create_database_engine(url, pool_size=1)
+    try:
+        with engine.begin() as conn:
+            applied = timescale.apply_policies(conn, timescale.TimescalePolicies.from_settings(settings))
+        if applied:
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                timescale.materialize_new_aggregates(conn)
+        return applied
+    finally:
+        engine.dispose()
 
 
 def current_revision(connection: Connection) -> str | None:
