@@ -184,16 +184,21 @@ class _SensorModel:
 class ParkingSpot(_SensorModel):
     """One spot as a two-state process whose rates follow the hour and the weekday.
 
-    The mean parking time is fixed (longer overnight); the mean gap between cars is set so
-    that the long-run share of occupied time matches the target occupancy of that hour.
+    The mean parking time is fixed per time of day (longer overnight); the mean gap between
+    cars is set so that the long-run share of occupied time matches the target occupancy of
+    that hour. Waiting times are exponential, hence memoryless: a wait longer than half an
+    hour is cut there and drawn again with the rates of the new hour, so that a spot freed
+    at night does fill up in the morning.
     """
+
+    RECHECK = timedelta(minutes=30)
 
     def __init__(self, rng: random.Random, weather: Weather, battery: Battery, start: datetime) -> None:
         super().__init__(rng, weather, battery, start)
         self._occupied = rng.random() < self.target_occupancy(start)
         self._last_change = start - timedelta(minutes=rng.uniform(1, 120))
         self._previous_minutes = rng.uniform(5, 120)
-        self._next_change = start + timedelta(seconds=self._dwell_s(start, self._occupied) * rng.random())
+        self._schedule(start)
         self._changed = True  # the first frame after start-up reports the state
 
     @staticmethod
@@ -207,26 +212,31 @@ class ParkingSpot(_SensorModel):
         evening = 0.25 * math.exp(-(((hour - 19.5) / 1.5) ** 2))
         return min(0.95, 0.12 + (peak - 0.12) * daytime + evening)
 
-    def _dwell_s(self, at: datetime, occupied: bool) -> float:
+    def _mean_wait_min(self, at: datetime) -> float:
         hour = local_time(at).hour
         mean_parked_min = 480.0 if (hour >= 19.0 or hour < 6.0) else 85.0
-        if occupied:
-            mean_min = mean_parked_min
-        else:
-            share = self.target_occupancy(at)
-            mean_min = min(720.0, max(4.0, mean_parked_min * (1.0 - share) / share))
-        return 60.0 * self._rng.expovariate(1.0 / mean_min)
+        if self._occupied:
+            return mean_parked_min
+        share = self.target_occupancy(at)
+        return max(4.0, mean_parked_min * (1.0 - share) / share)
+
+    def _schedule(self, at: datetime) -> None:
+        wait = timedelta(minutes=self._rng.expovariate(1.0 / self._mean_wait_min(at)))
+        self._flip_at_next_event = wait <= self.RECHECK
+        self._next_event = at + (wait if self._flip_at_next_event else self.RECHECK)
 
     def observe(self, now: datetime) -> ParkingObservation:
         flips = 0
-        while self._next_change <= now and flips < 100:
-            flips += 1
-            self._previous_minutes = (self._next_change - self._last_change).total_seconds() / 60.0
-            self._last_change = self._next_change
-            self._occupied = not self._occupied
-            self._next_change = self._last_change + timedelta(
-                seconds=max(30.0, self._dwell_s(self._last_change, self._occupied))
-            )
+        for _ in range(5000):  # bounded: a long pause is caught up in 30-minute steps
+            if self._next_event > now:
+                break
+            at = self._next_event
+            if self._flip_at_next_event:
+                flips += 1
+                self._previous_minutes = (at - self._last_change).total_seconds() / 60.0
+                self._last_change = at
+                self._occupied = not self._occupied
+            self._schedule(at)
         changed = self._changed or flips > 0
         self._changed = False
         return ParkingObservation(

@@ -71,7 +71,7 @@ MILESIGHT_F_PORT = 85
 
 
 def milesight_battery(percent: float) -> bytes:
-    return b"\x01\x75" + _u8(percent)
+    return b"\x01\x75" + bytes((_clamp(percent, 0, 100),))
 
 
 def milesight_temperature(celsius: float) -> bytes:
