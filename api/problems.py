@@ -30,14 +30,14 @@ from domain.errors import (
     PermissionDenied,
     PlatformError,
     StorageUnavailable,
+    Unauthenticated,
 )
-from storage.api_keys import InvalidApiKey
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
 
 STATUS_BY_ERROR: dict[type[PlatformError], HTTPStatus] = {
-    InvalidApiKey: HTTPStatus.UNAUTHORIZED,
+    Unauthenticated: HTTPStatus.UNAUTHORIZED,
     PermissionDenied: HTTPStatus.FORBIDDEN,
     NotFound: HTTPStatus.NOT_FOUND,
     Conflict: HTTPStatus.CONFLICT,

@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -16,8 +16,9 @@ from cli.services import database, mqtt_broker
 from decoders import CodecRegistry
 from domain.errors import ConfigurationError, PlatformError
 from ingest.bridge import Bridge
-from ingest.config import IngestSettings, load_sources
+from ingest.config import IngestSettings, SourceConfig, load_sources
 from storage.database import DatabaseSettings, create_database_engine
+from storage.device_registry import DeviceProfile
 from storage.schema import upgrade_and_apply_policies
 
 log = logging.getLogger("lorakom")
@@ -55,9 +56,39 @@ def ingest_settings(args: argparse.Namespace) -> IngestSettings:
 
 def start_bridge(args: argparse.Namespace, database_url: str) -> Bridge:
     sources = load_sources(Path(args.config))
-    bridge = Bridge(sources, database_url, ingest_settings(args), CodecRegistry())
+    bridge = Bridge(
+        sources,
+        database_url,
+        ingest_settings(args),
+        CodecRegistry(),
+        on_devices_changed=claim_unclaimed_history(database_url),
+    )
     bridge.start()
     return bridge
+
+
+def claim_unclaimed_history(database_url: str) -> Callable[[list[DeviceProfile]], None]:
+    """When the bridge first sees a registered device, decode the frames it stored as unclaimed.
+
+    The API decodes a device's history when it is registered; frames that arrive between
+    that moment and the bridge's next look at the registry would otherwise stay unclaimed.
+    """
+    from ingest.pipeline import frame_decoder
+    from storage.redecode import redecode_device
+
+    engine = create_database_engine(database_url, pool_size=1)
+    decoder = frame_decoder(CodecRegistry())
+
+    def claim(profiles: list[DeviceProfile]) -> None:
+        def run() -> None:
+            for profile in profiles:
+                report = redecode_device(engine, profile.device_id, decoder=decoder, only_unclaimed=True)
+                if report.frames:
+                    log.info("claimed %d stored frames of device %s", report.frames, profile.dev_eui)
+
+        threading.Thread(target=run, name="lorakom-claim", daemon=True).start()
+
+    return claim
 
 
 def run_live_line(bridge: Bridge, stop: threading.Event, interval_s: float) -> threading.Thread:
@@ -106,12 +137,33 @@ def command_bridge(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_app(database_url: str, extra_routers: Sequence[Any] = ()) -> Any:
+def build_app(database_url: str, sources: Sequence[SourceConfig] = (), counters: Any = None) -> Any:
+    """The API, with webhook ingest for the sources that have a webhook secret."""
     from api.app import create_app
     from api.settings import ApiSettings
+    from ingest.webhooks import WebhookIngest, webhook_router
 
     engine = create_database_engine(database_url)
-    return create_app(ApiSettings(), engine=engine, extra_routers=extra_routers)
+    routers = []
+    if any(source.webhook_secret_env for source in sources):
+        ingest = WebhookIngest(sources, database_url, CodecRegistry(), counters)
+        routers.append(webhook_router(ingest))
+    return create_app(
+        ApiSettings(), engine=engine, extra_routers=routers, on_device_registered=redecode_hook()
+    )
+
+
+def redecode_hook() -> Any:
+    """Registering a device that was heard before decodes its stored history."""
+    from ingest.pipeline import frame_decoder
+    from storage.redecode import redecode_device
+
+    codecs = CodecRegistry()
+
+    def decode_history(engine: Any, device_id: int) -> None:
+        redecode_device(engine, device_id, decoder=frame_decoder(codecs))
+
+    return decode_history
 
 
 def command_api(args: argparse.Namespace) -> int:
@@ -122,7 +174,8 @@ def command_api(args: argparse.Namespace) -> int:
     settings = ApiSettings()
     with database(DatabaseSettings()) as url:
         upgrade_and_apply_policies(url, DatabaseSettings())
-        uvicorn.run(build_app(url), host=args.host or settings.host, port=args.port or settings.port)
+        sources = load_sources(Path(args.config)) if args.config else []
+        uvicorn.run(build_app(url, sources), host=args.host or settings.host, port=args.port or settings.port)
     return 0
 
 
@@ -136,7 +189,8 @@ def command_run(args: argparse.Namespace) -> int:
     with database(DatabaseSettings()) as url:
         upgrade_and_apply_policies(url, DatabaseSettings())
         bridge = start_bridge(args, url)
-        server = ApiServer(build_app(url), args.host or api_settings.host, args.port or api_settings.port)
+        app = build_app(url, bridge.sources, bridge.counters)
+        server = ApiServer(app, args.host or api_settings.host, args.port or api_settings.port)
         server.start()
         stop = threading.Event()
         run_live_line(bridge, stop, settings.stats_interval_s)
@@ -177,7 +231,8 @@ def command_demo(args: argparse.Namespace) -> int:
             from api.app import create_app
             from api.settings import ApiSettings
 
-            server = ApiServer(create_app(ApiSettings(), engine=engine), "127.0.0.1", args.port)
+            app = create_app(ApiSettings(), engine=engine, on_device_registered=redecode_hook())
+            server = ApiServer(app, "127.0.0.1", args.port)
             server.start()
             simulator = Simulator(fleet, speed=args.speed, gateway_stats_interval_s=30.0 / args.speed * 10)
             publisher = threading.Thread(
@@ -212,6 +267,55 @@ Ctrl-C stops everything; the next `make demo` resumes on the same data.
                 bridge.stop()
                 engine.dispose()
                 print(f"stopped: {bridge.counters.summary_line()}", flush=True)
+    return 0
+
+
+def command_redecode(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from tqdm import tqdm
+
+    from domain.ids import parse_dev_eui
+    from ingest.pipeline import frame_decoder
+    from storage.redecode import count_frames, redecode_codec, redecode_device
+
+    since = datetime.fromisoformat(args.since) if args.since else None
+    if since is not None and since.tzinfo is None:
+        raise ConfigurationError("--since needs a time zone, e.g. 2026-01-01T00:00:00+00:00")
+    decoder = frame_decoder(CodecRegistry())
+    with database(DatabaseSettings()) as url:
+        upgrade_and_apply_policies(url, DatabaseSettings())
+        engine = create_database_engine(url)
+        try:
+            if args.device:
+                dev_eui = parse_dev_eui(args.device)
+                from psycopg import connect
+
+                from storage.database import libpq_url
+
+                with connect(libpq_url(url)) as conn:
+                    row = conn.execute("SELECT id FROM device WHERE dev_eui = %s", (dev_eui,)).fetchone()
+                if row is None:
+                    raise ConfigurationError(f"no registered device {dev_eui}; register it first")
+                total = count_frames(engine, dev_eui=dev_eui, since=since)
+                with tqdm(total=total, unit="frame", disable=args.quiet) as bar:
+                    report = redecode_device(
+                        engine, int(row[0]), decoder=decoder, since=since, progress=bar.update
+                    )
+            else:
+                total = count_frames(engine, codec_id=args.codec, since=since)
+                with tqdm(total=total, unit="frame", disable=args.quiet) as bar:
+                    report = redecode_codec(
+                        engine, args.codec, decoder=decoder, since=since, progress=bar.update
+                    )
+        finally:
+            engine.dispose()
+    print(
+        f"{report.devices} device(s), {report.frames} frames: {report.decoded} decoded, "
+        f"{report.failed} failed, {report.readings} readings"
+    )
+    for reason, count in sorted(report.errors.items(), key=lambda item: -item[1])[:10]:
+        print(f"  {count:8} × {reason}")
     return 0
 
 
@@ -286,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     api = commands.add_parser("api", help="run the API alone")
     api.add_argument("--host")
     api.add_argument("--port", type=int)
+    api.add_argument("--config", help="sources TOML file, for the webhook sources")
     api.set_defaults(handler=command_api)
 
     demo = commands.add_parser("demo", help="everything, with simulated sensors of three towns")
@@ -300,6 +405,14 @@ def build_parser() -> argparse.ArgumentParser:
     decode.set_defaults(handler=command_decode)
 
     commands.add_parser("codecs", help="list the codecs").set_defaults(handler=command_codecs)
+
+    redecode = commands.add_parser("redecode", help="decode stored raw uplinks again")
+    target = redecode.add_mutually_exclusive_group(required=True)
+    target.add_argument("--device", help="DevEUI of a registered device")
+    target.add_argument("--codec", help="every device with this codec id")
+    redecode.add_argument("--since", help="ISO time with zone; default: all history")
+    redecode.add_argument("--quiet", action="store_true", help="no progress bar")
+    redecode.set_defaults(handler=command_redecode)
 
     keys = commands.add_parser("keys", help="API keys")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)

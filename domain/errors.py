@@ -9,6 +9,7 @@
     ├── NotFound                 an entity that does not exist for the caller
     ├── Conflict                 an entity that already exists or a state that forbids the change
     └── PermissionDenied         the caller may see the entity but not do this to it
+        └── Unauthenticated      no valid credential at all (API key, webhook secret)
 
 Why a tree: the MQTT callback boundary and the HTTP error handler each map one
 base class, so a new error never slips through as an unhandled exception.
@@ -65,3 +66,7 @@ class Conflict(PlatformError):
 
 class PermissionDenied(PlatformError):
     """The caller is known but lacks the role for this action."""
+
+
+class Unauthenticated(PermissionDenied):
+    """The caller presented no valid credential (an API key, a webhook secret)."""

@@ -38,9 +38,11 @@ from urllib.parse import quote
 import httpx
 
 from domain.errors import ConfigurationError, MessageRejected, StorageUnavailable
-from domain.uplink import Uplink
+from domain.uplink import NetworkEvent, Uplink
 from ingest.adapters.json_fields import child, load_object
 from ingest.adapters.tts import parse_application_up
+from ingest.config import SourceConfig
+from storage.uplinks import RejectedRecord
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 
@@ -148,3 +150,42 @@ def _uplink(line: bytes) -> Uplink:
     if not isinstance(event, Uplink):
         raise MessageRejected(f"Storage Integration returned a non-uplink message ({type(event).__name__})")
     return event
+
+
+BACKFILL_CHUNK = 500
+"""Events per inbox delivery: large enough to batch well, small enough to stream a long gap."""
+
+
+def backfill_source(
+    source: SourceConfig, after: datetime | None, *, timeout_s: float = 30.0
+) -> Iterator[list[NetworkEvent | RejectedRecord]]:
+    """A TTS source's missed uplinks since `after`, in chunks for the bridge's inbox.
+
+    This is the bridge's `backfill` callable: it runs after every (re)connect of a
+    source that names a `storage_api_url`.
+    """
+    if source.storage_api_url is None or source.tts_application_id is None:
+        return
+    key = source.storage_api_key()
+    if key is None:
+        raise ConfigurationError(f"source {source.name!r}: storage_api_url needs an API key (password_env)")
+    since = after or datetime.now(UTC)
+    chunk: list[NetworkEvent | RejectedRecord] = []
+    with httpx.Client(timeout=timeout_s) as client:
+        for item in fetch_uplinks_since(
+            client,
+            base_url=source.storage_api_url,
+            application_id=source.tts_application_id,
+            api_key=key.get_secret_value(),
+            after=since,
+        ):
+            if isinstance(item, RejectedLine):
+                topic = f"storage-integration:{source.tts_application_id}#line{item.line_number}"
+                chunk.append(RejectedRecord(source.name, topic, item.reason, item.raw))
+            else:
+                chunk.append(item)
+            if len(chunk) >= BACKFILL_CHUNK:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk

@@ -37,16 +37,20 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from decoders import CodecRegistry
-from domain.errors import StorageUnavailable
+from domain.errors import ConfigurationError, StorageUnavailable
 from domain.uplink import NetworkEvent
 from ingest.adapters import default_topics
+from ingest.backfill import backfill_source
 from ingest.config import IngestSettings, SourceConfig
 from ingest.metrics import BATCH_SECONDS, PENDING, WRITE_RETRIES, IngestCounters, Outcome
 from ingest.pipeline import DeviceCache, Pipeline, ReceivedMessage
 from storage.device_registry import ensure_municipality
-from storage.uplinks import IngestBatch, TransientWriteError, prepare_connection, write_batch
+from storage.uplinks import IngestBatch, RejectedRecord, TransientWriteError, prepare_connection, write_batch
 
 log = logging.getLogger(__name__)
+
+Backfill = Callable[[SourceConfig, datetime | None], Iterable[Sequence[NetworkEvent | RejectedRecord]]]
+"""Fetches what a source missed since a time (TTS Storage Integration), in chunks."""
 
 SESSION_EXPIRY_S = 7 * 24 * 3600  # a week of outage before the broker forgets our queue
 IDLE_FLUSH_S = 0.005  # a quiet inbox for this long means the broker is waiting for our acks
@@ -63,7 +67,7 @@ class Delivery:
     generation: int = 0
     mid: int = 0
     qos: int = 0
-    events: Sequence[NetworkEvent] | None = None
+    events: Sequence[NetworkEvent | RejectedRecord] | None = None
 
 
 class Inbox:
@@ -141,6 +145,8 @@ class MqttConnection:
         self.received = 0  # written by this connection's paho thread only
         self.connected = threading.Event()
         instance = settings.instance or socket.gethostname()
+        assert source.host is not None, "webhook-only sources have no MQTT connection"
+        self.host = source.host
         self.client_id = source.client_id or f"lorakom-{source.name}-{instance}"[:64]
         self.is_v5 = source.effective_mqtt_version == "5"
         self.qos = source.effective_qos
@@ -189,7 +195,7 @@ class MqttConnection:
             properties.SessionExpiryInterval = SESSION_EXPIRY_S
             properties.ReceiveMaximum = min(65535, self.settings.max_pending)
             self.client.connect_async(
-                self.source.host,
+                self.host,
                 self.source.effective_port,
                 keepalive=self.source.keepalive_s,
                 clean_start=False,
@@ -197,7 +203,7 @@ class MqttConnection:
             )
         else:
             self.client.connect_async(
-                self.source.host, self.source.effective_port, keepalive=self.source.keepalive_s
+                self.host, self.source.effective_port, keepalive=self.source.keepalive_s
             )
         self.client.loop_start()
 
@@ -259,7 +265,7 @@ class Bridge:
         settings: IngestSettings,
         codecs: CodecRegistry,
         counters: IngestCounters | None = None,
-        backfill: Callable[[SourceConfig, datetime | None], Iterable[Sequence[NetworkEvent]]] | None = None,
+        backfill: Backfill | None = backfill_source,
         on_devices_changed: Callable[[list[Any]], None] | None = None,
     ) -> None:
         self.sources = list(sources)
@@ -293,6 +299,8 @@ class Bridge:
         self._writer = threading.Thread(target=self._write_loop, name="lorakom-writer", daemon=True)
         self._writer.start()
         for source in self.sources:
+            if not source.uses_mqtt:
+                continue
             connection = MqttConnection(
                 source, self.settings, self.inbox, self.counters, self.stop_event, self._on_connected
             )
@@ -339,7 +347,7 @@ class Bridge:
             for events in self.backfill(source, after):
                 self.counters.add(source.name, Outcome.BACKFILLED, len(events))
                 self.inbox.put(Delivery(source, "backfill", b"", events=events), self.stop_event)
-        except (StorageUnavailable, psycopg.Error) as exc:
+        except (StorageUnavailable, ConfigurationError, psycopg.Error) as exc:
             log.warning("source %s: backfill failed, will try again on next reconnect: %s", source.name, exc)
 
     # -- writing -----------------------------------------------------------------

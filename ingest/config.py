@@ -33,7 +33,7 @@ class SourceConfig(BaseModel):
     kind: NetworkServer
     municipality: Annotated[str, Field(pattern=_NAME, description="slug; created if missing")]
     municipality_name: str | None = None
-    host: str
+    host: str | None = Field(default=None, description="MQTT broker; omit for a webhook-only source")
     port: int | None = Field(default=None, ge=1, le=65535)
     tls: bool | None = None
     ca_file: str | None = None
@@ -48,12 +48,20 @@ class SourceConfig(BaseModel):
     storage_api_url: str | None = None
     storage_api_key_env: str | None = None
     backfill_max_hours: float = Field(default=24.0, gt=0)
+    # HTTP integrations (webhooks) into `/v1/ingest/...` for this source.
+    webhook_secret_env: str | None = None
 
     @model_validator(mode="after")
     def _credentials_come_in_pairs(self) -> SourceConfig:
         if self.password_env is not None and self.username is None:
             raise ValueError("password_env without username")
+        if self.host is None and self.webhook_secret_env is None:
+            raise ValueError("a source needs an MQTT host, a webhook_secret_env, or both")
         return self
+
+    @property
+    def uses_mqtt(self) -> bool:
+        return self.host is not None
 
     @property
     def uses_tls(self) -> bool:
@@ -85,6 +93,9 @@ class SourceConfig(BaseModel):
 
     def password(self) -> SecretStr | None:
         return _secret_from_env(self.password_env, self.name)
+
+    def webhook_secret(self) -> SecretStr | None:
+        return _secret_from_env(self.webhook_secret_env, self.name)
 
     def storage_api_key(self) -> SecretStr | None:
         return _secret_from_env(self.storage_api_key_env or self.password_env, self.name)

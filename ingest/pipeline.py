@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -19,11 +19,12 @@ import psycopg
 from decoders import CodecRegistry, DecoderSource
 from domain.errors import MessageRejected
 from domain.ids import DevEui
-from domain.uplink import DeviceStatus, GatewayStatus, Ignored, Join, NetworkEvent, Uplink
+from domain.uplink import DeviceStatus, GatewayStatus, Ignored, Join, JsonObject, NetworkEvent, Uplink
 from ingest.adapters import parse_message
 from ingest.config import SourceConfig
 from ingest.metrics import IngestCounters, Outcome
 from storage.device_registry import DeviceProfile, load_devices
+from storage.redecode import DecodedFrame, Decoder, StoredFrame
 from storage.uplinks import DecodeStatus, IngestBatch, RejectedRecord, UplinkRecord
 
 _PREFERENCES: dict[str, tuple[DecoderSource, ...]] = {source.value: (source,) for source in DecoderSource}
@@ -97,9 +98,15 @@ class Pipeline:
             return
         self.add_event(source, event, batch)
 
-    def add_events(self, source: SourceConfig, events: Iterable[NetworkEvent], batch: IngestBatch) -> None:
+    def add_events(
+        self, source: SourceConfig, events: Iterable[NetworkEvent | RejectedRecord], batch: IngestBatch
+    ) -> None:
         for event in events:
-            self.add_event(source, event, batch)
+            if isinstance(event, RejectedRecord):
+                batch.rejected.append(event)
+                self.counters.add(source.name, Outcome.REJECTED)
+            else:
+                self.add_event(source, event, batch)
 
     def add_event(self, source: SourceConfig, event: NetworkEvent, batch: IngestBatch) -> None:
         municipality_id = self.municipality_ids[source.name]
@@ -133,34 +140,58 @@ def decode_for_device(
     codecs: CodecRegistry, uplink: Uplink, profile: DeviceProfile, source_name: str
 ) -> UplinkRecord:
     """Decode an uplink of a registered device; failures are kept on the record, never raised."""
-    preference = _PREFERENCES.get(profile.decoder_source or "")
-    outcome = codecs.decode(
-        codec_id=profile.codec_id,
-        f_port=uplink.f_port,
-        payload=uplink.payload,
-        network_decoded=uplink.decoded_by_network,
-        device_metadata=profile.metadata,
-        **({"preference": preference} if preference else {}),
-    )
-    if outcome.ok:
-        status = DecodeStatus.DECODED
-    elif outcome.source is None and profile.codec_id is None and uplink.decoded_by_network is None:
-        status = DecodeStatus.NO_DECODER
-    else:
-        status = DecodeStatus.FAILED
+    result = decode_frame(codecs, profile, uplink.f_port, uplink.payload, uplink.decoded_by_network)
     return UplinkRecord(
         uplink=uplink,
         source=source_name,
         municipality_id=profile.municipality_id,
         device_id=profile.device_id,
-        decode_status=status,
+        decode_status=result.status,
+        decoded=result.decoded,
+        decoder_source=result.decoder_source,
+        codec_id=result.codec_id,
+        decode_error=result.error,
+        readings=result.readings,
+    )
+
+
+def decode_frame(
+    codecs: CodecRegistry,
+    profile: DeviceProfile,
+    f_port: int | None,
+    payload: bytes,
+    network_decoded: JsonObject | None,
+) -> DecodedFrame:
+    """One payload of a known device through the decoders, by the device's source preference."""
+    preference = _PREFERENCES.get(profile.decoder_source or "")
+    outcome = codecs.decode(
+        codec_id=profile.codec_id,
+        f_port=f_port,
+        payload=payload,
+        network_decoded=network_decoded,
+        device_metadata=profile.metadata,
+        **({"preference": preference} if preference else {}),
+    )
+    if outcome.ok:
+        status = DecodeStatus.DECODED
+    elif outcome.source is None and profile.codec_id is None and network_decoded is None:
+        status = DecodeStatus.NO_DECODER
+    else:
+        status = DecodeStatus.FAILED
+    return DecodedFrame(
+        status=status,
         decoded=outcome.decoded,
         decoder_source=outcome.source.value if outcome.source else None,
         codec_id=outcome.codec_id,
-        decode_error=outcome.error,
+        error=outcome.error,
         readings=outcome.readings,
     )
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+def frame_decoder(codecs: CodecRegistry) -> Decoder:
+    """The decode callback that `storage.redecode` runs over stored frames: the live path's rules."""
+
+    def decode(frame: StoredFrame, profile: DeviceProfile) -> DecodedFrame:
+        return decode_frame(codecs, profile, frame.f_port, frame.payload, frame.network_decoded)
+
+    return decode

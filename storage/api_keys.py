@@ -21,7 +21,7 @@ from enum import StrEnum
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from domain.errors import InvalidIdentifier, NotFound, PermissionDenied
+from domain.errors import InvalidIdentifier, NotFound, Unauthenticated
 from storage.models import ApiKey
 from storage.municipalities import get_municipality
 
@@ -39,7 +39,7 @@ class Role(StrEnum):
     TECHNICIAN = "technician"
 
 
-class InvalidApiKey(PermissionDenied):
+class InvalidApiKey(Unauthenticated):
     """No key, a malformed key, an unknown or revoked one: the caller is not known at all."""
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from domain.errors import NotFound
 from domain.ids import DevEui
 
 
@@ -46,19 +47,20 @@ def load_devices(
     else:
         rows = conn.execute(_SELECT + " WHERE updated_at > %s", (changed_after,)).fetchall()
     conn.commit()
-    return [
-        DeviceProfile(
-            device_id=row[0],
-            dev_eui=DevEui(row[1]),
-            municipality_id=row[2],
-            codec_id=row[3],
-            decoder_source=row[4],
-            use_case=row[5],
-            metadata=row[6] or {},
-            updated_at=row[7],
-        )
-        for row in rows
-    ]
+    return [_profile(row) for row in rows]
+
+
+def _profile(row: Any) -> DeviceProfile:
+    return DeviceProfile(
+        device_id=row[0],
+        dev_eui=DevEui(row[1]),
+        municipality_id=row[2],
+        codec_id=row[3],
+        decoder_source=row[4],
+        use_case=row[5],
+        metadata=row[6] or {},
+        updated_at=row[7],
+    )
 
 
 def ensure_municipality(conn: psycopg.Connection[Any], slug: str, name: str | None = None) -> int:
@@ -74,3 +76,10 @@ def ensure_municipality(conn: psycopg.Connection[Any], slug: str, name: str | No
     conn.commit()
     assert row is not None
     return int(row[0])
+
+
+def load_device(conn: psycopg.Connection[Any], device_id: int) -> DeviceProfile:
+    row = conn.execute(_SELECT + " WHERE id = %s", (device_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no device with id {device_id}")
+    return _profile(row)

@@ -1,0 +1,219 @@
+"""HTTP integrations: The Things Stack webhooks and ChirpStack's HTTP integration.
+
+The other way in, beside MQTT, through the same adapters, the same pipeline and the
+same idempotent write: an uplink that arrives by webhook *and* by MQTT is stored
+once. A request is answered only after its rows are committed, so a network server
+that retries on errors loses nothing.
+
+Each webhook source has its own secret (named by `webhook_secret_env` in the sources
+file). The Things Stack can send it as a custom header or as Basic auth; ChirpStack's
+HTTP integration as a custom header. All three forms are accepted:
+`Authorization: Bearer <secret>`, `Authorization: Basic <base64(any-user:secret)>`
+and `X-Webhook-Secret: <secret>`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import threading
+import time
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Header, Query, Request
+from pydantic import BaseModel, Field, SecretStr
+
+from decoders import CodecRegistry
+from domain.errors import MessageRejected, NotFound, Unauthenticated
+from domain.uplink import NetworkServer, Uplink
+from ingest.adapters import parse_webhook
+from ingest.config import SourceConfig
+from ingest.metrics import IngestCounters, Outcome
+from ingest.pipeline import DeviceCache, Pipeline
+from storage.device_registry import ensure_municipality
+from storage.uplinks import IngestBatch, RejectedRecord, TransientWriteError, prepare_connection, write_batch
+
+MAX_BODY_BYTES = 1024 * 1024
+DEVICE_REFRESH_S = 2.0
+
+
+class WebhookAccepted(BaseModel):
+    """What became of one posted message."""
+
+    outcome: str = Field(description="stored | duplicate | event (a join, status, …) | ignored")
+    uplink_key: str | None = Field(default=None, description="The deduplication key of a stored uplink")
+
+
+class WebhookIngest:
+    """Holds one database connection and the device cache for all webhook requests.
+
+    Requests are written one at a time under a lock: webhook rates are far below what
+    one connection writes, and a single connection keeps the write path identical to
+    the bridge's (staging tables are per connection).
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[SourceConfig],
+        database_url: str,
+        codecs: CodecRegistry,
+        counters: IngestCounters | None = None,
+    ) -> None:
+        self.sources = {source.name: source for source in sources if source.webhook_secret_env}
+        self.secrets: dict[str, SecretStr] = {}
+        for source in self.sources.values():
+            secret = source.webhook_secret()
+            assert secret is not None
+            self.secrets[source.name] = secret
+        self.database_url = database_url
+        self.counters = counters or IngestCounters()
+        self.devices = DeviceCache()
+        self._codecs = codecs
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._pipeline: Pipeline | None = None
+        self._refreshed_at = 0.0
+
+    def _ready(self) -> tuple[psycopg.Connection[Any], Pipeline]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.database_url, connect_timeout=5)
+            prepare_connection(self._conn)
+            municipality_ids = {
+                name: ensure_municipality(self._conn, source.municipality, source.municipality_name)
+                for name, source in self.sources.items()
+            }
+            self._pipeline = Pipeline(self.devices, self._codecs, municipality_ids, self.counters)
+        assert self._pipeline is not None
+        if time.monotonic() - self._refreshed_at > DEVICE_REFRESH_S:
+            self.devices.refresh(self._conn)
+            self._refreshed_at = time.monotonic()
+        return self._conn, self._pipeline
+
+    def authenticate(
+        self, source_name: str, kinds: tuple[NetworkServer, ...], presented: str | None
+    ) -> SourceConfig:
+        source = self.sources.get(source_name)
+        if source is None or source.kind not in kinds:
+            raise NotFound(f"no webhook source {source_name!r} of this kind")
+        expected = self.secrets[source_name].get_secret_value().encode()
+        if presented is None or not hmac.compare_digest(presented.encode(), expected):
+            raise Unauthenticated("missing or wrong webhook secret")
+        return source
+
+    def accept(
+        self, source: SourceConfig, body: bytes, *, event: str | None, content_type: str | None
+    ) -> WebhookAccepted:
+        with self._lock:
+            try:
+                conn, pipeline = self._ready()
+                batch = IngestBatch()
+                self.counters.add(source.name, Outcome.RECEIVED)
+                try:
+                    parsed = parse_webhook(source.kind, body, event=event, content_type=content_type)
+                except MessageRejected as rejected:
+                    topic = f"webhook:{source.kind.value}" + (f"?event={event}" if event else "")
+                    batch.rejected.append(RejectedRecord(source.name, topic, rejected.reason, body))
+                    write_batch(conn, batch)
+                    self.counters.add(source.name, Outcome.REJECTED)
+                    raise
+                pipeline.add_event(source, parsed, batch)
+                result = write_batch(conn, batch)
+            except (TransientWriteError, psycopg.OperationalError) as exc:
+                if self._conn is not None:
+                    self._conn.close()
+                self._conn = None
+                raise TransientWriteError(f"not stored, please retry: {exc}") from exc
+        if isinstance(parsed, Uplink):
+            stored = result.uplinks_new == 1
+            self.counters.add(source.name, Outcome.STORED if stored else Outcome.DUPLICATE)
+            return WebhookAccepted(outcome="stored" if stored else "duplicate", uplink_key=parsed.uplink_key)
+        return WebhookAccepted(outcome="event" if len(batch) else "ignored")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def presented_secret(authorization: str | None, webhook_secret: str | None) -> str | None:
+    if webhook_secret:
+        return webhook_secret
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[2]
+    return None
+
+
+async def read_body(request: Request) -> bytes:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise MessageRejected(f"body of {len(body)} bytes is larger than {MAX_BODY_BYTES}")
+    return body
+
+
+AuthorizationHeader = Annotated[str | None, Header(description="Bearer <secret> or Basic auth")]
+SecretHeader = Annotated[str | None, Header(alias="X-Webhook-Secret", description="The source's secret")]
+ContentTypeHeader = Annotated[str | None, Header()]
+
+
+def webhook_router(ingest: WebhookIngest) -> APIRouter:
+    """Routes under `/ingest` (the app mounts them below `/v1`)."""
+    router = APIRouter(prefix="/ingest", tags=["ingest"])
+    errors: dict[int | str, dict[str, Any]] = {
+        400: {"description": "The body is not a message of this network server; it was kept with the reason"},
+        401: {"description": "Missing or wrong webhook secret"},
+        404: {"description": "No webhook source of that name and kind"},
+        503: {"description": "The database is unreachable; retry later, nothing was stored"},
+    }
+
+    @router.post("/tts/{source}", response_model=WebhookAccepted, responses=errors)
+    async def tts_webhook(
+        source: str,
+        request: Request,
+        authorization: AuthorizationHeader = None,
+        x_webhook_secret: SecretHeader = None,
+        content_type: ContentTypeHeader = None,
+    ) -> WebhookAccepted:
+        """A The Things Stack webhook (JSON format): uplinks, joins; other message kinds are ignored."""
+        config = ingest.authenticate(
+            source, (NetworkServer.TTS,), presented_secret(authorization, x_webhook_secret)
+        )
+        body = await read_body(request)
+        return await _in_thread(ingest, config, body, None, content_type)
+
+    @router.post("/chirpstack/{source}", response_model=WebhookAccepted, responses=errors)
+    async def chirpstack_webhook(
+        source: str,
+        request: Request,
+        event: Annotated[str, Query(description="ChirpStack's event type: up, join, status, …")],
+        authorization: AuthorizationHeader = None,
+        x_webhook_secret: SecretHeader = None,
+        content_type: ContentTypeHeader = None,
+    ) -> WebhookAccepted:
+        """ChirpStack's HTTP integration (v4 JSON or protobuf, v3 JSON)."""
+        kinds = (NetworkServer.CHIRPSTACK_V4, NetworkServer.CHIRPSTACK_V3)
+        config = ingest.authenticate(source, kinds, presented_secret(authorization, x_webhook_secret))
+        body = await read_body(request)
+        return await _in_thread(ingest, config, body, event, content_type)
+
+    return router
+
+
+async def _in_thread(
+    ingest: WebhookIngest, source: SourceConfig, body: bytes, event: str | None, content_type: str | None
+) -> WebhookAccepted:
+    """The write blocks on the database; keep it off the event loop."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(ingest.accept, source, body, event=event, content_type=content_type)

@@ -1,0 +1,114 @@
+"""Registering a device later decodes its stored history; redecoding is idempotent."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from decoders import CodecRegistry
+from domain.ids import DevEui, GatewayId
+from domain.uplink import NetworkServer, Reception, Uplink
+from ingest.pipeline import frame_decoder
+from storage.database import create_database_engine
+from storage.device_registry import ensure_municipality
+from storage.redecode import redecode_device
+from storage.uplinks import DecodeStatus, IngestBatch, UplinkRecord, prepare_connection, write_batch
+
+EUI = DevEui("24e124136b316361")
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+CODEC = "milesight-iot/em500-udl-codec"
+
+
+def em500_udl_payload(distance_mm: int, battery: int = 97) -> bytes:
+    """Milesight channel format: battery (01 75), distance in mm (03 82, little endian)."""
+    return bytes([0x01, 0x75, battery, 0x03, 0x82]) + distance_mm.to_bytes(2, "little")
+
+
+def store_unclaimed(conn: psycopg.Connection[Any], municipality_id: int, count: int) -> None:
+    records = [
+        UplinkRecord(
+            uplink=Uplink(
+                network_server=NetworkServer.CHIRPSTACK_V4,
+                uplink_key=f"redecode-{n}",
+                received_at=T0 + timedelta(hours=n),
+                dev_eui=EUI,
+                payload=em500_udl_payload(1000 + n),
+                f_port=85,
+                f_cnt=n,
+                receptions=(Reception(GatewayId("aa555a0000000009"), -90.0, 7.0),),
+            ),
+            source="s",
+            municipality_id=municipality_id,
+            device_id=None,
+            decode_status=DecodeStatus.UNCLAIMED,
+        )
+        for n in range(count)
+    ]
+    write_batch(conn, IngestBatch(uplinks=records))
+
+
+def rows(conn: psycopg.Connection[Any], query: str) -> list[tuple[Any, ...]]:
+    return conn.execute(query).fetchall()
+
+
+def test_a_late_registration_decodes_the_stored_history(fresh_db_url: str) -> None:
+    with psycopg.connect(fresh_db_url) as conn:
+        prepare_connection(conn)
+        municipality = ensure_municipality(conn, "paderborn")
+        store_unclaimed(conn, municipality, 50)
+        device_id = conn.execute(
+            "INSERT INTO device (municipality_id, dev_eui, name, codec_id, use_case) "
+            "VALUES (%s, %s, 'Pegel', %s, 'environment') RETURNING id",
+            (municipality, EUI, CODEC),
+        ).fetchone()[0]  # type: ignore[index]
+        conn.commit()
+    engine = create_database_engine(fresh_db_url)
+    decoder = frame_decoder(CodecRegistry())
+    seen: list[int] = []
+    first = redecode_device(engine, device_id, decoder=decoder, progress=seen.append)
+    second = redecode_device(engine, device_id, decoder=decoder)
+    engine.dispose()
+    assert first.frames == second.frames == 50
+    assert first.failed == 0
+    assert sum(seen) == 50
+    assert first.readings == second.readings
+    with psycopg.connect(fresh_db_url) as conn:
+        assert rows(conn, "SELECT DISTINCT decode_status, device_id FROM uplink") == [("decoded", device_id)]
+        assert rows(conn, "SELECT count(*) FROM reading WHERE quantity = 'distance'") == [(50,)]
+        assert rows(conn, "SELECT count(*) FROM reading") == [(first.readings,)]
+        state = rows(conn, "SELECT value, time FROM device_state WHERE quantity = 'distance'")
+        assert state == [(1049.0, T0 + timedelta(hours=49))]
+
+
+def test_the_redecode_command_reports_progress_and_results(fresh_db_url: str) -> None:
+    with psycopg.connect(fresh_db_url) as conn:
+        prepare_connection(conn)
+        municipality = ensure_municipality(conn, "lippstadt")
+        store_unclaimed(conn, municipality, 20)
+        conn.execute(
+            "INSERT INTO device (municipality_id, dev_eui, name, codec_id) VALUES (%s, %s, 'x', %s)",
+            (municipality, EUI, CODEC),
+        )
+        conn.commit()
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "redecode", "--device", EUI.upper(), "--quiet"],
+        env={"LORAKOM_DB_URL": fresh_db_url, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 device(s), 20 frames: 20 decoded, 0 failed" in result.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "cli.main", "redecode", "--device", "0011223344556677"],
+        env={"LORAKOM_DB_URL": fresh_db_url, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 2
+    assert "no registered device" in missing.stderr
