@@ -41,9 +41,9 @@ bench-api: $(STAMP)
 	$(BIN)/python bench/bench_api.py
 
 check-timescale: $(STAMP)
-	cd deploy/timescale-check && npm install --no-audit --no-fund --silent
-	$(BIN)/python -m storage.timescale --print-sql > deploy/timescale-check/schema.sql
-	cd deploy/timescale-check && node check.mjs schema.sql
+	mkdir -p build
+	$(BIN)/python -m storage.timescale --check-bundle --readings-retention-days 30 --raw-retention-days 14 > build/timescale-check.json
+	cd deploy/timescale-check && npm ci --no-audit --no-fund --silent && node check.mjs ../../build/timescale-check.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

