@@ -1,0 +1,238 @@
+"""The docker-compose deployment, checked without a Docker engine.
+
+The compose file and Grafana's provisioning are parsed and checked for what a
+deployment depends on; the pieces that can run here run for real: the sources
+example through `load_sources`, the Mosquitto configuration in a real Mosquitto,
+and the read-only role's SQL in a real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+import tomllib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from ingest.config import SourceConfig, load_sources
+from storage.database import libpq_url
+from storage.schema import upgrade_database
+from tests.conftest import create_database, drop_database, free_port, port_answers
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+MOSQUITTO_CONF = ROOT / "deploy/mosquitto/mosquitto.conf"
+SOURCES_EXAMPLE = ROOT / "deploy/sources.example.toml"
+ENV_EXAMPLE = ROOT / "deploy/lorakom.env.example"
+READONLY_SQL = ROOT / "deploy/postgres/grafana-readonly.sql"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    return document
+
+
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+def mosquitto_settings() -> dict[str, str]:
+    settings = {}
+    for line in MOSQUITTO_CONF.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition(" ")
+            settings.setdefault(name, value.strip())
+    return settings
+
+
+def test_services(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == {"timescaledb", "mosquitto", "lorakom", "grafana"}
+    assert services["timescaledb"]["image"].startswith("timescale/timescaledb:")
+    assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:2")
+    assert services["lorakom"]["build"] == "."
+    assert services["grafana"]["image"].startswith("grafana/grafana")
+
+
+def test_every_service_has_a_healthcheck_and_restarts(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        check = service["healthcheck"]
+        assert check["test"][0] in {"CMD", "CMD-SHELL"}, name
+        assert service["restart"] == "unless-stopped", name
+    lorakom_check = " ".join(compose["services"]["lorakom"]["healthcheck"]["test"])
+    assert "/healthz" in lorakom_check
+
+
+def test_lorakom_waits_for_healthy_dependencies(compose: dict[str, Any]) -> None:
+    depends = compose["services"]["lorakom"]["depends_on"]
+    assert depends == {
+        "timescaledb": {"condition": "service_healthy"},
+        "mosquitto": {"condition": "service_healthy"},
+    }
+
+
+def test_state_lives_in_named_volumes(compose: dict[str, Any]) -> None:
+    assert set(compose["volumes"]) == {"pgdata", "mosquitto-data", "grafana-data"}
+    mounts = {name: service.get("volumes", []) for name, service in compose["services"].items()}
+    assert "pgdata:/var/lib/postgresql/data" in mounts["timescaledb"]
+    assert "mosquitto-data:/mosquitto/data" in mounts["mosquitto"]
+    assert "grafana-data:/var/lib/grafana" in mounts["grafana"]
+
+
+def test_mounted_files_exist(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for mount in service.get("volumes", []):
+            source = mount.split(":", 1)[0]
+            if source.startswith("./"):
+                relative = source[2:]
+                if relative == "deploy/sources.toml":  # the operator's copy of the example
+                    assert SOURCES_EXAMPLE.exists()
+                    continue
+                assert (ROOT / relative).exists(), f"{name} mounts missing {source}"
+        for env_file in [service["env_file"]] if "env_file" in service else []:
+            assert env_file == "deploy/lorakom.env"
+    assert ENV_EXAMPLE.exists()
+
+
+def test_compose_interpolates_nothing_from_the_shell() -> None:
+    """Compose substitutes ${…} from the shell, not from env_file: everything comes from the env file."""
+    text = COMPOSE.read_text(encoding="utf-8")
+    assert re.findall(r"(?<!\$)\$\{?[A-Za-z_]", text) == []
+
+
+def test_env_example_is_consistent() -> None:
+    values = env_example()
+    url = values["LORAKOM_DB_URL"]
+    assert url == f"postgresql://lorakom:{values['POSTGRES_PASSWORD']}@timescaledb:5432/lorakom"
+    for needed in ("GRAFANA_DB_USER", "GRAFANA_DB_PASSWORD", "GF_SECURITY_ADMIN_PASSWORD"):
+        assert values[needed]
+    # Every secret the sources example names is in the env example.
+    for source in tomllib.loads(SOURCES_EXAMPLE.read_text(encoding="utf-8"))["source"]:
+        for key in ("password_env", "storage_api_key_env", "webhook_secret_env"):
+            if key in source:
+                assert source[key] in values, f"{source[key]} is missing from lorakom.env.example"
+
+
+def test_grafana_provisioning() -> None:
+    datasources = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/datasources/lorakom.yml").read_text(encoding="utf-8")
+    )
+    (datasource,) = datasources["datasources"]
+    assert datasource["url"] == "timescaledb:5432"
+    assert datasource["user"] == "${GRAFANA_DB_USER}"
+    assert datasource["secureJsonData"]["password"] == "${GRAFANA_DB_PASSWORD}"
+    providers = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/dashboards/lorakom.yml").read_text(encoding="utf-8")
+    )
+    (provider,) = providers["providers"]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_mosquitto_queues_hold_a_flood() -> None:
+    settings = mosquitto_settings()
+    assert settings["persistence"] == "true"
+    assert int(settings["max_queued_messages"]) >= 100_000
+    assert int(settings["max_inflight_messages"]) >= 20_000
+    assert settings["persistence_location"] == "/mosquitto/data/"
+
+
+def test_mosquitto_accepts_its_configuration(tmp_path: Path) -> None:
+    """The file runs in a real Mosquitto (listener and data folder moved to fit this machine)."""
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(binary).exists():
+        pytest.fail("the mosquitto binary is needed (Debian/Ubuntu: apt install mosquitto)")
+    port = free_port()
+    tmp_path.chmod(0o777)  # Mosquitto started as root drops to its own user
+    text = MOSQUITTO_CONF.read_text(encoding="utf-8")
+    text = text.replace("listener 1883", f"listener {port} 127.0.0.1")
+    text = text.replace("/mosquitto/data/", f"{tmp_path}/")
+    config = tmp_path / "mosquitto.conf"
+    config.write_text(text)
+    log = tmp_path / "mosquitto.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen([binary, "-c", str(config)], stdout=output, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while not port_answers("127.0.0.1", port):
+            if process.poll() is not None:
+                pytest.fail(f"mosquitto rejected the configuration: {log.read_text()}")
+            assert time.monotonic() < deadline, "mosquitto did not open its port"
+            time.sleep(0.05)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_sources_example_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in env_example().items():
+        monkeypatch.setenv(name, value)
+    sources = load_sources(SOURCES_EXAMPLE)
+    assert [source.kind.value for source in sources] == ["tts", "chirpstack-v4"]
+    assert len({source.municipality for source in sources}) == 2
+    for source in sources:
+        assert source.password() is not None
+    tts, chirpstack = sources
+    assert tts.uses_tls
+    assert tts.effective_port == 8883
+    assert tts.storage_api_key() is not None
+    assert chirpstack.host == "mosquitto"
+    assert chirpstack.effective_qos == 1
+
+
+def test_sources_example_documents_every_key() -> None:
+    """Each SourceConfig key appears in the example, set or as a commented line."""
+    text = SOURCES_EXAMPLE.read_text(encoding="utf-8")
+    written = set(re.findall(r"^#?\s*([a-z_0-9]+)\s*=", text, flags=re.MULTILINE))
+    missing = set(SourceConfig.model_fields) - written
+    assert not missing, f"document these keys in {SOURCES_EXAMPLE.name}: {sorted(missing)}"
+
+
+@pytest.fixture
+def empty_db_url(postgres_server: str) -> Iterator[str]:
+    url = create_database(postgres_server, prefix="lorakom_readonly")
+    try:
+        yield url
+    finally:
+        drop_database(postgres_server, url)
+
+
+def test_readonly_role_reads_and_never_writes(postgres_server: str, empty_db_url: str) -> None:
+    """As compose does: the SQL on an empty database, then migrations; run again after them."""
+    if shutil.which("psql") is None:
+        pytest.fail("psql is needed to run the role's SQL (Debian/Ubuntu: apt install postgresql-client)")
+    reader = f"reader_{uuid.uuid4().hex[:8]}"
+    command = ["psql", "--no-psqlrc", "--quiet", libpq_url(empty_db_url), "-v", f"reader={reader}",
+               "-v", "reader_password=secret-1", "-f", str(READONLY_SQL)]  # fmt: skip
+    try:
+        subprocess.run(command, check=True, capture_output=True)
+        upgrade_database(empty_db_url)
+        # Tables made after the first run are readable through the default privileges.
+        with psycopg.connect(libpq_url(empty_db_url), user=reader, password="secret-1") as conn:
+            assert conn.execute("SELECT count(*) FROM reading").fetchone() == (0,)
+            assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+        subprocess.run(command, check=True, capture_output=True)  # again: idempotent
+        with psycopg.connect(libpq_url(empty_db_url), user=reader, password="secret-1") as conn:
+            conn.execute("SELECT count(*) FROM device_state")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("SELECT count(*) FROM api_key")
+            conn.rollback()
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                conn.execute("INSERT INTO municipality (slug, name) VALUES ('x', 'x')")
+    finally:
+        drop_database(postgres_server, empty_db_url)  # first: the default privileges live in it
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            conn.execute(f'DROP ROLE IF EXISTS "{reader}"')
