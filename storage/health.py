@@ -1,0 +1,307 @@
+"""Link health for field technicians: is a gateway up, is a device still talking, and how well.
+
+Gateway status is computed from when the gateway was heard (receptions of uplinks
+and its own online heartbeats), counted in `ACTIVITY_BIN` bins so that a busy
+gateway's month is at most 8,640 points; `domain.analytics.availability` then puts
+hysteresis on it. The network server's own `gateway.online` flag is shown beside it
+but not trusted alone: some servers never send a status message.
+
+What a municipality sees of a gateway it does not run (a neighbour's gateway that
+carries its devices) is limited to its own devices: "devices heard" never lists a
+neighbour's sensors.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy import Float, and_, func, literal, select, union
+from sqlalchemy.orm import Session
+
+from domain.analytics import (
+    Availability,
+    BatteryTrend,
+    FrameLoss,
+    SignalPercentiles,
+    availability,
+    battery_trend,
+    expected_interval,
+    frame_loss,
+)
+from storage.gateways import GatewayView
+from storage.models import Device, DeviceActivity, Gateway, GatewayHeartbeat, Reception, Uplink
+from storage.readings import BUCKET_ORIGIN, date_bin_bucket
+from storage.series import Series, daily_means, epoch_seconds, from_epoch
+
+ACTIVITY_BIN = timedelta(minutes=5)
+STATUS_WINDOW = timedelta(days=2)
+TRAFFIC_WINDOW = timedelta(hours=24)
+SIGNAL_WINDOW = timedelta(days=7)
+UPTIME_WINDOWS = (timedelta(days=7), timedelta(days=30))
+BATTERY_WINDOW = timedelta(days=90)
+SILENT_FACTOR = 2.5
+"""A device is silent once quiet for this many expected intervals: one lost frame is normal."""
+DEFAULT_DEVICE_INTERVAL = timedelta(hours=1)
+BATTERY = "battery"
+
+
+def activity_times(
+    session: Session, gateway_ids: Sequence[str], *, start: datetime, end: datetime
+) -> dict[str, Series]:
+    """For each gateway the start times (epoch s) of the bins in which it was heard."""
+    if not gateway_ids:
+        return {}
+    heard = select(
+        Reception.gateway_id.label("gateway_id"),
+        date_bin_bucket(ACTIVITY_BIN, Reception.received_at, BUCKET_ORIGIN).label("bin"),
+    ).where(Reception.gateway_id.in_(gateway_ids), Reception.received_at.between(start, end))
+    beat = select(
+        GatewayHeartbeat.gateway_id.label("gateway_id"),
+        date_bin_bucket(ACTIVITY_BIN, GatewayHeartbeat.time, BUCKET_ORIGIN).label("bin"),
+    ).where(
+        GatewayHeartbeat.gateway_id.in_(gateway_ids),
+        GatewayHeartbeat.online.is_(True),
+        GatewayHeartbeat.time.between(start, end),
+    )
+    bins = union(heard, beat).subquery()
+    rows = select(bins.c.gateway_id, func.extract("epoch", bins.c.bin).cast(Float)).order_by(
+        bins.c.gateway_id, bins.c.bin
+    )
+    found: dict[str, list[float]] = defaultdict(list)
+    for gateway_id, moment in session.execute(rows).tuples():
+        found[gateway_id].append(moment)
+    return {
+        gateway_id: Series(np.asarray(found[gateway_id]), np.ones(len(found[gateway_id])))
+        for gateway_id in gateway_ids
+    }
+
+
+def gateway_availability(gateway: Gateway, heard: Series, *, start: datetime, now: datetime) -> Availability:
+    """Status now and online share of [start, now]; a gateway first seen later is judged from then."""
+    if gateway.first_seen_at is not None and gateway.first_seen_at > start:
+        start = gateway.first_seen_at
+    interval = max(ACTIVITY_BIN.total_seconds(), expected_interval(heard.times_s))
+    return availability(
+        heard.times_s, start_s=epoch_seconds(start), now_s=epoch_seconds(now), interval_s=interval
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayHealth:
+    view: GatewayView
+    status: Availability
+    last_heard_at: datetime | None
+    uplinks_per_hour: float
+    devices_heard: int
+
+
+def _traffic(
+    session: Session, gateway_ids: Sequence[str], municipality_id: int, *, now: datetime
+) -> dict[str, tuple[int, int]]:
+    """Per gateway: receptions in the last day, and how many of the municipality's devices it heard."""
+    ours = Device.municipality_id == municipality_id
+    rows = (
+        select(
+            Reception.gateway_id,
+            func.count(),
+            func.count(func.distinct(Reception.dev_eui)).filter(Device.id.is_not(None)),
+        )
+        .outerjoin(Device, and_(Device.dev_eui == Reception.dev_eui, ours))
+        .where(Reception.gateway_id.in_(gateway_ids), Reception.received_at > now - TRAFFIC_WINDOW)
+        .group_by(Reception.gateway_id)
+    )
+    return {gateway_id: (frames, devices) for gateway_id, frames, devices in session.execute(rows).tuples()}
+
+
+def gateway_health(
+    session: Session, views: list[GatewayView], municipality_id: int, *, now: datetime
+) -> list[GatewayHealth]:
+    ids = [view.gateway.gateway_id for view in views]
+    heard = activity_times(session, ids, start=now - STATUS_WINDOW, end=now)
+    traffic = _traffic(session, ids, municipality_id, now=now)
+    found = []
+    for view in views:
+        times = heard[view.gateway.gateway_id]
+        last_bin = from_epoch(float(times.times_s[-1])) if len(times) else None
+        frames, devices = traffic.get(view.gateway.gateway_id, (0, 0))
+        candidates = [moment for moment in (view.gateway.last_seen_at, last_bin) if moment is not None]
+        found.append(
+            GatewayHealth(
+                view=view,
+                status=gateway_availability(view.gateway, times, start=now - STATUS_WINDOW, now=now),
+                last_heard_at=max(candidates) if candidates else None,
+                uplinks_per_hour=frames / (TRAFFIC_WINDOW.total_seconds() / 3600),
+                devices_heard=devices,
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayDetail:
+    health: GatewayHealth
+    rssi_dbm: SignalPercentiles | None
+    snr_db: SignalPercentiles | None
+    devices_heard_7d: list[str]
+    heard_only_by_this: list[str]
+    uptime_percent: dict[int, float | None]
+
+
+def _percentiles(
+    session: Session, column: object, gateway_id: str, since: datetime
+) -> SignalPercentiles | None:
+    """Computed in the database: a busy gateway's week is too many rows to move for three numbers."""
+    fractions = literal([0.05, 0.5, 0.95])
+    query = select(func.percentile_cont(fractions).within_group(column)).where(  # type: ignore[arg-type]
+        Reception.gateway_id == gateway_id, Reception.received_at > since
+    )
+    values = session.scalar(query)
+    if not values or values[0] is None:
+        return None
+    return SignalPercentiles(float(values[0]), float(values[1]), float(values[2]))
+
+
+def gateway_detail(
+    session: Session, view: GatewayView, municipality_id: int, *, now: datetime
+) -> GatewayDetail:
+    gateway_id = view.gateway.gateway_id
+    health = gateway_health(session, [view], municipality_id, now=now)[0]
+    since = now - SIGNAL_WINDOW
+    ours = (
+        select(Reception.dev_eui, func.bool_and(Reception.gateway_id == gateway_id))
+        .join(Device, Device.dev_eui == Reception.dev_eui)
+        .where(Device.municipality_id == municipality_id, Reception.received_at > since)
+        .group_by(Reception.dev_eui)
+        .having(func.bool_or(Reception.gateway_id == gateway_id))
+        .order_by(Reception.dev_eui)
+    )
+    heard: list[str] = []
+    only: list[str] = []
+    for dev_eui, alone in session.execute(ours).tuples():
+        if dev_eui is None:
+            continue
+        heard.append(dev_eui)
+        if alone:
+            only.append(dev_eui)
+    longest = max(UPTIME_WINDOWS)
+    times = activity_times(session, [gateway_id], start=now - longest, end=now)[gateway_id]
+    uptime: dict[int, float | None] = {}
+    for window in UPTIME_WINDOWS:
+        share = gateway_availability(view.gateway, times, start=now - window, now=now).online_fraction
+        uptime[window.days] = None if share is None else round(100.0 * share, 2)
+    return GatewayDetail(
+        health=health,
+        rssi_dbm=_percentiles(session, Reception.rssi_dbm, gateway_id, since),
+        snr_db=_percentiles(session, Reception.snr_db, gateway_id, since),
+        devices_heard_7d=heard,
+        heard_only_by_this=only,
+        uptime_percent=uptime,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceHealth:
+    device: Device
+    activity: DeviceActivity | None
+    expected_interval_s: float
+    interval_from_metadata: bool
+    silent: bool
+    battery: BatteryTrend | None
+    frame_loss: FrameLoss
+
+
+def _uplink_counters(
+    session: Session, dev_euis: Sequence[str], *, since: datetime
+) -> dict[str, tuple[list[float], list[int]]]:
+    rows = (
+        select(Uplink.dev_eui, func.extract("epoch", Uplink.received_at).cast(Float), Uplink.f_cnt)
+        .where(Uplink.dev_eui.in_(dev_euis), Uplink.received_at > since)
+        .order_by(Uplink.dev_eui, Uplink.received_at)
+    )
+    found: dict[str, tuple[list[float], list[int]]] = {dev_eui: ([], []) for dev_eui in dev_euis}
+    for dev_eui, moment, f_cnt in session.execute(rows).tuples():
+        if dev_eui is None:
+            continue
+        found[dev_eui][0].append(moment)
+        if f_cnt is not None:
+            found[dev_eui][1].append(f_cnt)
+    return found
+
+
+def device_interval(device: Device, arrivals_s: Sequence[float]) -> tuple[float, bool]:
+    """The expected uplink interval: the registered one, else the median gap seen, else an hour."""
+    registered = device.metadata_.get("expected_interval_s")
+    if isinstance(registered, int | float) and registered > 0:
+        return float(registered), True
+    if len(arrivals_s) >= 3:
+        return float(np.median(np.diff(np.asarray(arrivals_s)))), False
+    return DEFAULT_DEVICE_INTERVAL.total_seconds(), False
+
+
+def device_health(
+    session: Session, devices: list[Device], *, now: datetime, loss_window: timedelta
+) -> list[DeviceHealth]:
+    dev_euis = [device.dev_eui for device in devices]
+    activities = {
+        activity.dev_eui: activity
+        for activity in session.scalars(select(DeviceActivity).where(DeviceActivity.dev_eui.in_(dev_euis)))
+    }
+    counters = _uplink_counters(session, dev_euis, since=now - loss_window)
+    batteries = daily_means(
+        session, [device.id for device in devices], BATTERY, start=now - BATTERY_WINDOW, end=now
+    )
+    found = []
+    for device in devices:
+        arrivals, f_cnts = counters[device.dev_eui]
+        interval, registered = device_interval(device, arrivals)
+        activity = activities.get(device.dev_eui)
+        silent = activity is None or (now - activity.last_seen_at).total_seconds() > SILENT_FACTOR * interval
+        battery = batteries[device.id]
+        trend = battery_trend(battery.times_s, battery.values, now_s=epoch_seconds(now))
+        if trend is None and activity is not None and activity.network_battery_percent is not None:
+            trend = BatteryTrend(activity.network_battery_percent, None, None)
+        found.append(
+            DeviceHealth(
+                device=device,
+                activity=activity,
+                expected_interval_s=interval,
+                interval_from_metadata=registered,
+                silent=silent,
+                battery=trend,
+                frame_loss=frame_loss(f_cnts),
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySignal:
+    gateway_id: str
+    receptions: int
+    rssi_dbm_median: float | None
+    snr_db_median: float | None
+    last_heard_at: datetime
+
+
+def device_signals(session: Session, device: Device, *, now: datetime) -> list[GatewaySignal]:
+    """Every gateway that heard the device in the last week, strongest first."""
+    rows = (
+        select(
+            Reception.gateway_id,
+            func.count(),
+            func.percentile_cont(0.5).within_group(Reception.rssi_dbm),
+            func.percentile_cont(0.5).within_group(Reception.snr_db),
+            func.max(Reception.received_at),
+        )
+        .where(Reception.dev_eui == device.dev_eui, Reception.received_at > now - SIGNAL_WINDOW)
+        .group_by(Reception.gateway_id)
+    )
+    signals = [
+        GatewaySignal(gateway_id, count, rssi, snr, last)
+        for gateway_id, count, rssi, snr, last in session.execute(rows).tuples()
+    ]
+    return sorted(signals, key=lambda signal: -(signal.rssi_dbm_median or -1000.0))

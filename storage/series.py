@@ -1,0 +1,132 @@
+"""Reading history of several devices as numpy arrays, ready for `domain.analytics`.
+
+One query per quantity for a whole page of devices, ordered as the reading key
+(device, quantity, time) is, so the database walks one index and Python only cuts
+the result at device boundaries. Times come back as float epoch seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from sqlalchemy import Float, func, select
+from sqlalchemy.orm import Session
+
+from domain.analytics import Floats
+from storage.models import Device, DeviceState, Reading
+
+Collected = dict[int, tuple[list[float], list[float]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    times_s: Floats
+    values: Floats
+
+    def __len__(self) -> int:
+        return int(self.times_s.size)
+
+
+def epoch_seconds(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def from_epoch(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def device_series(
+    session: Session,
+    device_ids: Sequence[int],
+    quantity: str,
+    *,
+    start: datetime,
+    end: datetime,
+    with_state_before: bool = False,
+) -> dict[int, Series]:
+    """Each device's readings of `quantity` in [start, end], oldest first.
+
+    `with_state_before` adds each device's last reading before `start`, for series
+    that are states (a parking spot stays occupied between reports), where the value
+    at the window's start matters as much as the changes within it.
+    """
+    found: Collected = {device_id: ([], []) for device_id in device_ids}
+    if not device_ids:
+        return {}
+    epoch = func.extract("epoch", Reading.time).cast(Float)
+    if with_state_before:
+        before = (
+            select(Reading.device_id, epoch, Reading.value)
+            .where(Reading.device_id.in_(device_ids), Reading.quantity == quantity, Reading.time < start)
+            .distinct(Reading.device_id)
+            .order_by(Reading.device_id, Reading.time.desc())
+        )
+        for device_id, moment, value in session.execute(before):
+            found[device_id][0].append(moment)
+            found[device_id][1].append(value)
+    rows = (
+        select(Reading.device_id, epoch, Reading.value)
+        .where(
+            Reading.device_id.in_(device_ids),
+            Reading.quantity == quantity,
+            Reading.time >= start,
+            Reading.time <= end,
+        )
+        .order_by(Reading.device_id, Reading.time)
+    )
+    for device_id, moment, value in session.execute(rows):
+        found[device_id][0].append(moment)
+        found[device_id][1].append(value)
+    return _as_series(found)
+
+
+def daily_means(
+    session: Session, device_ids: Sequence[int], quantity: str, *, start: datetime, end: datetime
+) -> dict[int, Series]:
+    """One mean per device and day: enough for trends over months, a hundredth of the rows."""
+    if not device_ids:
+        return {}
+    day = func.date_trunc("day", Reading.time)
+    rows = (
+        select(Reading.device_id, func.extract("epoch", day).cast(Float), func.avg(Reading.value).cast(Float))
+        .where(
+            Reading.device_id.in_(device_ids),
+            Reading.quantity == quantity,
+            Reading.time >= start,
+            Reading.time <= end,
+        )
+        .group_by(Reading.device_id, day)
+        .order_by(Reading.device_id, day)
+    )
+    found: Collected = {device_id: ([], []) for device_id in device_ids}
+    for device_id, moment, value in session.execute(rows):
+        found[device_id][0].append(moment + timedelta(hours=12).total_seconds())
+        found[device_id][1].append(value)
+    return _as_series(found)
+
+
+def _as_series(found: Collected) -> dict[int, Series]:
+    return {
+        device_id: Series(np.asarray(times, dtype=np.float64), np.asarray(values, dtype=np.float64))
+        for device_id, (times, values) in found.items()
+    }
+
+
+def devices_with_state(
+    session: Session, municipality_id: int, quantity: str, *, after_device_id: int | None, limit: int | None
+) -> list[tuple[Device, DeviceState]]:
+    """The municipality's devices that report `quantity`, by id, each with its latest value."""
+    query = (
+        select(Device, DeviceState)
+        .join(DeviceState, DeviceState.device_id == Device.id)
+        .where(Device.municipality_id == municipality_id, DeviceState.quantity == quantity)
+        .order_by(Device.id)
+    )
+    if after_device_id is not None:
+        query = query.where(Device.id > after_device_id)
+    if limit is not None:
+        query = query.limit(limit)
+    return [(device, state) for device, state in session.execute(query).tuples()]

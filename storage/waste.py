@@ -1,0 +1,126 @@
+"""Waste bins: devices reporting `fill_level`, with fill rate and forecast full time.
+
+The forecast looks at `FORECAST_WINDOW` of history: a bin emptied weekly has its
+last emptying in there, and the fit (`domain.analytics.forecast_fill`) uses only
+the readings after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from domain.analytics import emptyings, forecast_fill
+from storage.models import Device, DeviceState
+from storage.series import device_series, devices_with_state, epoch_seconds, from_epoch
+
+FILL_LEVEL = "fill_level"
+FORECAST_WINDOW = timedelta(days=14)
+COLLECTION_CANDIDATES = 5000
+"""At most this many bins are ranked for one collection list: more than any member town has."""
+
+
+@dataclass(frozen=True, slots=True)
+class BinStatus:
+    device: Device
+    fill_percent: float
+    measured_at: datetime
+    rate_percent_per_day: float | None
+    full_at: datetime | None
+    last_emptied_at: datetime | None
+
+
+def _statuses(
+    session: Session, rows: list[tuple[Device, DeviceState]], *, now: datetime, full_percent: float
+) -> list[BinStatus]:
+    series = device_series(
+        session, [device.id for device, _ in rows], FILL_LEVEL, start=now - FORECAST_WINDOW, end=now
+    )
+    statuses = []
+    for device, state in rows:
+        found = series[device.id]
+        forecast = forecast_fill(
+            found.times_s, found.values, now_s=epoch_seconds(now), full_percent=full_percent
+        )
+        rate = until = emptied = None
+        if forecast is not None:
+            rate = forecast.rate_percent_per_day
+            until = forecast.seconds_until_full
+            if forecast.last_emptied_index is not None:
+                emptied = from_epoch(float(found.times_s[forecast.last_emptied_index]))
+        elif state.value >= full_percent:
+            until = 0.0
+        statuses.append(
+            BinStatus(
+                device=device,
+                fill_percent=state.value,
+                measured_at=state.time,
+                rate_percent_per_day=rate,
+                full_at=now + timedelta(seconds=until) if until is not None else None,
+                last_emptied_at=emptied,
+            )
+        )
+    return statuses
+
+
+def bin_statuses(
+    session: Session,
+    municipality_id: int,
+    *,
+    now: datetime,
+    full_percent: float,
+    after_device_id: int | None,
+    limit: int,
+) -> list[BinStatus]:
+    """Bins by device id, at most `limit + 1`, each with its forecast."""
+    rows = devices_with_state(
+        session, municipality_id, FILL_LEVEL, after_device_id=after_device_id, limit=limit + 1
+    )
+    return _statuses(session, rows, now=now, full_percent=full_percent)
+
+
+def collection_list(
+    session: Session, municipality_id: int, *, now: datetime, within: timedelta, full_percent: float
+) -> list[BinStatus]:
+    """Bins full now or forecast full within `within`, most urgent first (then by DevEUI)."""
+    rows = devices_with_state(
+        session, municipality_id, FILL_LEVEL, after_device_id=None, limit=COLLECTION_CANDIDATES
+    )
+    due = [
+        status
+        for status in _statuses(session, rows, now=now, full_percent=full_percent)
+        if status.full_at is not None and status.full_at <= now + within
+    ]
+    return sorted(
+        due, key=lambda status: (status.full_at or now, -status.fill_percent, status.device.dev_eui)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Emptying:
+    time: datetime
+    before_percent: float
+    after_percent: float
+
+
+def emptying_history(session: Session, device: Device, *, start: datetime, end: datetime) -> list[Emptying]:
+    """Each detected emptying in [start, end]: when, and the fill level before and after."""
+    found = device_series(session, [device.id], FILL_LEVEL, start=start, end=end, with_state_before=True)[
+        device.id
+    ]
+    events = []
+    for index in emptyings(found.values):
+        moment = from_epoch(float(found.times_s[index]))
+        if moment < start:
+            continue
+        events.append(
+            Emptying(
+                time=moment,
+                before_percent=float(found.values[index - 1]),
+                after_percent=float(np.median(found.values[index : index + 3])),
+            )
+        )
+    return events
