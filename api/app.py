@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from api.metrics import RequestTimer
@@ -102,8 +105,21 @@ def create_app(
     ):
         v1.include_router(router)
     app.include_router(v1)
+    install_field_page(app)
     install_problem_schema(app)
     return app
+
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def install_field_page(app: FastAPI) -> None:
+    """The technicians' page at `/` (its files under `/static/`); it calls `/v1` with their key."""
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def field_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
 def install_problem_schema(app: FastAPI) -> None:
