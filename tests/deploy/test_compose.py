@@ -33,6 +33,7 @@ MOSQUITTO_CONF = ROOT / "deploy/mosquitto/mosquitto.conf"
 SOURCES_EXAMPLE = ROOT / "deploy/sources.example.toml"
 ENV_EXAMPLE = ROOT / "deploy/lorakom.env.example"
 READONLY_SQL = ROOT / "deploy/postgres/grafana-readonly.sql"
+ENTRYPOINT = ROOT / "deploy/docker-entrypoint.sh"
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +237,65 @@ def test_readonly_role_reads_and_never_writes(postgres_server: str, empty_db_url
         drop_database(postgres_server, empty_db_url)  # first: the default privileges live in it
         with psycopg.connect(postgres_server, autocommit=True) as conn:
             conn.execute(f'DROP ROLE IF EXISTS "{reader}"')
+
+
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def ignore_pattern(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore pattern as Docker reads it: `*` stays within one folder, `**` crosses them,
+    and a pattern naming a folder covers everything in it."""
+    text = ""
+    for part in re.split(r"(\*\*/?|\*|\?)", pattern.strip("/")):
+        if part.startswith("**"):
+            text += ".*"
+        elif part == "*":
+            text += "[^/]*"
+        elif part == "?":
+            text += "[^/]"
+        else:
+            text += re.escape(part)
+    return re.compile(rf"{text}(/.*)?")
+
+
+def dockerignore_excludes(path: str) -> bool:
+    """Docker's rule: the last pattern matching a path decides; `!` patterns re-include."""
+    excluded = False
+    for raw in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#") and ignore_pattern(line.lstrip("!")).fullmatch(path):
+            excluded = not line.startswith("!")
+    return excluded
+
+
+def test_dockerfile_runs_lorakom_as_a_user_with_migrations_first() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    stages = re.findall(r"^FROM (\S+)", text, flags=re.MULTILINE)
+    assert stages == ["python:3.11-slim", "python:3.11-slim"]
+    users = re.findall(r"^USER (\S+)", text, flags=re.MULTILINE)
+    assert users
+    assert users[-1] not in {"root", "0"}
+    healthcheck = re.search(r"^HEALTHCHECK .*\\\n.*$", text, flags=re.MULTILINE)
+    assert healthcheck
+    assert "/healthz" in healthcheck.group(0)
+    assert re.search(r'^ENTRYPOINT \["lorakom-entrypoint"\]$', text, flags=re.MULTILINE)
+    assert re.search(r'^CMD \["run", "--config", "/etc/lorakom/sources.toml"\]$', text, flags=re.MULTILINE)
+    script = ENTRYPOINT.read_text(encoding="utf-8")
+    assert script.index("lorakom db upgrade") < script.index('exec lorakom "$@"')
+
+
+def test_dockerfile_copies_only_what_the_build_context_holds() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    for line in re.findall(r"^COPY (?!--from)(.+)$", text, flags=re.MULTILINE):
+        *sources, _target = line.split()
+        for source in sources:
+            if "*" in source:
+                continue
+            assert (ROOT / source).exists(), source
+            assert not dockerignore_excludes(source), (
+                f".dockerignore leaves {source} out of the build context"
+            )
+    assert dockerignore_excludes(".venv")
+    assert dockerignore_excludes("tests/conftest.py")
+    assert dockerignore_excludes("deploy/lorakom.env")
+    assert dockerignore_excludes("api/__pycache__/app.cpython-311.pyc")
