@@ -21,7 +21,20 @@ from sqlalchemy import Engine
 
 from api.metrics import RequestTimer
 from api.problems import FieldProblem, Problem, install_problem_handlers
-from api.routers import api_keys, devices, gateways, health, municipalities, readings
+from api.routers import (
+    alerts,
+    api_keys,
+    devices,
+    environment,
+    gateways,
+    health,
+    municipalities,
+    network_health,
+    parking,
+    readings,
+    soil,
+    waste,
+)
 from api.settings import ApiSettings
 from domain.errors import ConfigurationError
 from storage.database import create_database_engine
@@ -101,6 +114,12 @@ def create_app(
         devices.router,
         gateways.router,
         readings.router,
+        parking.router,
+        waste.router,
+        soil.router,
+        environment.router,
+        network_health.router,
+        alerts.router,
         *extra_routers,
     ):
         v1.include_router(router)

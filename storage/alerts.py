@@ -171,7 +171,7 @@ def _threshold_violations(
         query = query.where(Device.tags.contains([rule.tag]))
     soil_limits = thresholds(session, rule.municipality_id) if kind is RuleKind.SOIL_DRY else {}
     candidates: list[tuple[Device, float, float]] = []
-    for device, state in session.execute(query).tuples():
+    for device, state in session.execute(query):
         limit = rule.threshold if rule.threshold is not None else DEFAULT_THRESHOLD.get(kind)
         if kind is RuleKind.SOIL_DRY and rule.threshold is None:
             soil = device.metadata_.get("soil_type") or DEFAULT_SOIL
@@ -382,7 +382,7 @@ def list_events(
         query = query.where(AlertEvent.resolved_at.is_not(None))
     if before_id is not None:
         query = query.where(AlertEvent.id < before_id)
-    return [(event, rule) for event, rule in session.execute(query).tuples()]
+    return [(event, rule) for event, rule in session.execute(query)]
 
 
 def acknowledge(
@@ -395,7 +395,7 @@ def acknowledge(
     ).first()
     if found is None:
         raise NotFound(f"no alert event {event_id}")
-    event, rule = found.tuple()
+    event, rule = found
     if event.acknowledged_at is None:
         event.acknowledged_at = now
         event.acknowledged_by = by
@@ -568,7 +568,7 @@ def deliver_notifications(
             ).first()
             if found is None:
                 continue
-            delivery, subscription, event, rule, slug = found.tuple()
+            delivery, subscription, event, rule, slug = found
             body = json.dumps(_payload(delivery, event, rule, slug), separators=(",", ":")).encode()
             timestamp = int(moment.timestamp())
             headers = {

@@ -72,7 +72,7 @@ def activity_times(
         bins.c.gateway_id, bins.c.bin
     )
     found: dict[str, list[float]] = defaultdict(list)
-    for gateway_id, moment in session.execute(rows).tuples():
+    for gateway_id, moment in session.execute(rows):
         found[gateway_id].append(moment)
     return {
         gateway_id: Series(np.asarray(found[gateway_id]), np.ones(len(found[gateway_id])))
@@ -114,7 +114,7 @@ def _traffic(
         .where(Reception.gateway_id.in_(gateway_ids), Reception.received_at > now - TRAFFIC_WINDOW)
         .group_by(Reception.gateway_id)
     )
-    return {gateway_id: (frames, devices) for gateway_id, frames, devices in session.execute(rows).tuples()}
+    return {gateway_id: (frames, devices) for gateway_id, frames, devices in session.execute(rows)}
 
 
 def gateway_health(
@@ -181,7 +181,7 @@ def gateway_detail(
     )
     heard: list[str] = []
     only: list[str] = []
-    for dev_eui, alone in session.execute(ours).tuples():
+    for dev_eui, alone in session.execute(ours):
         if dev_eui is None:
             continue
         heard.append(dev_eui)
@@ -223,7 +223,7 @@ def _uplink_counters(
         .order_by(Uplink.dev_eui, Uplink.received_at)
     )
     found: dict[str, tuple[list[float], list[int]]] = {dev_eui: ([], []) for dev_eui in dev_euis}
-    for dev_eui, moment, f_cnt in session.execute(rows).tuples():
+    for dev_eui, moment, f_cnt in session.execute(rows):
         if dev_eui is None:
             continue
         found[dev_eui][0].append(moment)
@@ -302,6 +302,6 @@ def device_signals(session: Session, device: Device, *, now: datetime) -> list[G
     )
     signals = [
         GatewaySignal(gateway_id, count, rssi, snr, last)
-        for gateway_id, count, rssi, snr, last in session.execute(rows).tuples()
+        for gateway_id, count, rssi, snr, last in session.execute(rows)
     ]
     return sorted(signals, key=lambda signal: -(signal.rssi_dbm_median or -1000.0))

@@ -117,7 +117,7 @@ def _capacities(session: Session, municipality_id: int) -> dict[str, int]:
     rows = select(ParkingZone.name, ParkingZone.capacity).where(
         ParkingZone.municipality_id == municipality_id
     )
-    return {name: capacity for name, capacity in session.execute(rows).tuples()}
+    return {name: capacity for name, capacity in session.execute(rows)}
 
 
 def zone_summaries(

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from sqlalchemy import Float, func, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
 from domain.analytics import Floats
@@ -61,7 +62,7 @@ def device_series(
         before = (
             select(Reading.device_id, epoch, Reading.value)
             .where(Reading.device_id.in_(device_ids), Reading.quantity == quantity, Reading.time < start)
-            .distinct(Reading.device_id)
+            .ext(distinct_on(Reading.device_id))
             .order_by(Reading.device_id, Reading.time.desc())
         )
         for device_id, moment, value in session.execute(before):
@@ -129,4 +130,4 @@ def devices_with_state(
         query = query.where(Device.id > after_device_id)
     if limit is not None:
         query = query.limit(limit)
-    return [(device, state) for device, state in session.execute(query).tuples()]
+    return [(device, state) for device, state in session.execute(query)]

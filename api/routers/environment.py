@@ -1,0 +1,92 @@
+"""Environment: latest values and history of climate, air quality and water level.
+
+The same queries as `/readings`, narrowed to the environmental quantities, so a
+dashboard for the town's air and water needs no list of quantity names of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from api.deps import MunicipalityDep, SessionDep
+from api.pagination import CursorQuery, LimitQuery, Page, encode_cursor, int_cursor, page_of, time_cursor
+from api.problems import problem_responses
+from api.routers.readings import HistoryDep
+from api.schemas.readings import HistoryPointOut, LatestDeviceOut
+from storage.environment import latest_of_quantities
+from storage.readings import HistoryCursor, history_page
+
+router = APIRouter(prefix="/municipalities/{slug}/environment", tags=["environment"])
+
+
+class EnvironmentQuantity(StrEnum):
+    TEMPERATURE = "temperature"
+    RELATIVE_HUMIDITY = "relative_humidity"
+    CO2 = "co2"
+    PM2_5 = "pm2_5"
+    PM10 = "pm10"
+    WATER_LEVEL = "water_level"
+
+
+ENVIRONMENT_QUANTITIES = sorted(quantity.value for quantity in EnvironmentQuantity)
+
+
+@router.get(
+    "/latest",
+    summary="Latest environmental values of every device that measures any",
+    response_model=Page[LatestDeviceOut],
+    responses=problem_responses(403, 404),
+)
+def latest(
+    municipality: MunicipalityDep,
+    session: SessionDep,
+    quantity: Annotated[EnvironmentQuantity | None, Query(description="Only this quantity")] = None,
+    limit: LimitQuery = 100,
+    cursor: CursorQuery = None,
+) -> Page[LatestDeviceOut]:
+    wanted = [quantity.value] if quantity is not None else ENVIRONMENT_QUANTITIES
+    rows = latest_of_quantities(
+        session, municipality.id, wanted, after_device_id=int_cursor(cursor), limit=limit
+    )
+    return page_of(rows, limit, item=LatestDeviceOut.of, position=lambda row: row.device.id)
+
+
+@router.get(
+    "/history",
+    summary="History of environmental quantities of one or more devices, raw or bucketed",
+    response_model=Page[HistoryPointOut],
+    responses=problem_responses(403, 404),
+)
+def history(
+    resolved: HistoryDep,
+    session: SessionDep,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    cursor: CursorQuery = None,
+) -> Page[HistoryPointOut]:
+    asked = resolved.query.quantities
+    allowed = [name for name in asked if name in ENVIRONMENT_QUANTITIES] if asked else ENVIRONMENT_QUANTITIES
+    if not allowed:
+        return Page(items=[], next_cursor=None)
+    position = time_cursor(cursor)
+    page = history_page(
+        session,
+        replace(resolved.query, quantities=allowed),
+        cursor=HistoryCursor(*position) if position is not None else None,
+        limit=limit,
+        bucket_expression=request.app.state.bucket_expression,
+    )
+    following = None
+    if page.next is not None:
+        parts: list[str | int] = [page.next.time.isoformat()]
+        if page.next.device_id is not None and page.next.quantity is not None:
+            parts += [page.next.device_id, page.next.quantity]
+        following = encode_cursor(*parts)
+    return Page(
+        items=[HistoryPointOut.of(point, resolved.devices[point.device_id].dev_eui) for point in page.points],
+        next_cursor=following,
+    )
