@@ -55,9 +55,14 @@ class UseCase(StrEnum):
 
 
 class DeviceMetadata(BaseModel):
-    """What the use cases need to know about where and how a device is mounted."""
+    """What the use cases need to know about where and how a device is mounted.
 
-    model_config = ConfigDict(extra="forbid")
+    The named fields are validated because use cases compute with them; other keys
+    (a planting year, an asset number, a maintenance contract) are kept as given,
+    since every town records its own extras and none should need a release for it.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     bin_depth_mm: float | None = Field(default=None, gt=0, le=20_000, allow_inf_nan=False)
     sensor_offset_mm: float | None = Field(default=None, ge=0, le=20_000, allow_inf_nan=False)
@@ -67,6 +72,7 @@ class DeviceMetadata(BaseModel):
     species: Label | None = None
     soil_type: Label | None = None
     expected_interval_s: int | None = Field(default=None, gt=0, le=7 * 86_400)
+    sensor_height_mm: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
 
 
 class DeviceFields(BaseModel):

@@ -48,7 +48,7 @@ def test_register_normalises_the_dev_eui(client: TestClient, tenant: Tenant) -> 
         {"latitude": 91.0},
         {"latitude": 48.0, "longitude": None},
         {"metadata": {"bin_depth_mm": -1}},
-        {"metadata": {"colour": "green"}},
+        {"metadata": {"expected_interval_s": "hourly"}},
         {"decoder_source": "magic"},
         {"name": "tab\there"},
     ],
@@ -62,6 +62,17 @@ def test_invalid_devices_answer_422_with_the_field(
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["errors"]
+
+
+def test_a_towns_own_metadata_keys_are_kept(client: TestClient, tenant: Tenant) -> None:
+    body = device_body(metadata={"bin_depth_mm": 1200, "asset_number": "AW-2231", "planted_year": 2019})
+    created = client.post(tenant.url("/devices"), json=body, headers=tenant.headers("editor"))
+    assert created.status_code == 201, created.text
+    fetched = client.get(tenant.url(f"/devices/{created.json()['dev_eui']}"), headers=tenant.headers("viewer"))
+    metadata = fetched.json()["metadata"]
+    assert metadata["asset_number"] == "AW-2231"
+    assert metadata["planted_year"] == 2019
+    assert metadata["bin_depth_mm"] == 1200
 
 
 def test_a_dev_eui_registered_anywhere_is_a_conflict(
