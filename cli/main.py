@@ -147,7 +147,7 @@ def build_app(database_url: str, sources: Sequence[SourceConfig] = (), counters:
     from api.settings import ApiSettings
     from ingest.webhooks import WebhookIngest, webhook_router
 
-    engine = create_database_engine(database_url)
+    engine = create_database_engine(database_url, pool_size=DatabaseSettings().pool_size)
     routers = []
     if any(source.webhook_secret_env for source in sources):
         ingest = WebhookIngest(sources, database_url, CodecRegistry(), counters)
