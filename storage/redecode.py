@@ -11,7 +11,8 @@ leaves the old state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -174,14 +175,6 @@ def count_frames(
     return int(row[0]) if row else 0
 
 
-def _frames(conn: psycopg.Connection[Any], params: dict[str, Any]) -> Iterator[list[StoredFrame]]:
-    with conn.cursor(name="redecode_frames") as cursor:
-        cursor.itersize = FETCH_ROWS
-        cursor.execute(_FRAMES_SQL, params)
-        while rows := cursor.fetchmany(FETCH_ROWS):
-            yield [StoredFrame(row[0], row[1], row[2], row[3], row[4]) for row in rows]
-
-
 def _redecode(
     conn: psycopg.Connection[Any],
     profile: DeviceProfile,
@@ -200,6 +193,7 @@ def _redecode(
         "until": until,
         "only_unclaimed": only_unclaimed,
     }
+    writer = _ChunkWriter(conn, profile, params, report, replace_readings=not only_unclaimed)
     with conn.transaction():
         conn.execute(_STAGE_DDL)
         if not only_unclaimed:
@@ -208,63 +202,137 @@ def _redecode(
                 "AND time >= %(since)s AND time < %(until)s",
                 params,
             )
-        for frames in _frames(conn, params):
-            _apply_chunk(conn, profile, decoder, frames, params, report)
-            if progress is not None:
-                progress(len(frames))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lorakom-redecode") as database:
+            # Decoding chunk n+1 (Python) overlaps writing chunk n (mostly the server's work).
+            pending: Future[None] | None = None
+            frames = _frames(conn)
+            chunk = frames.fetch(params)
+            while chunk:
+                results = [decoder(frame, profile) for frame in chunk]
+                if pending is not None:
+                    pending.result()
+                following = frames.fetch(params)
+                pending = database.submit(writer.write, chunk, results)
+                if progress is not None:
+                    progress(len(chunk))
+                chunk = following
+            if pending is not None:
+                pending.result()
+            frames.close()
         conn.execute("DELETE FROM device_state WHERE device_id = %(device_id)s", params)
         conn.execute(_STATE_SQL, params)
     return report
 
 
-def _apply_chunk(
-    conn: psycopg.Connection[Any],
-    profile: DeviceProfile,
-    decoder: Decoder,
-    frames: list[StoredFrame],
-    params: dict[str, Any],
-    report: RedecodeReport,
-) -> None:
-    results = [decoder(frame, profile) for frame in frames]
-    with conn.cursor() as cur:
-        cur.execute("TRUNCATE stage_redecode, stage_redecode_reading")
-        with cur.copy("COPY stage_redecode FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(["timestamptz", "text", "text", "text", "text", "text", "text"])
-            for frame, result in zip(frames, results, strict=True):
-                copy.write_row(
-                    (
-                        frame.received_at,
-                        frame.uplink_key,
-                        result.status,
-                        None if result.decoded is None else orjson.dumps(result.decoded).decode(),
-                        result.decoder_source,
-                        result.codec_id,
-                        result.error,
-                    )
-                )
-        with cur.copy("COPY stage_redecode_reading FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(["timestamptz", "text", "float8", "int2"])
-            for frame, result in zip(frames, results, strict=True):
-                seen: set[str] = set()
-                for reading in result.readings:
-                    if reading.quantity not in seen:
-                        seen.add(reading.quantity)
-                        copy.write_row(
-                            (frame.received_at, reading.quantity, reading.value, int(reading.quality))
+class _Frames:
+    """The device's stored frames through a server-side cursor, a chunk at a time."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._cursor: psycopg.ServerCursor[Any] = conn.cursor(name="redecode_frames")
+        self._started = False
+
+    def fetch(self, params: dict[str, Any]) -> list[StoredFrame]:
+        if not self._started:
+            self._cursor.execute(_FRAMES_SQL, params)
+            self._started = True
+        rows = self._cursor.fetchmany(FETCH_ROWS)
+        return [StoredFrame(row[0], row[1], row[2], row[3], row[4]) for row in rows]
+
+    def close(self) -> None:
+        self._cursor.close()
+
+
+def _frames(conn: psycopg.Connection[Any]) -> _Frames:
+    return _Frames(conn)
+
+
+class _ChunkWriter:
+    """Writes decoded chunks: frame results by UPDATE from staging, readings by COPY.
+
+    When the range's readings were deleted first, new readings are copied straight into
+    `reading` (no conflict is possible once repeats within the run are dropped), which
+    is several times cheaper than staging them and inserting with ON CONFLICT.
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        profile: DeviceProfile,
+        params: dict[str, Any],
+        report: RedecodeReport,
+        *,
+        replace_readings: bool,
+    ) -> None:
+        self.conn = conn
+        self.profile = profile
+        self.params = params
+        self.report = report
+        self.replace_readings = replace_readings
+        self.written: set[tuple[str, datetime]] = set()
+
+    def write(self, frames: list[StoredFrame], results: list[DecodedFrame]) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute("TRUNCATE stage_redecode, stage_redecode_reading")
+            with cur.copy("COPY stage_redecode FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["timestamptz", "text", "text", "text", "text", "text", "text"])
+                for frame, result in zip(frames, results, strict=True):
+                    copy.write_row(
+                        (
+                            frame.received_at,
+                            frame.uplink_key,
+                            result.status,
+                            None if result.decoded is None else orjson.dumps(result.decoded).decode(),
+                            result.decoder_source,
+                            result.codec_id,
+                            result.error,
                         )
-                        report.readings += 1
-        cur.execute(_APPLY_SQL, params)
-        cur.execute(
-            "INSERT INTO reading (device_id, quantity, time, value, quality) "
-            "SELECT %(device_id)s, quantity, time, value, quality FROM stage_redecode_reading "
-            "ON CONFLICT DO NOTHING",
-            params,
-        )
-    for result in results:
-        report.frames += 1
-        if result.error is None:
-            report.decoded += 1
-        else:
-            report.failed += 1
-            reason = result.error.split(" at byte")[0][:120]
-            report.errors[reason] = report.errors.get(reason, 0) + 1
+                    )
+            cur.execute(_APPLY_SQL, self.params)
+            if self.replace_readings:
+                target = "COPY reading (time, quantity, value, quality, device_id) FROM STDIN (FORMAT BINARY)"
+            else:
+                target = "COPY stage_redecode_reading FROM STDIN (FORMAT BINARY)"
+            with cur.copy(target) as copy:
+                copy.set_types(
+                    ["timestamptz", "text", "float8", "int2", "int4"][: 5 if self.replace_readings else 4]
+                )
+                self._copy_readings(copy, frames, results)
+            if not self.replace_readings:
+                cur.execute(
+                    "INSERT INTO reading (device_id, quantity, time, value, quality) "
+                    "SELECT %(device_id)s, quantity, time, value, quality FROM stage_redecode_reading "
+                    "ON CONFLICT DO NOTHING",
+                    self.params,
+                )
+        self._count(results)
+
+    def _copy_readings(
+        self, copy: psycopg.Copy, frames: list[StoredFrame], results: list[DecodedFrame]
+    ) -> None:
+        device_id = self.profile.device_id
+        written = self.written
+        for frame, result in zip(frames, results, strict=True):
+            for reading in result.readings:
+                key = (reading.quantity, frame.received_at)
+                if key in written:  # one value per quantity and time: the first wins, as on ingest
+                    continue
+                written.add(key)
+                row: tuple[Any, ...] = (
+                    frame.received_at,
+                    reading.quantity,
+                    reading.value,
+                    int(reading.quality),
+                )
+                copy.write_row((*row, device_id) if self.replace_readings else row)
+                self.report.readings += 1
+
+    def _count(self, results: list[DecodedFrame]) -> None:
+        report = self.report
+        for result in results:
+            report.frames += 1
+            if result.error is None:
+                report.decoded += 1
+            else:
+                report.failed += 1
+                reason = result.error.split(" at byte")[0][:120]
+                report.errors[reason] = report.errors.get(reason, 0) + 1

@@ -1,0 +1,153 @@
+"""Re-decoding stored history in PostgreSQL: frames/s end to end, single process.
+
+    python bench/bench_redecode.py [--frames 1000000]
+
+Stores `--frames` raw uplinks of the demo fleet (real vendor payloads) as unclaimed,
+registers the devices, then decodes every device's whole history again the way
+`lorakom redecode` and a late registration do: stream the frames, decode them, copy
+the readings in, update each frame's decode result, rebuild the latest state.
+Target (issue: decoders): at least 20,000 frames/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psycopg
+
+from cli.demo import register_fleet
+from cli.services import port_answers
+from cli.simulator.fleet import demo_fleet
+from cli.simulator.publisher import generate
+from decoders import CodecRegistry
+from domain.uplink import NetworkServer, Uplink
+from ingest.adapters import parse_message
+from ingest.pipeline import frame_decoder
+from storage.database import create_database_engine
+from storage.device_registry import load_devices
+from storage.embedded import EmbeddedPostgres
+from storage.redecode import StoredFrame, redecode_device
+from storage.schema import upgrade_database
+
+TARGET = 20_000
+
+
+def server_url(workdir: Path) -> tuple[str, EmbeddedPostgres | None]:
+    if os.environ.get("LORAKOM_BENCH_POSTGRES_URL"):
+        return os.environ["LORAKOM_BENCH_POSTGRES_URL"], None
+    if port_answers("127.0.0.1", 5432):
+        return "postgresql://postgres@127.0.0.1:5432/postgres", None
+    server = EmbeddedPostgres(workdir / "pg")
+    return server.start(), server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--frames", type=int, default=1_000_000)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="lorakom-bench-redecode-"))
+    base, embedded = server_url(workdir)
+    try:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute('DROP DATABASE IF EXISTS "lorakom_bench_redecode" WITH (FORCE)')
+            conn.execute('CREATE DATABASE "lorakom_bench_redecode"')
+        head, _, query = base.partition("?")
+        url = f"{head.rsplit('/', 1)[0]}/lorakom_bench_redecode" + (f"?{query}" if query else "")
+        upgrade_database(url)
+
+        # A pool of parsed uplinks, repeated at later times up to the wanted count.
+        pool: list[Uplink] = []
+        for topic, body in generate(20_000):
+            kind = NetworkServer.TTS if topic.startswith("v3/") else NetworkServer.CHIRPSTACK_V4
+            event = parse_message(kind, topic, body)
+            if isinstance(event, Uplink) and event.dev_eui is not None:
+                pool.append(event)
+        started = time.perf_counter()
+        start = datetime(2025, 1, 1, tzinfo=UTC)
+        with psycopg.connect(url) as conn:
+            conn.execute("INSERT INTO municipality (slug, name) VALUES ('bench', 'Bench')")
+            with (
+                conn.cursor() as cur,
+                cur.copy(
+                    "COPY uplink (received_at, uplink_key, municipality_id, source, network_server, dev_eui, "
+                    "f_port, f_cnt, payload, decode_status) FROM STDIN (FORMAT BINARY)"
+                ) as copy,
+            ):
+                copy.set_types(
+                    ["timestamptz", "text", "int4", "text", "text", "text", "int2", "int8", "bytea", "text"]
+                )
+                for n in range(args.frames):
+                    uplink = pool[n % len(pool)]
+                    copy.write_row(
+                        (
+                            start + timedelta(seconds=n * 3),
+                            f"bench-{n}",
+                            1,
+                            "bench",
+                            uplink.network_server.value,
+                            uplink.dev_eui,
+                            uplink.f_port,
+                            n,
+                            uplink.payload,
+                            "unclaimed",
+                        )
+                    )
+            conn.commit()
+            conn.execute("ANALYZE uplink")
+            conn.commit()
+        print(f"stored {args.frames:,} raw frames in {time.perf_counter() - started:.1f}s")
+
+        engine = create_database_engine(url)
+        register_fleet(engine, demo_fleet())
+        codecs = CodecRegistry()
+        decoder = frame_decoder(codecs)
+        with psycopg.connect(url) as conn:
+            profiles = load_devices(conn)
+            devices = {p.dev_eui: p for p in profiles}
+
+        # Decoding alone, on a sample, to split the time.
+        sample = [u for u in pool if u.dev_eui in devices][:20_000]
+        started = time.perf_counter()
+        for uplink in sample:
+            assert uplink.dev_eui is not None
+            decoder(
+                StoredFrame(uplink.received_at, uplink.uplink_key, uplink.f_port, uplink.payload, None),
+                devices[uplink.dev_eui],
+            )
+        decode_us = (time.perf_counter() - started) / len(sample) * 1e6
+
+        started = time.perf_counter()
+        frames = readings = failed = 0
+        for profile in profiles:
+            report = redecode_device(engine, profile.device_id, decoder=decoder)
+            frames += report.frames
+            readings += report.readings
+            failed += report.failed
+        elapsed = time.perf_counter() - started
+        rate = frames / elapsed
+        print(
+            f"redecoded {frames:,} frames of {len(profiles)} devices in {elapsed:.1f}s: {rate:,.0f} frames/s "
+            f"({rate / TARGET:.0%} of the {TARGET:,}/s target); {readings:,} readings, {failed:,} failed"
+        )
+        print(
+            f"  decoding alone: {decode_us:.1f} µs/frame ({1e6 / decode_us:,.0f}/s); "
+            f"database and copying: {1e6 / rate - decode_us:.1f} µs/frame"
+        )
+        engine.dispose()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
