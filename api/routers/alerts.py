@@ -44,7 +44,8 @@ router = APIRouter(prefix="/municipalities/{slug}/alerts", tags=["alerts"])
 
 FieldRoleDep = Annotated[Municipality, Depends(municipality_for(Action.EDIT_GATEWAYS))]
 """Acknowledging is for the people who go out and fix things: technicians, editors, admins."""
-IdPath = Annotated[int, Path(ge=1, le=2**62)]
+IdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
+EventIdPath = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 @router.get(
@@ -109,7 +110,9 @@ def events(
     response_model=AlertEventOut,
     responses=problem_responses(403, 404),
 )
-def ack(event_id: IdPath, municipality: FieldRoleDep, session: SessionDep, key: CurrentKey) -> AlertEventOut:
+def ack(
+    event_id: EventIdPath, municipality: FieldRoleDep, session: SessionDep, key: CurrentKey
+) -> AlertEventOut:
     found = acknowledge(
         session, municipality.id, event_id, by=f"{key.name} ({key.prefix})", now=datetime.now(UTC)
     )
