@@ -19,6 +19,7 @@ class Action(StrEnum):
     EDIT_GATEWAYS = "edit-gateways"
     EDIT_DEVICES = "edit-devices"
     MANAGE_KEYS = "manage-keys"
+    REDECODE = "redecode"  # rewrites a device's readings from its stored frames
     MANAGE_MUNICIPALITIES = "manage-municipalities"
 
 
@@ -28,7 +29,7 @@ ACTIONS_BY_ROLE: dict[Role, frozenset[Action]] = {
     # Field technicians place and name gateways; they do not register devices.
     Role.TECHNICIAN: _READ | {Action.EDIT_GATEWAYS},
     Role.EDITOR: _READ | {Action.EDIT_GATEWAYS, Action.EDIT_DEVICES},
-    Role.ADMIN: _READ | {Action.EDIT_GATEWAYS, Action.EDIT_DEVICES, Action.MANAGE_KEYS},
+    Role.ADMIN: _READ | {Action.EDIT_GATEWAYS, Action.EDIT_DEVICES, Action.MANAGE_KEYS, Action.REDECODE},
     Role.REGION_ADMIN: frozenset(Action),
 }
 

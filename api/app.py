@@ -35,7 +35,9 @@ from api.routers import (
     soil,
     waste,
 )
+from api.routers import codecs as codecs_router
 from api.settings import ApiSettings
+from decoders import CodecRegistry
 from domain.errors import ConfigurationError
 from storage.database import create_database_engine
 from storage.readings import BucketExpression, date_bin_bucket
@@ -76,13 +78,17 @@ def create_app(
     extra_routers: Sequence[APIRouter] = (),
     bucket_expression: BucketExpression = date_bin_bucket,
     on_device_registered: devices.DeviceRegisteredHook | None = None,
+    redecode: devices.RedecodeHook | None = None,
+    codecs: CodecRegistry | None = None,
 ) -> FastAPI:
     """Build the API.
 
     `bucket_expression` swaps the SQL that puts readings into time buckets (TimescaleDB's
     `time_bucket` where installed); `on_device_registered(engine, device_id)` runs in a
     background task after a device with stored history is registered (decode that history).
-    Both also live on `app.state` and may be set there after the app is built.
+    `redecode(engine, device_id, since)` serves the admin action that decodes a device's
+    stored frames again. All of them also live on `app.state` and may be set there after
+    the app is built.
     """
     app = FastAPI(
         title="lorakom API",
@@ -95,6 +101,8 @@ def create_app(
     app.state.engine = engine
     app.state.bucket_expression = bucket_expression
     app.state.on_device_registered = on_device_registered
+    app.state.redecode = redecode
+    app.state.codecs = codecs or CodecRegistry()
 
     install_problem_handlers(app)
     app.add_middleware(RequestTimer)
@@ -120,6 +128,7 @@ def create_app(
         environment.router,
         network_health.router,
         alerts.router,
+        codecs_router.router,
         *extra_routers,
     ):
         v1.include_router(router)

@@ -99,4 +99,5 @@ MunicipalityDep = Annotated[Municipality, Depends(municipality_for(Action.READ))
 DeviceEditorDep = Annotated[Municipality, Depends(municipality_for(Action.EDIT_DEVICES))]
 GatewayEditorDep = Annotated[Municipality, Depends(municipality_for(Action.EDIT_GATEWAYS))]
 KeyAdminDep = Annotated[Municipality, Depends(municipality_for(Action.MANAGE_KEYS))]
+RedecodeAdminDep = Annotated[Municipality, Depends(municipality_for(Action.REDECODE))]
 RegionAdminKey = Annotated[ApiKey, Depends(key_allowed(Action.MANAGE_MUNICIPALITIES))]

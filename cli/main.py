@@ -174,21 +174,38 @@ def build_app(database_url: str, sources: Sequence[SourceConfig] = (), counters:
         ingest = WebhookIngest(sources, database_url, CodecRegistry(), counters)
         routers.append(webhook_router(ingest))
     return create_app(
-        ApiSettings(), engine=engine, extra_routers=routers, on_device_registered=redecode_hook()
+        ApiSettings(),
+        engine=engine,
+        extra_routers=routers,
+        on_device_registered=redecode_hook(),
+        redecode=redecode_since_hook(),
     )
 
 
 def redecode_hook() -> Any:
     """Registering a device that was heard before decodes its stored history."""
+    redecode = redecode_since_hook()
+
+    def decode_history(engine: Any, device_id: int) -> None:
+        redecode(engine, device_id, None)
+
+    return decode_history
+
+
+def redecode_since_hook() -> Any:
+    """The API's redecode action: a device's stored frames since a time, decoded again."""
     from ingest.pipeline import frame_decoder
     from storage.redecode import redecode_device
 
-    codecs = CodecRegistry()
+    decoder = frame_decoder(CodecRegistry())
+    lock = threading.Lock()  # one redecode at a time: they are heavy and the codecs are shared
 
-    def decode_history(engine: Any, device_id: int) -> None:
-        redecode_device(engine, device_id, decoder=frame_decoder(codecs))
+    def decode_again(engine: Any, device_id: int, since: Any) -> None:
+        with lock:
+            report = redecode_device(engine, device_id, decoder=decoder, since=since)
+        log.info("redecoded device %s: %d frames, %d failed", device_id, report.frames, report.failed)
 
-    return decode_history
+    return decode_again
 
 
 def command_api(args: argparse.Namespace) -> int:
@@ -256,7 +273,12 @@ def command_demo(args: argparse.Namespace) -> int:
             from api.app import create_app
             from api.settings import ApiSettings
 
-            app = create_app(ApiSettings(), engine=engine, on_device_registered=redecode_hook())
+            app = create_app(
+                ApiSettings(),
+                engine=engine,
+                on_device_registered=redecode_hook(),
+                redecode=redecode_since_hook(),
+            )
             server = ApiServer(app, "127.0.0.1", args.port)
             server.start()
             simulator = Simulator(fleet, speed=args.speed, gateway_stats_interval_s=30.0 / args.speed * 10)

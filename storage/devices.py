@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session
 from domain.errors import Conflict, NotFound
 from domain.ids import parse_dev_eui
 from storage.models import Device, DeviceActivity
+from storage.models import Uplink as UplinkRow
 
 PrintableText = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]*$")]
 """Text without control characters: PostgreSQL refuses NUL, and nobody means a tab in a name."""
@@ -407,3 +409,11 @@ def device_csv_rows(devices: Iterable[Device]) -> Iterator[list[str]]:
             TAG_SEPARATOR.join(device.tags),
             *("" if metadata.get(name) is None else str(metadata[name]) for name in METADATA_COLUMNS),
         ]
+
+
+def count_stored_frames(session: Session, dev_eui: str, since: datetime | None) -> int:
+    """Raw frames of a DevEUI at or after `since`: what a redecode will go through."""
+    query = select(func.count()).select_from(UplinkRow).where(UplinkRow.dev_eui == dev_eui)
+    if since is not None:
+        query = query.where(UplinkRow.received_at >= since)
+    return int(session.scalar(query) or 0)

@@ -10,14 +10,16 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Query, Request, UploadFile, status
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from api.deps import DeviceEditorDep, EngineDep, MunicipalityDep, SessionDep, SettingsDep
+from api.deps import DeviceEditorDep, EngineDep, MunicipalityDep, RedecodeAdminDep, SessionDep, SettingsDep
 from api.pagination import CursorQuery, LimitQuery, Page, int_cursor, page_of, text_cursor
 from api.problems import problem_responses
 from api.schemas.devices import (
@@ -28,10 +30,12 @@ from api.schemas.devices import (
     RowErrorOut,
     UnclaimedDeviceOut,
 )
+from domain.errors import StorageUnavailable
 from domain.ids import parse_dev_eui
 from storage.devices import (
     Label,
     UseCase,
+    count_stored_frames,
     create_device,
     delete_device,
     device_csv_rows,
@@ -47,6 +51,18 @@ from storage.models import Device, Municipality
 
 DeviceRegisteredHook = Callable[[Engine, int], None]
 """Called as `hook(engine, device_id)` after a device with stored uplinks is registered."""
+
+RedecodeHook = Callable[[Engine, int, datetime | None], None]
+"""Called as `hook(engine, device_id, since)` to decode a device's stored frames again."""
+
+
+class RedecodeAccepted(BaseModel):
+    """A redecode was queued; it replaces the device's readings in the range when it ran."""
+
+    dev_eui: str
+    since: datetime | None
+    frames: int = Field(description="Stored frames in the range, as counted when the job was queued")
+
 
 router = APIRouter(prefix="/municipalities/{slug}", tags=["devices"])
 
@@ -229,6 +245,32 @@ def edit(
 def delete(dev_eui: DevEuiPath, municipality: DeviceEditorDep, session: SessionDep) -> None:
     delete_device(session, _device(session, municipality, dev_eui))
     session.commit()
+
+
+@router.post(
+    "/devices/{dev_eui}/redecode",
+    summary="Decode the device's stored raw frames again (admin)",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RedecodeAccepted,
+    responses=problem_responses(403, 404, 503),
+)
+def redecode(
+    dev_eui: DevEuiPath,
+    municipality: RedecodeAdminDep,
+    session: SessionDep,
+    engine: EngineDep,
+    request: Request,
+    tasks: BackgroundTasks,
+    since: Annotated[datetime | None, Query(description="Only frames received at or after this time")] = None,
+) -> RedecodeAccepted:
+    """After a codec change or a fixed decoder: the job runs in the background, idempotently."""
+    device = _device(session, municipality, dev_eui)
+    hook: RedecodeHook | None = request.app.state.redecode
+    if hook is None:
+        raise StorageUnavailable("redecoding is not configured in this deployment")
+    frames = count_stored_frames(session, device.dev_eui, since)
+    tasks.add_task(hook, engine, device.id, since)
+    return RedecodeAccepted(dev_eui=device.dev_eui, since=since, frames=frames)
 
 
 @router.get(

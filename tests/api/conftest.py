@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
 from pydantic import SecretStr
@@ -22,9 +23,12 @@ with warnings.catch_warnings():
 
 from api.app import create_app
 from api.settings import ApiSettings
+from decoders import CodecRegistry
+from ingest.pipeline import frame_decoder
 from storage.api_keys import Role, create_api_key
 from storage.database import DatabaseSettings, create_database_engine
 from storage.municipalities import create_municipality
+from storage.redecode import redecode_device
 from tests.api.data import MUNICIPAL_ROLES, RegisteredHooks, Tenant, TenantFactory, unique_slug
 
 
@@ -41,6 +45,11 @@ def settings(migrated_db_url: str) -> ApiSettings:
     return ApiSettings(database=DatabaseSettings(url=SecretStr(migrated_db_url)), export_page_rows=7)
 
 
+def real_redecode(engine: Engine, device_id: int, since: datetime | None) -> None:
+    """The composition root's redecode, built the same way: the live decoders over stored frames."""
+    redecode_device(engine, device_id, decoder=frame_decoder(CodecRegistry()), since=since)
+
+
 @pytest.fixture(scope="session")
 def hook() -> RegisteredHooks:
     return RegisteredHooks()
@@ -48,7 +57,7 @@ def hook() -> RegisteredHooks:
 
 @pytest.fixture(scope="session")
 def client(settings: ApiSettings, engine: Engine, hook: RegisteredHooks) -> Iterator[TestClient]:
-    app = create_app(settings, engine=engine, on_device_registered=hook)
+    app = create_app(settings, engine=engine, on_device_registered=hook, redecode=real_redecode)
     with TestClient(app) as client:
         yield client
 

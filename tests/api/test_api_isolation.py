@@ -100,6 +100,7 @@ ROUTES = {
         "PATCH", "{slug}/devices/{dev_eui}", Action.EDIT_DEVICES, body=lambda _: {"name": "x"}
     ),
     "device-delete": Route("DELETE", "{slug}/devices/{dev_eui}", Action.EDIT_DEVICES, success=204),
+    "device-redecode": Route("POST", "{slug}/devices/{dev_eui}/redecode", Action.REDECODE, success=202),
     "unclaimed": Route("GET", "{slug}/unclaimed-devices", Action.READ),
     "gateways-list": Route("GET", "{slug}/gateways", Action.READ),
     "gateway-get": Route("GET", "{slug}/gateways/{gateway_id}", Action.READ),
