@@ -68,7 +68,9 @@ def test_a_towns_own_metadata_keys_are_kept(client: TestClient, tenant: Tenant) 
     body = device_body(metadata={"bin_depth_mm": 1200, "asset_number": "AW-2231", "planted_year": 2019})
     created = client.post(tenant.url("/devices"), json=body, headers=tenant.headers("editor"))
     assert created.status_code == 201, created.text
-    fetched = client.get(tenant.url(f"/devices/{created.json()['dev_eui']}"), headers=tenant.headers("viewer"))
+    fetched = client.get(
+        tenant.url(f"/devices/{created.json()['dev_eui']}"), headers=tenant.headers("viewer")
+    )
     metadata = fetched.json()["metadata"]
     assert metadata["asset_number"] == "AW-2231"
     assert metadata["planted_year"] == 2019
