@@ -20,6 +20,7 @@ reading the sockets: QoS 1 messages wait at the broker, nothing is lost.
 from __future__ import annotations
 
 import logging
+import queue
 import socket
 import ssl
 import threading
@@ -43,6 +44,7 @@ from ingest.adapters import default_topics
 from ingest.backfill import backfill_source
 from ingest.config import IngestSettings, SourceConfig
 from ingest.metrics import BATCH_SECONDS, PENDING, WRITE_RETRIES, IngestCounters, Outcome
+from ingest.mqtt_client import BufferedClient
 from ingest.pipeline import DeviceCache, Pipeline, ReceivedMessage
 from storage.device_registry import ensure_municipality
 from storage.uplinks import IngestBatch, RejectedRecord, TransientWriteError, prepare_connection, write_batch
@@ -151,11 +153,11 @@ class MqttConnection:
         self.is_v5 = source.effective_mqtt_version == "5"
         self.qos = source.effective_qos
         if self.is_v5:
-            self.client = mqtt.Client(
+            self.client = BufferedClient(
                 CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5
             )
         else:
-            self.client = mqtt.Client(
+            self.client = BufferedClient(
                 CallbackAPIVersion.VERSION2,
                 client_id=self.client_id,
                 protocol=mqtt.MQTTv311,
@@ -280,6 +282,9 @@ class Bridge:
         self.devices = DeviceCache()
         self.connections: list[MqttConnection] = []
         self._writer: threading.Thread | None = None
+        self._committer: threading.Thread | None = None
+        # Parsing and decoding batch n+1 overlaps the database's work on batch n.
+        self._commits: queue.Queue[tuple[list[Delivery], IngestBatch] | None] = queue.Queue(maxsize=2)
         self._conn: psycopg.Connection[Any] | None = None
         self._municipality_ids: dict[str, int] = {}
         self._last_device_refresh = 0.0
@@ -296,7 +301,9 @@ class Bridge:
         self.devices.refresh(conn)
         self._last_device_refresh = time.monotonic()
         self.pipeline = Pipeline(self.devices, self.codecs, self._municipality_ids, self.counters)
-        self._writer = threading.Thread(target=self._write_loop, name="lorakom-writer", daemon=True)
+        self._committer = threading.Thread(target=self._commit_loop, name="lorakom-committer", daemon=True)
+        self._committer.start()
+        self._writer = threading.Thread(target=self._write_loop, name="lorakom-decoder", daemon=True)
         self._writer.start()
         for source in self.sources:
             if not source.uses_mqtt:
@@ -319,6 +326,8 @@ class Bridge:
         self.stop_event.set()
         if self._writer is not None:
             self._writer.join(timeout=drain_timeout_s + 5)
+        if self._committer is not None:
+            self._committer.join(timeout=drain_timeout_s + 5)
         for connection in self.connections:
             connection.close()
         if self._conn is not None:
@@ -366,13 +375,27 @@ class Bridge:
                 self._conn = None
 
     def _write_loop(self) -> None:
+        """Take batches from the inbox, parse and decode them, hand them to the committer."""
         linger = self.settings.flush_interval_ms / 1000
         while not (self.stop_event.is_set() and not len(self.inbox)):
             deliveries = self.inbox.take(linger)
             PENDING.set(len(self.inbox))
-            self._refresh_devices_if_due()
             if deliveries:
-                self._write_with_retry(deliveries)
+                self._commits.put((deliveries, self._build_batch(deliveries)))
+        self._commits.put(None)
+
+    def _commit_loop(self) -> None:
+        """The only user of the database connection: write, commit, then acknowledge."""
+        while True:
+            try:
+                item = self._commits.get(timeout=self.settings.device_refresh_s)
+            except queue.Empty:
+                self._refresh_devices_if_due()
+                continue
+            if item is None:
+                return
+            self._refresh_devices_if_due()
+            self._write_with_retry(*item)
 
     def _refresh_devices_if_due(self) -> None:
         if time.monotonic() - self._last_device_refresh < self.settings.device_refresh_s:
@@ -403,8 +426,7 @@ class Bridge:
             self.counters.add(source_name, Outcome.RECEIVED, count)
         return batch
 
-    def _write_with_retry(self, deliveries: list[Delivery]) -> None:
-        batch = self._build_batch(deliveries)
+    def _write_with_retry(self, deliveries: list[Delivery], batch: IngestBatch) -> None:
         delay = 0.2
         while True:
             started = time.perf_counter()
