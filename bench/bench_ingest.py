@@ -445,9 +445,10 @@ def main() -> None:
         if not args.skip_two:
             url = fresh_database(server_url, "lorakom_bench_two")
             two_rate, two_rss = measure_bridges(url, port, workdir, messages, 2)
+            rss_text = " + ".join(f"{r:.0f}" for r in two_rss)
             print(
                 f"(d) two processes, shared subscription:   {two_rate:9,.0f} uplinks/s   "
-                f"{two_rate / 10_000:.0%} of 10,000 target   peak RSS {' + '.join(f'{r:.0f}' for r in two_rss)} MB"
+                f"{two_rate / 10_000:.0%} of 10,000 target   peak RSS {rss_text} MB"
             )
         write_us = 1e6 / merged
         paho_us = 1e6 / bare_rate
