@@ -25,7 +25,14 @@ class Outcome(StrEnum):
     OTHER_EVENT = "other_event"
 
 
-LIVE_OUTCOMES = (Outcome.RECEIVED, Outcome.STORED, Outcome.DUPLICATE, Outcome.REJECTED, Outcome.UNCLAIMED)
+LIVE_OUTCOMES = (
+    Outcome.RECEIVED,
+    Outcome.STORED,
+    Outcome.DUPLICATE,
+    Outcome.REJECTED,
+    Outcome.UNCLAIMED,
+    Outcome.OTHER_EVENT,  # joins, device status, gateway heartbeats: received but not uplinks
+)
 
 MESSAGES = Counter(
     "lorakom_ingest_messages", "Network-server messages by source and outcome", ["source", "outcome"]
