@@ -29,6 +29,8 @@ from storage.embedded import EmbeddedPostgres
 from storage.schema import upgrade_database
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+# Set to run against throwaway services even when local ones answer (checks that path).
+THROWAWAY_ONLY = os.environ.get("LORAKOM_TEST_THROWAWAY_SERVICES") == "1"
 
 
 def free_port() -> int:
@@ -59,7 +61,7 @@ def postgres_server() -> Iterator[str]:
     if configured:
         yield configured
         return
-    if port_answers("127.0.0.1", 5432):
+    if port_answers("127.0.0.1", 5432) and not THROWAWAY_ONLY:
         yield LOCAL_POSTGRES
         return
     data_dir = Path(tempfile.mkdtemp(prefix="lorakom-test-pg-"))
@@ -148,7 +150,7 @@ def start_mosquitto(port: int, config_dir: Path, *, persistence: bool = False) -
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    if port_answers("127.0.0.1", 1883):
+    if port_answers("127.0.0.1", 1883) and not THROWAWAY_ONLY:
         yield Broker("127.0.0.1", 1883)
         return
     port = free_port()
