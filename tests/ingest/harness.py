@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -16,9 +17,23 @@ from ingest.bridge import Bridge
 from ingest.config import IngestSettings, load_sources
 
 
-def publish(host: str, port: int, messages: Iterable[tuple[str, bytes]], *, qos: int = 1) -> int:
-    """Publish at QoS 1 and wait until the broker has acknowledged every message."""
+def publish_tls(port: int, ca_file: Path, messages: Iterable[tuple[str, bytes]]) -> int:
+    """Publish over TLS, verifying the broker against `ca_file`."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.tls_set_context(ssl.create_default_context(cafile=str(ca_file)))
+    return publish("127.0.0.1", port, messages, client=client)
+
+
+def publish(
+    host: str,
+    port: int,
+    messages: Iterable[tuple[str, bytes]],
+    *,
+    qos: int = 1,
+    client: mqtt.Client | None = None,
+) -> int:
+    """Publish at QoS 1 and wait until the broker has acknowledged every message."""
+    client = client or mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(200)
     client.max_queued_messages_set(0)
     client.connect(host, port)
