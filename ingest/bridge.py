@@ -213,9 +213,11 @@ class MqttConnection:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def ack(self, generation: int, mid: int, qos: int) -> None:
-        if qos > 0 and generation == self.generation:
-            self.client.ack(mid, qos)
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Acknowledge committed messages; ids from an earlier connection mean nothing now."""
+        generation = self.generation
+        mids = [d.mid for d in deliveries if d.qos == 1 and d.generation == generation]
+        self.client.ack_many(mids)
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
@@ -447,9 +449,12 @@ class Bridge:
         BATCH_SECONDS.inc(time.perf_counter() - started)
         self.batches_written += 1
         self._count(batch, result.new_by_source)
+        by_connection: dict[MqttConnection, list[Delivery]] = {}
         for delivery in deliveries:
             if delivery.connection is not None:
-                delivery.connection.ack(delivery.generation, delivery.mid, delivery.qos)
+                by_connection.setdefault(delivery.connection, []).append(delivery)
+        for connection, acknowledged in by_connection.items():
+            connection.ack(acknowledged)
 
     def _count(self, batch: IngestBatch, new_by_source: dict[str, int]) -> None:
         totals: dict[str, list[int]] = {}
