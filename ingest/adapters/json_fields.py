@@ -206,11 +206,32 @@ def finite(value: float | None, path: str) -> float | None:
     raise MessageRejected(f"{path} must be a finite number, got {value}")
 
 
+CACHE_LIMIT = 8192
+"""Entries kept by each memo of normalised ids; a fleet repeats a bounded set of ids endlessly."""
+
+_CACHEABLE_ID_LENGTH = 64
+_DEV_EUIS: dict[str, DevEui] = {}
+
+
 def dev_eui(value: str, path: str) -> DevEui:
+    """`parse_dev_eui` memoised by the spelling received, since every uplink of a device repeats it.
+
+    Only successes are kept, so a rejection always carries this call's path.
+    The memo is emptied when full rather than tracked for recency: a refill
+    costs one normalisation per device, and clearing needs no bookkeeping per hit.
+    """
+    known = _DEV_EUIS.get(value)
+    if known is not None:
+        return known
     try:
-        return parse_dev_eui(value)
+        parsed = parse_dev_eui(value)
     except InvalidIdentifier as exc:
         raise MessageRejected(f"{path}: {exc}") from exc
+    if len(value) <= _CACHEABLE_ID_LENGTH:
+        if len(_DEV_EUIS) >= CACHE_LIMIT:
+            _DEV_EUIS.clear()
+        _DEV_EUIS[value] = parsed
+    return parsed
 
 
 def gateway_id(value: str, path: str) -> GatewayId:

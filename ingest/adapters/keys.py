@@ -5,6 +5,8 @@ from __future__ import annotations
 from hashlib import blake2b
 
 KEY_LIMIT = 64
+_EMPTY_DIGEST = blake2b(digest_size=16)
+"""Copied per key: cheaper than constructing a hash with its parameters each time, same digest."""
 """The uplink table's `uplink_key` column holds 64 characters."""
 
 
@@ -14,7 +16,9 @@ def hashed_key(*parts: str) -> str:
     The separator cannot occur in any part (ids, digits, timestamps), so two
     different tuples never join to the same string.
     """
-    return blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
+    digest = _EMPTY_DIGEST.copy()
+    digest.update("\x1f".join(parts).encode())
+    return digest.hexdigest()
 
 
 def bounded_key(given: str) -> str:

@@ -17,6 +17,7 @@ from domain.errors import MessageRejected
 from ingest.adapters.json_fields import shown
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_fromisoformat = datetime.fromisoformat
 
 
 def parse_timestamp(value: str, path: str) -> datetime:
@@ -33,6 +34,27 @@ def parse_timestamp(value: str, path: str) -> datetime:
         return parsed.astimezone(UTC)
     except OverflowError as exc:
         raise MessageRejected(f"{path} is out of range: {shown(value)}") from exc
+
+
+def utc_or_none(value: str) -> datetime | None:
+    """The common case of `parse_timestamp` without building a path: None asks the caller to use it.
+
+    Network servers write UTC (`Z` or `+00:00`), which `fromisoformat` returns
+    with the `UTC` singleton; anything else (another offset, none, a typo) is
+    left to `parse_timestamp`, which converts or rejects with the field's path.
+    """
+    try:
+        parsed = _fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is UTC else None
+
+
+def optional_timestamp(value: str | None, path: str) -> datetime | None:
+    """`parse_timestamp` for a field that may be absent or empty, which means "not known"."""
+    if not value:
+        return None
+    return utc_or_none(value) or parse_timestamp(value, path)
 
 
 def from_epoch(seconds: int, nanos: int, path: str) -> datetime:

@@ -18,8 +18,10 @@ from datetime import datetime
 
 from domain.errors import MessageRejected
 from domain.uplink import Ignored, Join, JsonObject, NetworkEvent, NetworkServer, Radio, Reception, Uplink
+from ingest.adapters.construct import new_radio, new_reception, new_uplink
 from ingest.adapters.json_fields import (
     INT64_MAX,
+    STORED_TEXT_LIMIT,
     UINT32_MAX,
     array,
     base64_bytes,
@@ -27,7 +29,6 @@ from ingest.adapters.json_fields import (
     dev_eui,
     element,
     flag,
-    gateway_id,
     integer,
     load_object,
     number,
@@ -35,8 +36,8 @@ from ingest.adapters.json_fields import (
     text,
 )
 from ingest.adapters.keys import hashed_key
-from ingest.adapters.receptions import eui_or_none, location_in, one_per_antenna
-from ingest.adapters.timestamps import parse_duration_s, parse_timestamp
+from ingest.adapters.receptions import distinct_antennas, gateway_and_eui, location_in
+from ingest.adapters.timestamps import optional_timestamp, parse_duration_s, parse_timestamp, utc_or_none
 
 IGNORED_KINDS = (
     "uplink_normalized",
@@ -55,27 +56,46 @@ PACKET_BROKER = "packetbroker"
 
 
 class DeviceIds:
-    """Who sent a message, as far as the message (or its topic) says."""
+    """Who sent a message, as far as the message (or its topic) says.
+
+    Each field is taken directly when it has the usual type and falls back to
+    the checked read otherwise (as throughout this module's uplink path), in
+    the checked reads' order, so a faulty message is rejected for the same field.
+    """
 
     __slots__ = ("application_id", "dev_addr", "dev_eui", "device_id")
 
     def __init__(self, message: JsonObject, topic: str | None) -> None:
-        ids = child(message, "end_device_ids", "")
-        if ids is None:
-            self.application_id, self.device_id = _ids_from_topic(topic)
-            self.dev_eui = None
-            self.dev_addr = None
-            return
-        application = child(ids, "application_ids", "end_device_ids")
-        self.application_id = (
-            stored_text(application, "application_id", "end_device_ids.application_ids")
-            if application is not None
-            else None
-        )
-        self.device_id = stored_text(ids, "device_id", "end_device_ids")
-        eui = text(ids, "dev_eui", "end_device_ids")
+        ids = message.get("end_device_ids")
+        if type(ids) is not dict:
+            ids = child(message, "end_device_ids", "")
+            if ids is None:
+                self.application_id, self.device_id = _ids_from_topic(topic)
+                self.dev_eui = None
+                self.dev_addr = None
+                return
+        get = ids.get
+        application = get("application_ids")
+        if type(application) is dict:
+            application_id = application.get("application_id")
+            if type(application_id) is not str or not 0 < len(application_id) <= STORED_TEXT_LIMIT:
+                application_id = stored_text(application, "application_id", "end_device_ids.application_ids")
+            self.application_id = application_id
+        else:
+            application = child(ids, "application_ids", "end_device_ids")
+            self.application_id = None
+        device_id = get("device_id")
+        if type(device_id) is not str or not 0 < len(device_id) <= STORED_TEXT_LIMIT:
+            device_id = stored_text(ids, "device_id", "end_device_ids")
+        self.device_id = device_id
+        eui = get("dev_eui")
+        if type(eui) is not str:
+            eui = text(ids, "dev_eui", "end_device_ids")
         self.dev_eui = dev_eui(eui, "end_device_ids.dev_eui") if eui else None
-        self.dev_addr = text(ids, "dev_addr", "end_device_ids")
+        dev_addr = get("dev_addr")
+        if type(dev_addr) is not str:
+            dev_addr = text(ids, "dev_addr", "end_device_ids")
+        self.dev_addr = dev_addr
 
 
 def _ids_from_topic(topic: str | None) -> tuple[str | None, str | None]:
@@ -103,7 +123,9 @@ def parse_webhook(body: bytes, *, content_type: str | None) -> NetworkEvent:
 
 
 def parse_application_up(message: JsonObject, *, topic: str | None) -> NetworkEvent:
-    up = child(message, "uplink_message", "")
+    up = message.get("uplink_message")
+    if type(up) is not dict:
+        up = child(message, "uplink_message", "")
     if up is not None:
         return _uplink(message, up, DeviceIds(message, topic))
     join = child(message, "join_accept", "")
@@ -134,54 +156,105 @@ def _received_at(message: JsonObject, inner: JsonObject, inner_path: str) -> dat
     return parse_timestamp(outer_text, "received_at")
 
 
+_UPLINK = "uplink_message"
+
+
 def _uplink(message: JsonObject, up: JsonObject, ids: DeviceIds) -> Uplink:
-    path = "uplink_message"
-    received_at = _received_at(message, up, path)
-    f_cnt = integer(up, "f_cnt", path, 0, UINT32_MAX) or 0
-    payload_text = text(up, "frm_payload", path)
-    battery = number(up, "last_battery_percentage", path)
-    airtime = text(up, "consumed_airtime", path)
-    session_key_id = text(up, "session_key_id", path) or ""
-    return Uplink(
-        network_server=NetworkServer.TTS,
-        uplink_key=hashed_key(
-            ids.device_id or ids.dev_eui or "", str(f_cnt), session_key_id, received_at.isoformat()
-        ),
-        received_at=received_at,
-        dev_eui=ids.dev_eui,
-        payload=base64_bytes(payload_text, f"{path}.frm_payload") if payload_text else b"",
-        f_port=integer(up, "f_port", path, 0, 255) or 0,
-        f_cnt=f_cnt,
-        network_device_id=ids.device_id,
-        application_id=ids.application_id,
-        dev_addr=ids.dev_addr,
-        decoded_by_network=child(up, "decoded_payload", path),
-        receptions=_receptions(up, path),
-        radio=_radio(up, path, airtime),
-        confirmed=flag(up, "confirmed", path),
-        simulated=flag(message, "simulated", ""),
-        battery_percent=battery,
+    get = up.get
+    inner_time = get("received_at")
+    received_at = None
+    if type(inner_time) is str and inner_time:
+        received_at = utc_or_none(inner_time)
+        if received_at is not None and received_at.year <= 1:
+            received_at = None
+    if received_at is None:
+        received_at = _received_at(message, up, _UPLINK)
+    f_cnt = get("f_cnt")
+    if type(f_cnt) is not int or not 0 <= f_cnt <= UINT32_MAX:
+        f_cnt = integer(up, "f_cnt", _UPLINK, 0, UINT32_MAX) or 0
+    payload_text = get("frm_payload")
+    if type(payload_text) is not str:
+        payload_text = text(up, "frm_payload", _UPLINK)
+    battery = get("last_battery_percentage")
+    if type(battery) is not float:
+        battery = number(up, "last_battery_percentage", _UPLINK)
+    airtime = get("consumed_airtime")
+    if type(airtime) is not str:
+        airtime = text(up, "consumed_airtime", _UPLINK)
+    session_key_id = get("session_key_id")
+    if type(session_key_id) is not str:
+        session_key_id = text(up, "session_key_id", _UPLINK) or ""
+    payload = base64_bytes(payload_text, "uplink_message.frm_payload") if payload_text else b""
+    f_port = get("f_port")
+    if type(f_port) is not int or not 0 <= f_port <= 255:
+        f_port = integer(up, "f_port", _UPLINK, 0, 255) or 0
+    decoded = get("decoded_payload")
+    if type(decoded) is not dict:
+        decoded = child(up, "decoded_payload", _UPLINK)
+    receptions = _receptions(up, _UPLINK)
+    radio = _radio(up, _UPLINK, airtime)
+    confirmed = get("confirmed")
+    if type(confirmed) is not bool:
+        confirmed = flag(up, "confirmed", _UPLINK)
+    simulated = message.get("simulated")
+    if type(simulated) is not bool:
+        simulated = flag(message, "simulated", "")
+    return new_uplink(
+        NetworkServer.TTS,
+        hashed_key(ids.device_id or ids.dev_eui or "", str(f_cnt), session_key_id, received_at.isoformat()),
+        received_at,
+        ids.dev_eui,
+        payload,
+        f_port,
+        f_cnt,
+        ids.device_id,
+        ids.application_id,
+        ids.dev_addr,
+        decoded,
+        receptions,
+        radio,
+        confirmed,
+        simulated,
+        battery,
     )
 
 
+_RX_PATHS = tuple(f"{_UPLINK}.rx_metadata[{index}]" for index in range(16))
+"""Paths of the first entries, spelled once: a path is passed to every read, but shown only on failure."""
+
+
 def _receptions(up: JsonObject, parent: str) -> tuple[Reception, ...]:
-    entries = array(up, "rx_metadata", parent)
+    entries = up.get("rx_metadata")
+    if type(entries) is not list:
+        entries = array(up, "rx_metadata", parent)
     if not entries:
         return ()
     list_path = f"{parent}.rx_metadata"
-    found: list[tuple[Reception, bool]] = []
-    for index in range(len(entries)):
-        entry = element(entries, index, list_path)
-        path = f"{list_path}[{index}]"
-        found.append(_reception(entry, path))
-    return one_per_antenna(found)
+    usual = parent == _UPLINK
+    found: list[Reception] = []
+    relays: list[bool] = []
+    for index, entry in enumerate(entries):
+        if type(entry) is not dict:
+            element(entries, index, list_path)
+        path = _RX_PATHS[index] if usual and index < 16 else f"{list_path}[{index}]"
+        reception, relayed = _reception(entry, path)
+        found.append(reception)
+        relays.append(relayed)
+    return distinct_antennas(found, relays)
 
 
 def _reception(entry: JsonObject, path: str) -> tuple[Reception, bool]:
-    ids = child(entry, "gateway_ids", path) or {}
-    ids_path = f"{path}.gateway_ids"
-    named = text(ids, "gateway_id", ids_path)
-    eui = text(ids, "eui", ids_path)
+    get = entry.get
+    ids = get("gateway_ids")
+    if type(ids) is not dict:
+        ids = child(entry, "gateway_ids", path) or {}
+    ids_path = path + ".gateway_ids"
+    named = ids.get("gateway_id")
+    if named is not None and type(named) is not str:
+        named = text(ids, "gateway_id", ids_path)
+    eui = ids.get("eui")
+    if eui is not None and type(eui) is not str:
+        eui = text(ids, "eui", ids_path)
     relayed = named == PACKET_BROKER
     if relayed and not eui:
         forwarder = child(entry, "packet_broker", path)
@@ -193,24 +266,37 @@ def _reception(entry: JsonObject, path: str) -> tuple[Reception, bool]:
     chosen = eui or named
     if not chosen:
         raise MessageRejected(f"{path} names no gateway (gateway_ids.gateway_id and eui are missing)")
-    gateway = gateway_id(chosen, ids_path)
-    rssi = number(entry, "rssi", path)
-    if rssi is None:
-        rssi = number(entry, "channel_rssi", path)
+    gateway, gateway_eui = gateway_and_eui(chosen, ids_path)
+    rssi = get("rssi")
+    if type(rssi) is int or type(rssi) is float:
+        rssi = float(rssi)
+    else:
+        rssi = number(entry, "rssi", path)
+        if rssi is None:
+            rssi = number(entry, "channel_rssi", path)
     measured = rssi is not None
-    snr = number(entry, "snr", path)
-    channel = integer(entry, "channel_index", path, 0, 0xFFFF)
-    heard_at = text(entry, "received_at", path) or text(entry, "time", path)
+    snr = get("snr")
+    snr = float(snr) if type(snr) is int or type(snr) is float else number(entry, "snr", path)
+    channel = get("channel_index")
+    if type(channel) is not int or not 0 <= channel <= 0xFFFF:
+        channel = integer(entry, "channel_index", path, 0, 0xFFFF)
+    heard_at = get("received_at")
+    if type(heard_at) is not str or not heard_at:
+        heard_at = text(entry, "received_at", path) or text(entry, "time", path)
+    antenna = get("antenna_index", 0)
+    if type(antenna) is not int or not 0 <= antenna <= 255:
+        antenna = integer(entry, "antenna_index", path, 0, 255) or 0
+    received_at = optional_timestamp(heard_at, path + ".received_at")
     return (
-        Reception(
-            gateway_id=gateway,
-            rssi_dbm=rssi,
-            snr_db=snr if snr is not None or not measured else 0.0,
-            channel=channel if channel is not None or not measured else 0,
-            antenna=integer(entry, "antenna_index", path, 0, 255) or 0,
-            received_at=parse_timestamp(heard_at, f"{path}.received_at") if heard_at else None,
-            gateway_location=location_in(entry, "location", path),
-            gateway_eui=eui_or_none(gateway),
+        new_reception(
+            gateway,
+            rssi,
+            snr if snr is not None or not measured else 0.0,
+            channel if channel is not None or not measured else 0,
+            antenna,
+            received_at,
+            location_in(entry, "location", path),
+            gateway_eui,
         ),
         relayed,
     )
@@ -218,28 +304,41 @@ def _reception(entry: JsonObject, path: str) -> tuple[Reception, bool]:
 
 def _radio(up: JsonObject, parent: str, airtime: str | None) -> Radio:
     airtime_s = parse_duration_s(airtime, f"{parent}.consumed_airtime") if airtime else None
-    settings = child(up, "settings", parent)
-    if settings is None:
-        return Radio(airtime_s=airtime_s)
+    settings = up.get("settings")
+    if type(settings) is not dict:
+        settings = child(up, "settings", parent)
+        if settings is None:
+            return Radio(airtime_s=airtime_s)
     settings_path = f"{parent}.settings"
-    data_rate = child(settings, "data_rate", settings_path)
-    lora = child(data_rate, "lora", f"{settings_path}.data_rate") if data_rate else None
-    lora_path = f"{settings_path}.data_rate.lora"
+    data_rate = settings.get("data_rate")
+    if type(data_rate) is not dict:
+        data_rate = child(settings, "data_rate", settings_path)
+    lora = None
+    if data_rate:
+        lora = data_rate.get("lora")
+        if type(lora) is not dict:
+            lora = child(data_rate, "lora", f"{settings_path}.data_rate")
+    spreading_factor: int | None = None
+    bandwidth_hz: int | None = None
+    coding_rate: str | None = None
     if lora:
-        spreading_factor = integer(lora, "spreading_factor", lora_path, 0, 255)
-        bandwidth_hz = integer(lora, "bandwidth", lora_path, 0, 2**31 - 1)
-        coding_rate = text(lora, "coding_rate", lora_path)
-    else:
-        spreading_factor = bandwidth_hz = None
-        coding_rate = None
-    return Radio(
-        spreading_factor=spreading_factor,
-        bandwidth_hz=bandwidth_hz,
-        frequency_hz=integer(settings, "frequency", settings_path, 0, INT64_MAX),
-        coding_rate=coding_rate or text(settings, "coding_rate", settings_path),
-        data_rate=integer(settings, "data_rate_index", settings_path, 0, 255),
-        airtime_s=airtime_s,
-    )
+        lora_path = f"{settings_path}.data_rate.lora"
+        spreading_factor = lora.get("spreading_factor")
+        if type(spreading_factor) is not int or not 0 <= spreading_factor <= 255:
+            spreading_factor = integer(lora, "spreading_factor", lora_path, 0, 255)
+        bandwidth_hz = lora.get("bandwidth")
+        if type(bandwidth_hz) is not int or not 0 <= bandwidth_hz <= 2**31 - 1:
+            bandwidth_hz = integer(lora, "bandwidth", lora_path, 0, 2**31 - 1)
+        coding_rate = lora.get("coding_rate")
+        if type(coding_rate) is not str:
+            coding_rate = text(lora, "coding_rate", lora_path)
+    frequency = integer(settings, "frequency", settings_path, 0, INT64_MAX)
+    if not coding_rate:
+        coding_rate = text(settings, "coding_rate", settings_path)
+    data_rate_index = settings.get("data_rate_index")
+    if type(data_rate_index) is not int or not 0 <= data_rate_index <= 255:
+        data_rate_index = integer(settings, "data_rate_index", settings_path, 0, 255)
+    return new_radio(spreading_factor, bandwidth_hz, frequency, coding_rate, data_rate_index, airtime_s)
 
 
 def _join(message: JsonObject, join: JsonObject, ids: DeviceIds) -> Join:
