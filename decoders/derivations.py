@@ -47,8 +47,10 @@ def fill_level_from_distance(
     decoded: JsonObject, readings: dict[str, Reading], metadata: Mapping[str, Any]
 ) -> None:
     distance = readings.get("distance")
+    if distance is None:
+        return
     depth = _metadata_number(metadata, "bin_depth_mm")
-    if distance is None or depth is None or depth <= 0:
+    if depth is None or depth <= 0:
         return
     offset = _metadata_number(metadata, "sensor_offset_mm") or 0.0
     raw = 100.0 * (offset + depth - distance.value) / depth
@@ -66,8 +68,10 @@ def water_level_from_distance(
     decoded: JsonObject, readings: dict[str, Reading], metadata: Mapping[str, Any]
 ) -> None:
     distance = readings.get("distance")
+    if distance is None:
+        return
     height = _metadata_number(metadata, "sensor_height_mm")
-    if distance is None or height is None or "water_level" in readings:
+    if height is None or "water_level" in readings:
         return
     _add_checked(readings, "water_level", (height - distance.value) / 1000, distance)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,19 +53,71 @@ def field_map_for(codec_id: str | None) -> FieldMap:
     return FIELD_MAPS.get(codec_id, GENERIC_MAP)
 
 
+_Rule = tuple[str, tuple[str, ...] | None, str, float, float, float, bool]
+"""A `FieldRule` as plain values: first key, the whole path when nested (else None), reading name,
+scale, plausible range, and whether the range applies (a name outside the vocabulary has none)."""
+
+_COMPILED: dict[int, tuple[FieldMap, tuple[_Rule, ...]]] = {}
+
+
+def _compiled(field_map: FieldMap) -> tuple[_Rule, ...]:
+    """The rules of a map as plain tuples, made once per map: stage 2 runs for every uplink.
+
+    Keyed by identity with the map kept alongside, so the key cannot be reused
+    by another object; maps are frozen, so their rules never change. Bounds are
+    kept finite so that one comparison also rejects NaN and infinities, as
+    `Quantity.is_plausible` does.
+    """
+    entry = _COMPILED.get(id(field_map))
+    if entry is not None:
+        return entry[1]
+    rules = tuple(
+        (
+            rule.path[0],
+            rule.path if len(rule.path) > 1 else None,
+            rule.reading,
+            rule.scale,
+            max(rule.quantity.minimum, -_FLOAT_MAX) if rule.quantity is not None else 0.0,
+            min(rule.quantity.maximum, _FLOAT_MAX) if rule.quantity is not None else 0.0,
+            rule.quantity is not None,
+        )
+        for rule in field_map.rules
+    )
+    _COMPILED[id(field_map)] = (field_map, rules)
+    return rules
+
+
+_FLOAT_MAX = sys.float_info.max
+_GOOD = Quality.GOOD
+_IMPLAUSIBLE = Quality.IMPLAUSIBLE
+_FLOAT_LIMIT = 2**1023
+
+
 def readings_from(
     codec_id: str | None, decoded: JsonObject, metadata: Mapping[str, Any] | None = None
 ) -> tuple[Reading, ...]:
     field_map = field_map_for(codec_id)
     readings: dict[str, Reading] = {}
-    for rule in field_map.rules:
-        path = rule.path
-        value = as_number(decoded.get(path[0]) if len(path) == 1 else _walk(decoded, path))
-        if value is not None:
-            scaled = value * rule.scale if rule.scale != 1.0 else value
-            bounds = rule.quantity
-            quality = Quality.GOOD if bounds is None or bounds.is_plausible(scaled) else Quality.IMPLAUSIBLE
-            readings[rule.reading] = Reading(rule.reading, scaled, quality)
+    get = decoded.get
+    for key, path, name, scale, minimum, maximum, checked in _compiled(field_map):
+        raw = get(key) if path is None else _walk(decoded, path)
+        # Floats and (float-sized) integers are nearly all values; `as_number` reads the rest.
+        if type(raw) is float:
+            value: float = raw
+        elif type(raw) is int and -_FLOAT_LIMIT < raw < _FLOAT_LIMIT:
+            value = float(raw)
+        elif raw is None:
+            continue
+        else:
+            number = as_number(raw)
+            if number is None:
+                continue
+            value = number
+        if scale != 1.0:
+            value *= scale
+        # The vocabulary's ranges are finite, so a NaN or infinite value fails the comparison too.
+        quality = _GOOD if not checked or minimum <= value <= maximum else _IMPLAUSIBLE
+        readings[name] = Reading(name, value, quality)
     if field_map.channel_prefixes:
         _map_channel_keys(field_map, decoded, readings)
     facts = metadata or {}

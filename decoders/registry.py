@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
@@ -64,6 +64,34 @@ class DecodeOutcome:
     @property
     def ok(self) -> bool:
         return self.error is None and self.decoded is not None
+
+
+_set_decoded, _set_readings, _set_source, _set_codec_id, _set_error, _set_warnings = (
+    DecodeOutcome.__dict__[field.name].__set__ for field in fields(DecodeOutcome)
+)
+
+
+def _outcome(
+    decoded: JsonObject,
+    readings: tuple[Reading, ...],
+    source: DecoderSource,
+    codec_id: str | None,
+    warnings: tuple[str, ...],
+) -> DecodeOutcome:
+    """A successful `DecodeOutcome`, built through its slots.
+
+    The frozen dataclass's `__init__` stores each field via `object.__setattr__`,
+    about three times the cost of the slot's own setter, once per decoded uplink;
+    the object is the same either way (the class has no `__post_init__`).
+    """
+    outcome: DecodeOutcome = object.__new__(DecodeOutcome)
+    _set_decoded(outcome, decoded)
+    _set_readings(outcome, readings)
+    _set_source(outcome, source)
+    _set_codec_id(outcome, codec_id)
+    _set_error(outcome, None)
+    _set_warnings(outcome, warnings)
+    return outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,14 +182,24 @@ class CodecRegistry:
         failures: list[str] = []
         for source in preference:
             try:
-                decoded, warnings = self._stage_one(source, codec_id, f_port, payload, network_decoded)
+                if source is DecoderSource.BUILTIN:
+                    # The usual source, taken here rather than through `_stage_one` (same rules).
+                    builtin = self._builtins.get(codec_id) if codec_id is not None else None
+                    if builtin is None:
+                        continue
+                    decoded: JsonObject | None = builtin.decode(_required_port(f_port), payload)
+                    warnings: tuple[str, ...] = ()
+                else:
+                    decoded, warnings = self._stage_one(source, codec_id, f_port, payload, network_decoded)
             except DecodeError as exc:
                 failures.append(f"{source.value}: {exc}")
                 continue
             if decoded is None:
                 continue
             readings = readings_from(codec_id, decoded, device_metadata)
-            return DecodeOutcome(decoded, readings, source, codec_id, None, (*failures, *warnings))
+            return _outcome(
+                decoded, readings, source, codec_id, (*failures, *warnings) if failures else warnings
+            )
         if failures:
             return DecodeOutcome(None, (), None, codec_id, error="; ".join(failures))
         return DecodeOutcome(None, (), None, codec_id, error=self._why_nothing_ran(codec_id, preference))
