@@ -302,14 +302,17 @@ def _reception(entry: JsonObject, path: str) -> tuple[Reception, bool]:
     )
 
 
+_SETTINGS_PATH = f"{_UPLINK}.settings"
+
+
 def _radio(up: JsonObject, parent: str, airtime: str | None) -> Radio:
-    airtime_s = parse_duration_s(airtime, f"{parent}.consumed_airtime") if airtime else None
+    airtime_s = parse_duration_s(airtime, parent + ".consumed_airtime") if airtime else None
     settings = up.get("settings")
     if type(settings) is not dict:
         settings = child(up, "settings", parent)
         if settings is None:
             return Radio(airtime_s=airtime_s)
-    settings_path = f"{parent}.settings"
+    settings_path = _SETTINGS_PATH if parent == _UPLINK else f"{parent}.settings"
     data_rate = settings.get("data_rate")
     if type(data_rate) is not dict:
         data_rate = child(settings, "data_rate", settings_path)
@@ -332,7 +335,12 @@ def _radio(up: JsonObject, parent: str, airtime: str | None) -> Radio:
         coding_rate = lora.get("coding_rate")
         if type(coding_rate) is not str:
             coding_rate = text(lora, "coding_rate", lora_path)
-    frequency = integer(settings, "frequency", settings_path, 0, INT64_MAX)
+    frequency = settings.get("frequency")
+    # TTS writes 64-bit integers as decimal strings; up to 18 digits always fit the bounds.
+    if type(frequency) is str and 0 < len(frequency) <= 18 and frequency.isascii() and frequency.isdigit():
+        frequency = int(frequency)
+    elif type(frequency) is not int or not 0 <= frequency <= INT64_MAX:
+        frequency = integer(settings, "frequency", settings_path, 0, INT64_MAX)
     if not coding_rate:
         coding_rate = text(settings, "coding_rate", settings_path)
     data_rate_index = settings.get("data_rate_index")
