@@ -46,6 +46,7 @@ from ingest.config import IngestSettings, SourceConfig
 from ingest.metrics import BATCH_SECONDS, PENDING, WRITE_RETRIES, IngestCounters, Outcome
 from ingest.mqtt_client import BufferedClient
 from ingest.pipeline import DeviceCache, Pipeline, ReceivedMessage
+from storage.codec_scripts import ScriptFollower
 from storage.device_registry import ensure_municipality
 from storage.uplinks import IngestBatch, RejectedRecord, TransientWriteError, prepare_connection, write_batch
 
@@ -282,6 +283,8 @@ class Bridge:
         self.stop_event = threading.Event()
         self.inbox = Inbox(settings.max_pending, settings.batch_size)
         self.devices = DeviceCache()
+        # Vendor JS codecs registered through the API reach this process's registry here.
+        self.scripts = ScriptFollower(codecs)
         self.connections: list[MqttConnection] = []
         self._writer: threading.Thread | None = None
         self._committer: threading.Thread | None = None
@@ -301,6 +304,7 @@ class Bridge:
                 conn, source.municipality, source.municipality_name
             )
         self.devices.refresh(conn)
+        self.scripts.refresh(conn)
         self._last_device_refresh = time.monotonic()
         self.pipeline = Pipeline(self.devices, self.codecs, self._municipality_ids, self.counters)
         self._committer = threading.Thread(target=self._commit_loop, name="lorakom-committer", daemon=True)
@@ -405,6 +409,7 @@ class Bridge:
         self._last_device_refresh = time.monotonic()
         try:
             changed = self.devices.refresh(self._connection())
+            self.scripts.refresh(self._connection())
         except psycopg.Error as exc:
             log.warning("device refresh failed: %s", exc)
             self._drop_connection()
