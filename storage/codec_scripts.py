@@ -277,6 +277,7 @@ class ScriptFollower:
     def __init__(self, target: ScriptTarget) -> None:
         self.target = target
         self.failures: dict[str, str] = {}
+        self._loaded: set[str] = set()
         self._since: datetime | None = None
         self._lock = threading.Lock()
 
@@ -290,8 +291,19 @@ class ScriptFollower:
                 self._since = changed[-1].updated_at
             return changed
 
+    def forget(self) -> None:
+        """Unregister every script this follower registered (freeing their isolates), so that
+        a registry outliving its app holds none; the next refresh loads them all again."""
+        with self._lock:
+            for codec_id in sorted(self._loaded):
+                self.target.unregister_javascript(codec_id)
+            self._loaded.clear()
+            self.failures.clear()
+            self._since = None
+
     def _apply(self, stored: StoredScript) -> None:
         self.failures.pop(stored.codec_id, None)
+        self._loaded.discard(stored.codec_id)
         if stored.deleted:
             self.target.unregister_javascript(stored.codec_id)
             return
@@ -303,6 +315,7 @@ class ScriptFollower:
                 devices=stored.devices,
                 use_case=stored.use_case,
             )
+            self._loaded.add(stored.codec_id)
         except DecodeError as exc:
             self.target.unregister_javascript(stored.codec_id)
             self.failures[stored.codec_id] = str(exc)

@@ -197,10 +197,15 @@ def test_follower_applies_changes_and_reports_scripts_that_do_not_load(engine: E
     registry.close()
 
     recorder = Recorder()
+    follower = ScriptFollower(recorder)
     with Session(engine) as session:
-        ScriptFollower(recorder).refresh(session)
+        follower.refresh(session)
+        assert recorder.scripts[broken] == SCRIPT
+        assert kept not in recorder.scripts
+        follower.forget()
+        assert recorder.scripts == {}
+        follower.refresh(session)  # forgetting starts over
     assert recorder.scripts[broken] == SCRIPT
-    assert kept not in recorder.scripts
 
 
 def test_the_migration_matches_the_model(engine: Engine) -> None:
