@@ -63,9 +63,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             settings.database.url.get_secret_value(), pool_size=settings.database.pool_size
         )
         app.state.engine = owned
+    await codecs_router.load_codec_scripts(app)
     try:
         yield
     finally:
+        codecs_router.unload_codec_scripts(app)
         if owned is not None:
             owned.dispose()
             app.state.engine = None
