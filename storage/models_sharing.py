@@ -1,0 +1,52 @@
+"""The table of sharing grants: a municipality opening one use case's data, read-only, to
+another municipality or to the whole region.
+
+A module of its own, sharing `Base` with `storage.models` like `storage.models_usecases`:
+grants are written by municipal admins through the API and read on every request
+that crosses municipalities, never by the ingest hot path.
+
+A grant names a use case, not devices: what belongs to a use case is decided by the
+use-case queries themselves (fill levels for waste, parking metadata for parking, ...),
+so a device added later is shared without anyone touching the grant.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, func, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.models import Base
+
+
+class SharingGrant(Base):
+    """`owner` lets `grantee` (NULL: every municipality, and the region views) read `use_case`."""
+
+    __tablename__ = "sharing_grant"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_municipality_id: Mapped[int] = mapped_column(
+        ForeignKey("municipality.id", ondelete="CASCADE"), index=True
+    )
+    use_case: Mapped[str] = mapped_column(String(40))
+    grantee_municipality_id: Mapped[int | None] = mapped_column(
+        ForeignKey("municipality.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # The prefix of the key that granted, so that a municipality can tell who opened its data;
+    # the key row itself may be revoked or gone by the time someone asks.
+    created_by: Mapped[str] = mapped_column(String(16))
+
+    __table_args__ = (
+        UniqueConstraint("owner_municipality_id", "use_case", "grantee_municipality_id"),
+        # The unique constraint treats NULLs as distinct, so one region-wide grant per use
+        # case needs an index of its own (NULLS NOT DISTINCT would need PostgreSQL 15).
+        Index(
+            "uq_sharing_grant_region",
+            "owner_municipality_id",
+            "use_case",
+            unique=True,
+            postgresql_where=text("grantee_municipality_id IS NULL"),
+        ),
+    )
