@@ -7,6 +7,7 @@ elsewhere. A role lacking an action in its own municipality answers 403.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 
 from domain.errors import NotFound, PermissionDenied
@@ -21,6 +22,7 @@ class Action(StrEnum):
     MANAGE_KEYS = "manage-keys"
     REDECODE = "redecode"  # rewrites a device's readings from its stored frames
     MANAGE_MUNICIPALITIES = "manage-municipalities"
+    SHARE = "share"  # opens a use case's data to another municipality or the region
 
 
 _READ = frozenset({Action.READ})
@@ -29,7 +31,8 @@ ACTIONS_BY_ROLE: dict[Role, frozenset[Action]] = {
     # Field technicians place and name gateways; they do not register devices.
     Role.TECHNICIAN: _READ | {Action.EDIT_GATEWAYS},
     Role.EDITOR: _READ | {Action.EDIT_GATEWAYS, Action.EDIT_DEVICES},
-    Role.ADMIN: _READ | {Action.EDIT_GATEWAYS, Action.EDIT_DEVICES, Action.MANAGE_KEYS, Action.REDECODE},
+    Role.ADMIN: _READ
+    | {Action.EDIT_GATEWAYS, Action.EDIT_DEVICES, Action.MANAGE_KEYS, Action.REDECODE, Action.SHARE},
     Role.REGION_ADMIN: frozenset(Action),
 }
 
@@ -52,3 +55,21 @@ def require_in(key: ApiKey, municipality: Municipality, action: Action) -> None:
     if not is_region_admin(key) and key.municipality_id != municipality.id:
         raise NotFound(f"no municipality {municipality.slug!r}")
     require(key, action)
+
+
+def require_in_or_shared(
+    key: ApiKey, municipality: Municipality, action: Action, shared_with: Callable[[int], bool]
+) -> None:
+    """`require_in`, except that another municipality's data may be read where it is shared.
+
+    Only `Action.READ` crosses: a grant never lets anyone change another municipality's
+    data. `shared_with(reader_municipality_id)` is asked only for a foreign read, so
+    the common own-municipality request costs no extra query. Without a grant the
+    answer stays the 404 of `require_in`.
+    """
+    reader = key.municipality_id
+    foreign_read = action is Action.READ and not is_region_admin(key) and reader != municipality.id
+    if foreign_read and reader is not None and shared_with(reader):
+        require(key, action)
+        return
+    require_in(key, municipality, action)

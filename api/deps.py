@@ -17,12 +17,13 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from api.access import Action, require, require_in
+from api.access import Action, require, require_in, require_in_or_shared
 from api.settings import ApiSettings
 from domain.errors import StorageUnavailable
 from storage.api_keys import InvalidApiKey, authenticate
 from storage.models import ApiKey, Municipality
 from storage.municipalities import SLUG_PATTERN, get_municipality
+from storage.sharing import SharedUseCase, is_shared
 
 bearer_scheme = HTTPBearer(auto_error=False, description="`Authorization: Bearer lk_<prefix>_<secret>`")
 api_key_scheme = APIKeyHeader(
@@ -85,6 +86,24 @@ def municipality_for(action: Action) -> Callable[[str, CurrentKey, Session], Mun
     return municipality
 
 
+def municipality_for_use_case(
+    action: Action, use_case: SharedUseCase
+) -> Callable[[str, CurrentKey, Session], Municipality]:
+    """`municipality_for`, for the routes of one use case: another municipality's data may be
+    read where it shares `use_case` with the key's municipality or with the region."""
+
+    def municipality(slug: SlugPath, key: CurrentKey, session: SessionDep) -> Municipality:
+        found = get_municipality(session, slug)
+
+        def shared_with(reader_id: int) -> bool:
+            return is_shared(session, owner_id=found.id, use_case=use_case.value, reader_id=reader_id)
+
+        require_in_or_shared(key, found, action, shared_with)
+        return found
+
+    return municipality
+
+
 def key_allowed(action: Action) -> Callable[[ApiKey], ApiKey]:
     """A dependency for routes outside a municipality (e.g. creating one)."""
 
@@ -100,4 +119,13 @@ DeviceEditorDep = Annotated[Municipality, Depends(municipality_for(Action.EDIT_D
 GatewayEditorDep = Annotated[Municipality, Depends(municipality_for(Action.EDIT_GATEWAYS))]
 KeyAdminDep = Annotated[Municipality, Depends(municipality_for(Action.MANAGE_KEYS))]
 RedecodeAdminDep = Annotated[Municipality, Depends(municipality_for(Action.REDECODE))]
+ShareAdminDep = Annotated[Municipality, Depends(municipality_for(Action.SHARE))]
+ParkingReaderDep = Annotated[
+    Municipality, Depends(municipality_for_use_case(Action.READ, SharedUseCase.PARKING))
+]
+WasteReaderDep = Annotated[Municipality, Depends(municipality_for_use_case(Action.READ, SharedUseCase.WASTE))]
+SoilReaderDep = Annotated[Municipality, Depends(municipality_for_use_case(Action.READ, SharedUseCase.SOIL))]
+EnvironmentReaderDep = Annotated[
+    Municipality, Depends(municipality_for_use_case(Action.READ, SharedUseCase.ENVIRONMENT))
+]
 RegionAdminKey = Annotated[ApiKey, Depends(key_allowed(Action.MANAGE_MUNICIPALITIES))]

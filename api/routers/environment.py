@@ -10,17 +10,25 @@ from dataclasses import replace
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
-from api.deps import MunicipalityDep, SessionDep
+from api.access import Action
+from api.deps import EnvironmentReaderDep, SessionDep, municipality_for_use_case
 from api.pagination import CursorQuery, LimitQuery, Page, encode_cursor, int_cursor, page_of, time_cursor
 from api.problems import problem_responses
-from api.routers.readings import HistoryDep
+from api.routers.readings import ResolvedHistory, history_resolver
 from api.schemas.readings import HistoryPointOut, LatestDeviceOut
 from storage.environment import latest_of_quantities
 from storage.readings import HistoryCursor, history_page
+from storage.sharing import SharedUseCase
 
 router = APIRouter(prefix="/municipalities/{slug}/environment", tags=["environment"])
+
+# The readings' history request, but readable where a municipality shares its environment data.
+EnvironmentHistoryDep = Annotated[
+    ResolvedHistory,
+    Depends(history_resolver(municipality_for_use_case(Action.READ, SharedUseCase.ENVIRONMENT))),
+]
 
 
 class EnvironmentQuantity(StrEnum):
@@ -42,7 +50,7 @@ ENVIRONMENT_QUANTITIES = sorted(quantity.value for quantity in EnvironmentQuanti
     responses=problem_responses(403, 404),
 )
 def latest(
-    municipality: MunicipalityDep,
+    municipality: EnvironmentReaderDep,
     session: SessionDep,
     quantity: Annotated[EnvironmentQuantity | None, Query(description="Only this quantity")] = None,
     limit: LimitQuery = 100,
@@ -62,7 +70,7 @@ def latest(
     responses=problem_responses(403, 404),
 )
 def history(
-    resolved: HistoryDep,
+    resolved: EnvironmentHistoryDep,
     session: SessionDep,
     request: Request,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
-from api.deps import DeviceEditorDep, MunicipalityDep, SessionDep
+from api.deps import DeviceEditorDep, ParkingReaderDep, SessionDep
 from api.pagination import CursorQuery, LimitQuery, Page, page_of, text_cursor
 from api.problems import problem_responses
 from api.routers.readings import BUCKET_PATTERN, BUCKET_UNITS, Moment
@@ -47,7 +47,7 @@ def _now() -> datetime:
     responses=problem_responses(403, 404),
 )
 def zones(
-    municipality: MunicipalityDep,
+    municipality: ParkingReaderDep,
     session: SessionDep,
     hold_minutes: HoldQuery = 5,
     limit: LimitQuery = 100,
@@ -66,7 +66,7 @@ def zones(
     responses=problem_responses(403, 404),
 )
 def zone(
-    zone: ZonePath, municipality: MunicipalityDep, session: SessionDep, hold_minutes: HoldQuery = 5
+    zone: ZonePath, municipality: ParkingReaderDep, session: SessionDep, hold_minutes: HoldQuery = 5
 ) -> ZoneOut:
     found = zone_summaries(
         session, municipality.id, now=_now(), hold=timedelta(minutes=hold_minutes), zone=zone
@@ -97,7 +97,7 @@ def put_capacity(
 )
 def spots(
     zone: ZonePath,
-    municipality: MunicipalityDep,
+    municipality: ParkingReaderDep,
     session: SessionDep,
     hold_minutes: HoldQuery = 5,
     limit: LimitQuery = 100,
@@ -122,7 +122,7 @@ def spots(
 )
 def occupancy(
     zone: ZonePath,
-    municipality: MunicipalityDep,
+    municipality: ParkingReaderDep,
     session: SessionDep,
     start: Annotated[Moment | None, Query(description="Inclusive; default `end` minus one day")] = None,
     end: Annotated[Moment | None, Query(description="Exclusive; default now")] = None,
@@ -163,7 +163,7 @@ def occupancy(
 )
 def typical(
     zone: ZonePath,
-    municipality: MunicipalityDep,
+    municipality: ParkingReaderDep,
     session: SessionDep,
     weeks: Annotated[int, Query(ge=1, le=12, description="How many past weeks to average")] = 4,
     hold_minutes: HoldQuery = 5,

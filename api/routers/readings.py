@@ -7,7 +7,7 @@ present as a gap, so that a chart draws a hole instead of a line across it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -18,7 +18,8 @@ from pydantic import AfterValidator, AwareDatetime, StringConstraints
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from api.deps import EngineDep, MunicipalityDep, SessionDep, SettingsDep
+from api.access import Action
+from api.deps import EngineDep, MunicipalityDep, SessionDep, SettingsDep, municipality_for
 from api.exports import EXPORT_RESPONSES, ExportFormat, ExportRow, export_response, negotiate
 from api.pagination import CursorQuery, LimitQuery, Page, encode_cursor, int_cursor, page_of, time_cursor
 from api.problems import problem_responses
@@ -26,7 +27,7 @@ from api.schemas.readings import HistoryPointOut, LatestDeviceOut
 from domain.errors import NotFound
 from domain.ids import parse_dev_eui
 from storage.devices import Label, UseCase
-from storage.models import Device
+from storage.models import Device, Municipality
 from storage.readings import (
     Aggregate,
     BoundingBox,
@@ -184,51 +185,63 @@ class ResolvedHistory:
     devices: dict[int, Device]
 
 
-def resolve_history(
-    municipality: MunicipalityDep,
-    session: SessionDep,
-    dev_eui: Annotated[
-        list[Annotated[str, StringConstraints(max_length=64)]],
-        Query(min_length=1, max_length=100, description="One or more DevEUIs of this municipality"),
-    ],
-    quantity: Annotated[
-        list[QuantityName] | None, Query(max_length=20, description="Only these quantities")
-    ] = None,
-    start: Annotated[Moment | None, Query(description="Inclusive; default `end` minus one day")] = None,
-    end: Annotated[Moment | None, Query(description="Exclusive; default now")] = None,
-    bucket: Annotated[
-        str | None,
-        Query(pattern=BUCKET_PATTERN, description="Bucket width such as `15m`, `1h`, `1d`; raw if absent"),
-    ] = None,
-    agg: Annotated[Aggregate, Query(description="How a bucket's readings become one value")] = Aggregate.AVG,
-) -> ResolvedHistory:
-    wanted = {parse_dev_eui(text) for text in dev_eui}
-    found = session.scalars(
-        select(Device).where(Device.municipality_id == municipality.id, Device.dev_eui.in_(wanted))
-    ).all()
-    missing = wanted - {device.dev_eui for device in found}
-    if missing:
-        raise NotFound(f"no device {', '.join(sorted(missing))}")
-    until = end or datetime.now(UTC)
-    since = start or until - DEFAULT_SPAN
-    if since >= until:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "start must lie before end")
-    width = None
-    if bucket is not None:
-        count, unit = re.fullmatch(r"(\d+)(\w)", bucket).groups()  # type: ignore[union-attr]
-        width = int(count) * BUCKET_UNITS[unit]
-    query = HistoryQuery(
-        device_ids=sorted(device.id for device in found),
-        start=since,
-        end=until,
-        quantities=sorted(set(quantity)) if quantity else None,
-        bucket=width,
-        agg=agg,
-    )
-    return ResolvedHistory(query, {device.id: device for device in found})
+def history_resolver(reader: Callable[..., Municipality]) -> Callable[..., ResolvedHistory]:
+    """The history dependency, with `reader` resolving `{slug}`: whose devices a request may
+    name. The readings routes read the key's own municipality only; a use case's routes
+    also one that shares that use case (`api.deps.municipality_for_use_case`)."""
+
+    def resolve_history(
+        *,
+        municipality: Municipality = Depends(reader),  # noqa: B008  (a default: `reader` varies)
+        session: SessionDep,
+        dev_eui: Annotated[
+            list[Annotated[str, StringConstraints(max_length=64)]],
+            Query(min_length=1, max_length=100, description="One or more DevEUIs of this municipality"),
+        ],
+        quantity: Annotated[
+            list[QuantityName] | None, Query(max_length=20, description="Only these quantities")
+        ] = None,
+        start: Annotated[Moment | None, Query(description="Inclusive; default `end` minus one day")] = None,
+        end: Annotated[Moment | None, Query(description="Exclusive; default now")] = None,
+        bucket: Annotated[
+            str | None,
+            Query(
+                pattern=BUCKET_PATTERN, description="Bucket width such as `15m`, `1h`, `1d`; raw if absent"
+            ),
+        ] = None,
+        agg: Annotated[
+            Aggregate, Query(description="How a bucket's readings become one value")
+        ] = Aggregate.AVG,
+    ) -> ResolvedHistory:
+        wanted = {parse_dev_eui(text) for text in dev_eui}
+        found = session.scalars(
+            select(Device).where(Device.municipality_id == municipality.id, Device.dev_eui.in_(wanted))
+        ).all()
+        missing = wanted - {device.dev_eui for device in found}
+        if missing:
+            raise NotFound(f"no device {', '.join(sorted(missing))}")
+        until = end or datetime.now(UTC)
+        since = start or until - DEFAULT_SPAN
+        if since >= until:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "start must lie before end")
+        width = None
+        if bucket is not None:
+            count, unit = re.fullmatch(r"(\d+)(\w)", bucket).groups()  # type: ignore[union-attr]
+            width = int(count) * BUCKET_UNITS[unit]
+        query = HistoryQuery(
+            device_ids=sorted(device.id for device in found),
+            start=since,
+            end=until,
+            quantities=sorted(set(quantity)) if quantity else None,
+            bucket=width,
+            agg=agg,
+        )
+        return ResolvedHistory(query, {device.id: device for device in found})
+
+    return resolve_history
 
 
-HistoryDep = Annotated[ResolvedHistory, Depends(resolve_history)]
+HistoryDep = Annotated[ResolvedHistory, Depends(history_resolver(municipality_for(Action.READ)))]
 
 
 def _history_cursor(text: str | None) -> HistoryCursor | None:

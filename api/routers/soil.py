@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
-from api.deps import KeyAdminDep, MunicipalityDep, SessionDep
+from api.deps import KeyAdminDep, SessionDep, SoilReaderDep
 from api.pagination import CursorQuery, LimitQuery, Page, int_cursor, page_of, text_cursor
 from api.problems import problem_responses
 from api.schemas.usecases import AreaOut, SoilSensorOut, ThresholdsIn, ThresholdsOut
@@ -27,7 +27,7 @@ SoilTypePath = Annotated[Label, Path(max_length=100, examples=["sand"])]
     responses=problem_responses(403, 404),
 )
 def sensors(
-    municipality: MunicipalityDep, session: SessionDep, limit: LimitQuery = 100, cursor: CursorQuery = None
+    municipality: SoilReaderDep, session: SessionDep, limit: LimitQuery = 100, cursor: CursorQuery = None
 ) -> Page[SoilSensorOut]:
     rows = soil_sensors(
         session, municipality.id, now=datetime.now(UTC), after_device_id=int_cursor(cursor), limit=limit
@@ -42,7 +42,7 @@ def sensors(
     responses=problem_responses(403, 404),
 )
 def area_lights(
-    municipality: MunicipalityDep, session: SessionDep, limit: LimitQuery = 100, cursor: CursorQuery = None
+    municipality: SoilReaderDep, session: SessionDep, limit: LimitQuery = 100, cursor: CursorQuery = None
 ) -> Page[AreaOut]:
     after = text_cursor(cursor)
     found = areas(
@@ -59,7 +59,7 @@ def area_lights(
     responses=problem_responses(403, 404),
 )
 def water_now(
-    municipality: MunicipalityDep,
+    municipality: SoilReaderDep,
     session: SessionDep,
     within_days: Annotated[float, Query(ge=0, le=30, description="Also yellow sensors red within this")] = 2,
     limit: LimitQuery = 100,
@@ -82,7 +82,7 @@ def water_now(
     response_model=list[ThresholdsOut],
     responses=problem_responses(403, 404),
 )
-def list_thresholds(municipality: MunicipalityDep, session: SessionDep) -> list[ThresholdsOut]:
+def list_thresholds(municipality: SoilReaderDep, session: SessionDep) -> list[ThresholdsOut]:
     found = thresholds(session, municipality.id)
     return [ThresholdsOut.of(found[soil]) for soil in sorted(found)]
 

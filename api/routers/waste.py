@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from api.deps import MunicipalityDep, SessionDep
+from api.deps import SessionDep, WasteReaderDep
 from api.pagination import CursorQuery, LimitQuery, Page, int_cursor, page_of, text_cursor
 from api.problems import problem_responses
 from api.routers.devices import DevEuiPath
@@ -29,7 +29,7 @@ FullQuery = Annotated[float, Query(ge=1, le=100, description="Fill level (%) at 
     responses=problem_responses(403, 404),
 )
 def bins(
-    municipality: MunicipalityDep,
+    municipality: WasteReaderDep,
     session: SessionDep,
     full_percent: FullQuery = 90.0,
     limit: LimitQuery = 100,
@@ -53,7 +53,7 @@ def bins(
     responses=problem_responses(403, 404),
 )
 def collection(
-    municipality: MunicipalityDep,
+    municipality: WasteReaderDep,
     session: SessionDep,
     within_hours: Annotated[
         float, Query(gt=0, le=24 * 14, description="Full now or within this many hours")
@@ -84,7 +84,7 @@ def collection(
 )
 def emptyings(
     dev_eui: DevEuiPath,
-    municipality: MunicipalityDep,
+    municipality: WasteReaderDep,
     session: SessionDep,
     start: Annotated[Moment | None, Query(description="Inclusive; default `end` minus 30 days")] = None,
     end: Annotated[Moment | None, Query(description="Exclusive; default now")] = None,
