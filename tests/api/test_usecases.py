@@ -24,6 +24,15 @@ from tests.api.data import MUNICIPAL_ROLES, Tenant, add_gateway, add_readings, a
 NOW = datetime.now(UTC)
 
 
+@pytest.fixture(autouse=True)
+def fresh_now() -> None:
+    """Readings are placed relative to NOW, taken afresh for each test: a NOW from collection
+    goes stale when the suite before this module runs for minutes, and the parking debounce
+    (a change must hold five minutes) then counts a two-minute-old change as settled."""
+    global NOW
+    NOW = datetime.now(UTC)
+
+
 def readings_of(engine: Engine, dev_eui: str, quantity: str, points: list[tuple[timedelta, float]]) -> None:
     """Readings at `NOW - age`, as the ingest writer would leave them."""
     device = device_id(engine, dev_eui)
