@@ -32,6 +32,8 @@ from api.routers import (
     network_health,
     parking,
     readings,
+    region,
+    sharing,
     soil,
     waste,
 )
@@ -130,6 +132,8 @@ def create_app(
         environment.router,
         network_health.router,
         alerts.router,
+        sharing.router,
+        region.router,
         codecs_router.router,
         *extra_routers,
     ):

@@ -35,6 +35,7 @@ class Resources:
     gateway_id: str
     key_id: int
     secret_name: str
+    grant_id: int
 
 
 def populate(client: TestClient, engine: Engine, tenant: Tenant) -> Resources:
@@ -45,7 +46,10 @@ def populate(client: TestClient, engine: Engine, tenant: Tenant) -> Resources:
     key = client.post(
         tenant.url("/api-keys"), json={"name": secret_name, "role": "viewer"}, headers=tenant.headers("admin")
     ).json()
-    return Resources(tenant.slug, dev_eui, gateway_id, key["id"], secret_name)
+    grant = client.post(
+        tenant.url("/sharing"), json={"use_case": "soil", "grantee": None}, headers=tenant.headers("admin")
+    ).json()
+    return Resources(tenant.slug, dev_eui, gateway_id, key["id"], secret_name, grant["id"])
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,11 @@ class Route:
 
     def call(self, client: TestClient, target: Resources, key: str) -> Any:
         url = "/v1/municipalities/" + self.path.format(
-            slug=target.slug, dev_eui=target.dev_eui, gateway_id=target.gateway_id, key_id=target.key_id
+            slug=target.slug,
+            dev_eui=target.dev_eui,
+            gateway_id=target.gateway_id,
+            key_id=target.key_id,
+            grant_id=target.grant_id,
         )
         kwargs: dict[str, Any] = {"headers": auth(key)}
         if self.body is not None:
@@ -113,6 +121,11 @@ ROUTES = {
     ),
     "history": Route("GET", "{slug}/readings/history", Action.READ, params=history_params),
     "history-export": Route("GET", "{slug}/readings/history/export", Action.READ, params=history_params),
+    "sharing-list": Route("GET", "{slug}/sharing", Action.SHARE),
+    "sharing-grant": Route(
+        "POST", "{slug}/sharing", Action.SHARE, body=lambda _: {"use_case": "parking"}, success=201
+    ),
+    "sharing-revoke": Route("DELETE", "{slug}/sharing/{grant_id}", Action.SHARE, success=204),
 }
 ALL_ROLES = (*MUNICIPAL_ROLES, Role.REGION_ADMIN.value)
 
@@ -172,7 +185,7 @@ def test_a_foreign_municipality_is_invisible(
 
 FOREIGN_RESOURCE_ROUTES = [
     name for name, route in ROUTES.items() if "{dev_eui}" in route.path or "{gateway_id}" in route.path
-] + ["keys-revoke", "history", "history-export"]
+] + ["keys-revoke", "history", "history-export", "sharing-revoke"]
 
 
 @pytest.mark.parametrize("role", MUNICIPAL_ROLES)
@@ -183,7 +196,9 @@ def test_a_foreign_resource_under_the_own_slug_is_invisible(
     route = ROUTES[name]
     own = populate(client, engine, tenant)
     theirs = populate(client, engine, neighbour)
-    smuggled = Resources(own.slug, theirs.dev_eui, theirs.gateway_id, theirs.key_id, theirs.secret_name)
+    smuggled = Resources(
+        own.slug, theirs.dev_eui, theirs.gateway_id, theirs.key_id, theirs.secret_name, theirs.grant_id
+    )
     response = route.call(client, smuggled, tenant.keys[role])
     allowed = route.action in ACTIONS_BY_ROLE[Role(role)]
     assert response.status_code == (404 if allowed else 403), response.text
@@ -201,7 +216,7 @@ def test_lists_never_mix_municipalities(
     populate(client, engine, tenant)
     theirs = populate(client, engine, neighbour)
     for name in ("devices-list", "devices-export", "gateways-list", "latest", "latest-export", "unclaimed"):
-        own = Resources(tenant.slug, "", "", 0, "")
+        own = Resources(tenant.slug, "", "", 0, "", 0)
         response = ROUTES[name].call(client, own, tenant.keys[role])
         assert response.status_code == 200
         assert theirs.dev_eui not in response.text
