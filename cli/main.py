@@ -112,22 +112,43 @@ def start_bridge(args: argparse.Namespace, database_url: str) -> Bridge:
     return bridge
 
 
+class FollowingDecoder:
+    """The live decoding rules over stored frames, with the JS codecs registered in the database.
+
+    `refresh()` picks up scripts added or changed since the last call (one indexed query).
+    """
+
+    def __init__(self) -> None:
+        from ingest.pipeline import frame_decoder
+        from storage.codec_scripts import ScriptFollower
+
+        self.registry = CodecRegistry()
+        self.follower = ScriptFollower(self.registry)
+        self.decode = frame_decoder(self.registry)
+
+    def refresh(self, engine: Any) -> None:
+        with engine.connect() as conn:
+            self.follower.refresh(conn)
+
+
 def claim_unclaimed_history(database_url: str) -> Callable[[list[DeviceProfile]], None]:
     """When the bridge first sees a registered device, decode the frames it stored as unclaimed.
 
     The API decodes a device's history when it is registered; frames that arrive between
     that moment and the bridge's next look at the registry would otherwise stay unclaimed.
     """
-    from ingest.pipeline import frame_decoder
     from storage.redecode import redecode_device
 
     engine = create_database_engine(database_url, pool_size=1)
-    decoder = frame_decoder(CodecRegistry())
+    decoder = FollowingDecoder()
 
     def claim(profiles: list[DeviceProfile]) -> None:
         def run() -> None:
+            decoder.refresh(engine)
             for profile in profiles:
-                report = redecode_device(engine, profile.device_id, decoder=decoder, only_unclaimed=True)
+                report = redecode_device(
+                    engine, profile.device_id, decoder=decoder.decode, only_unclaimed=True
+                )
                 if report.frames:
                     log.info("claimed %d stored frames of device %s", report.frames, profile.dev_eui)
 
@@ -214,15 +235,15 @@ def redecode_hook() -> Any:
 
 def redecode_since_hook() -> Any:
     """The API's redecode action: a device's stored frames since a time, decoded again."""
-    from ingest.pipeline import frame_decoder
     from storage.redecode import redecode_device
 
-    decoder = frame_decoder(CodecRegistry())
+    decoder = FollowingDecoder()
     lock = threading.Lock()  # one redecode at a time: they are heavy and the codecs are shared
 
     def decode_again(engine: Any, device_id: int, since: Any) -> None:
         with lock:
-            report = redecode_device(engine, device_id, decoder=decoder, since=since)
+            decoder.refresh(engine)
+            report = redecode_device(engine, device_id, decoder=decoder.decode, since=since)
         log.info("redecoded device %s: %d frames, %d failed", device_id, report.frames, report.failed)
 
     return decode_again
@@ -347,16 +368,17 @@ def command_redecode(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from domain.ids import parse_dev_eui
-    from ingest.pipeline import frame_decoder
     from storage.redecode import count_frames, redecode_codec, redecode_device
 
     since = datetime.fromisoformat(args.since) if args.since else None
     if since is not None and since.tzinfo is None:
         raise ConfigurationError("--since needs a time zone, e.g. 2026-01-01T00:00:00+00:00")
-    decoder = frame_decoder(CodecRegistry())
+    following = FollowingDecoder()
+    decoder = following.decode
     with database(DatabaseSettings()) as url:
         upgrade_and_apply_policies(url, DatabaseSettings())
         engine = create_database_engine(url)
+        following.refresh(engine)
         try:
             if args.device:
                 dev_eui = parse_dev_eui(args.device)

@@ -37,12 +37,34 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from py_mini_racer import JSEvalException, JSOOMException, JSTimeoutException, MiniRacer, mini_racer
+from py_mini_racer import (
+    JSEvalException,
+    JSOOMException,
+    JSTimeoutException,
+    MiniRacer,
+    init_mini_racer,
+    mini_racer,
+)
 
 from domain.errors import DecodeError
 from domain.uplink import JsonObject
 
 SCRIPT_NAME = "codec.js"
+
+
+def _start_engine_on_the_main_thread() -> None:
+    """Initialise V8 now, while importing, which happens on the main thread.
+
+    If the engine is first started from another thread (an API request, a background
+    redecode), creating a second isolate later on yet another thread crashes the whole
+    process with a segmentation fault. Started on the main thread, any thread may then
+    create isolates.
+    """
+    if threading.current_thread() is threading.main_thread():
+        init_mini_racer(ignore_duplicate_init=True)
+
+
+_start_engine_on_the_main_thread()
 
 _T = TypeVar("_T")
 

@@ -31,7 +31,7 @@ def as_number(value: object) -> float | None:
         return value
     if isinstance(value, int):
         # JSON integers are unbounded; one too large for a float is certainly out of range.
-        return float(value) if abs(value) < 2**1023 else math.copysign(math.inf, value)
+        return float(value) if abs(value) < 2**1023 else (math.inf if value > 0 else -math.inf)
     if isinstance(value, str):
         match = _LEADING_NUMBER.match(value)
         return float(match.group(1)) if match else None

@@ -15,10 +15,10 @@ from typing import Any
 
 from domain.ids import DevEui, GatewayId
 
-# The per-message types (Uplink, Reception, Radio, Location) are plain slotted
-# dataclasses, not frozen ones: a frozen dataclass pays `object.__setattr__` per
-# field, three times the cost of construction, thousands of times per second on the
-# ingest path. They are treated as immutable by convention; nothing mutates them.
+# The per-message types (Uplink, Reception, Radio, Location) are frozen: events are
+# facts. A frozen dataclass's __init__ pays `object.__setattr__` per field, so the
+# adapters build them through `ingest.adapters.construct`, which sets the slots
+# directly and checks at import that the field lists still match.
 
 JsonObject = dict[str, Any]
 

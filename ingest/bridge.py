@@ -48,7 +48,15 @@ from ingest.mqtt_client import BufferedClient
 from ingest.pipeline import DeviceCache, Pipeline, ReceivedMessage
 from storage.codec_scripts import ScriptFollower
 from storage.device_registry import ensure_municipality
-from storage.uplinks import IngestBatch, RejectedRecord, TransientWriteError, prepare_connection, write_batch
+from storage.uplinks import (
+    BatchResult,
+    IngestBatch,
+    RejectedRecord,
+    TransientWriteError,
+    UnstorableBatch,
+    prepare_connection,
+    write_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -417,7 +425,7 @@ class Bridge:
         if changed and self.on_devices_changed is not None:
             self.on_devices_changed(changed)
 
-    def _build_batch(self, deliveries: list[Delivery]) -> IngestBatch:
+    def _build_batch(self, deliveries: list[Delivery], *, count_received: bool = True) -> IngestBatch:
         batch = IngestBatch()
         received: dict[str, int] = {}
         for delivery in deliveries:
@@ -429,8 +437,9 @@ class Bridge:
                 self.pipeline.add_message(
                     ReceivedMessage(delivery.source, delivery.topic, delivery.body), batch
                 )
-        for source_name, count in received.items():
-            self.counters.add(source_name, Outcome.RECEIVED, count)
+        if count_received:
+            for source_name, count in received.items():
+                self.counters.add(source_name, Outcome.RECEIVED, count)
         return batch
 
     def _write_with_retry(self, deliveries: list[Delivery], batch: IngestBatch) -> None:
@@ -439,6 +448,10 @@ class Bridge:
             started = time.perf_counter()
             try:
                 result = write_batch(self._connection(), batch)
+                break
+            except UnstorableBatch as exc:
+                log.warning("batch of %d refused (%s); writing its messages one by one", len(deliveries), exc)
+                result = self._write_one_by_one(deliveries)
                 break
             except (TransientWriteError, psycopg.OperationalError) as exc:
                 WRITE_RETRIES.inc()
@@ -460,6 +473,29 @@ class Bridge:
                 by_connection.setdefault(delivery.connection, []).append(delivery)
         for connection, acknowledged in by_connection.items():
             connection.ack(acknowledged)
+
+    def _write_one_by_one(self, deliveries: list[Delivery]) -> BatchResult:
+        """Find the message that spoils a batch; keep it as rejected so the rest goes in.
+
+        Transient errors here propagate to the caller's retry loop like any other.
+        """
+        new_by_source: dict[str, int] = {}
+        for delivery in deliveries:
+            single = self._build_batch([delivery], count_received=False)
+            try:
+                outcome = write_batch(self._connection(), single)
+            except UnstorableBatch as exc:
+                topic = (
+                    delivery.topic if delivery.events is None else f"{delivery.topic}:{delivery.source.name}"
+                )
+                body = delivery.body or repr(delivery.events).encode()
+                rejected = RejectedRecord(delivery.source.name, topic, f"could not be stored: {exc}", body)
+                write_batch(self._connection(), IngestBatch(rejected=[rejected]))
+                self.counters.add(delivery.source.name, Outcome.REJECTED)
+                continue
+            for source, count in outcome.new_by_source.items():
+                new_by_source[source] = new_by_source.get(source, 0) + count
+        return BatchResult(new_by_source=new_by_source, readings_new=0, rejected=0)
 
     def _count(self, batch: IngestBatch, new_by_source: dict[str, int]) -> None:
         totals: dict[str, list[int]] = {}

@@ -33,6 +33,7 @@ from ingest.adapters import parse_webhook
 from ingest.config import SourceConfig
 from ingest.metrics import IngestCounters, Outcome
 from ingest.pipeline import DeviceCache, Pipeline
+from storage.codec_scripts import ScriptFollower
 from storage.device_registry import ensure_municipality
 from storage.uplinks import IngestBatch, RejectedRecord, TransientWriteError, prepare_connection, write_batch
 
@@ -71,6 +72,7 @@ class WebhookIngest:
         self.database_url = database_url
         self.counters = counters or IngestCounters()
         self.devices = DeviceCache()
+        self.scripts = ScriptFollower(codecs)
         self._codecs = codecs
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
@@ -89,6 +91,7 @@ class WebhookIngest:
         assert self._pipeline is not None
         if time.monotonic() - self._refreshed_at > DEVICE_REFRESH_S:
             self.devices.refresh(self._conn)
+            self.scripts.refresh(self._conn)
             self._refreshed_at = time.monotonic()
         return self._conn, self._pipeline
 

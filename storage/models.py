@@ -164,7 +164,7 @@ class Reception(Base):
     municipality_id: Mapped[int] = mapped_column(Integer)
     rssi_dbm: Mapped[float | None] = mapped_column(Float)
     snr_db: Mapped[float | None] = mapped_column(Float)
-    channel: Mapped[int | None] = mapped_column(SmallInteger)
+    channel: Mapped[int | None] = mapped_column(Integer)  # ChirpStack sends a uint32
     spreading_factor: Mapped[int | None] = mapped_column(SmallInteger)
 
     __table_args__ = (Index("ix_reception_gateway_id_received_at", "gateway_id", text("received_at DESC")),)

@@ -25,13 +25,21 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from domain.errors import StorageUnavailable
+from domain.errors import PlatformError, StorageUnavailable
 from domain.reading import Reading
 from domain.uplink import DeviceStatus, GatewayStatus, Join, JsonObject, Uplink
 
 
 class TransientWriteError(StorageUnavailable):
     """A write that failed for a reason that retrying can fix (deadlock, lost connection)."""
+
+
+class UnstorableBatch(PlatformError):
+    """A batch the database refuses for its content (a value out of range, bad text).
+
+    Retrying cannot help; the caller finds the culprit by writing the messages one at a
+    time and keeps the one that still fails as a rejected message, with this reason.
+    """
 
 
 class DecodeStatus:
@@ -109,7 +117,7 @@ CREATE TEMP TABLE IF NOT EXISTS stage_uplink (
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS stage_reception (
     received_at timestamptz, uplink_key text, gateway_id text, antenna int2, dev_eui text,
-    municipality_id int4, rssi_dbm float8, snr_db float8, channel int2, spreading_factor int2,
+    municipality_id int4, rssi_dbm float8, snr_db float8, channel int4, spreading_factor int2,
     gw_latitude float8, gw_longitude float8, gw_altitude_m float8
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS stage_reading (
@@ -127,7 +135,7 @@ _UPLINK_TYPES = [
 ]  # fmt: skip
 _RECEPTION_TYPES = [
     "timestamptz", "text", "text", "int2", "text",
-    "int4", "float8", "float8", "int2", "int2",
+    "int4", "float8", "float8", "int4", "int2",
     "float8", "float8", "float8",
 ]  # fmt: skip
 _READING_TYPES = ["timestamptz", "text", "int4", "text", "float8", "int2"]
@@ -355,6 +363,8 @@ def write_batch(conn: psycopg.Connection[Any], batch: IngestBatch) -> BatchResul
         raise TransientWriteError(f"write conflict, will retry: {exc.sqlstate}") from exc
     except psycopg.OperationalError as exc:
         raise TransientWriteError(f"database unreachable: {exc}") from exc
+    except (psycopg.DataError, psycopg.IntegrityError, TypeError, ValueError) as exc:
+        raise UnstorableBatch(f"refused by the database: {exc}") from exc
 
 
 def _unique_uplinks(records: list[UplinkRecord]) -> list[UplinkRecord]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from datetime import datetime
 
 import pytest
 from pydantic import SecretStr
@@ -23,12 +22,10 @@ with warnings.catch_warnings():
 
 from api.app import create_app
 from api.settings import ApiSettings
-from decoders import CodecRegistry
-from ingest.pipeline import frame_decoder
+from cli.main import redecode_since_hook
 from storage.api_keys import Role, create_api_key
 from storage.database import DatabaseSettings, create_database_engine
 from storage.municipalities import create_municipality
-from storage.redecode import redecode_device
 from tests.api.data import MUNICIPAL_ROLES, RegisteredHooks, Tenant, TenantFactory, unique_slug
 
 
@@ -45,9 +42,8 @@ def settings(migrated_db_url: str) -> ApiSettings:
     return ApiSettings(database=DatabaseSettings(url=SecretStr(migrated_db_url)), export_page_rows=7)
 
 
-def real_redecode(engine: Engine, device_id: int, since: datetime | None) -> None:
-    """The composition root's redecode, built the same way: the live decoders over stored frames."""
-    redecode_device(engine, device_id, decoder=frame_decoder(CodecRegistry()), since=since)
+real_redecode = redecode_since_hook()
+"""The composition root's redecode: the live decoders (and stored JS codecs) over stored frames."""
 
 
 @pytest.fixture(scope="session")

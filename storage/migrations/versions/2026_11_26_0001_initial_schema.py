@@ -75,7 +75,7 @@ def upgrade() -> None:
     sa.Column('municipality_id', sa.Integer(), nullable=False),
     sa.Column('rssi_dbm', sa.Float(), nullable=True),
     sa.Column('snr_db', sa.Float(), nullable=True),
-    sa.Column('channel', sa.SmallInteger(), nullable=True),
+    sa.Column('channel', sa.Integer(), nullable=True),
     sa.Column('spreading_factor', sa.SmallInteger(), nullable=True),
     sa.PrimaryKeyConstraint('received_at', 'uplink_key', 'gateway_id', 'antenna', name=op.f('pk_reception'))
     )
