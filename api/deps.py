@@ -15,6 +15,7 @@ from fastapi import Depends, Path, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from api.access import Action, require, require_in, require_in_or_shared
@@ -52,6 +53,8 @@ def get_session(engine: EngineDep) -> Iterator[Session]:
             yield session
         except OperationalError as exc:
             raise StorageUnavailable("the database cannot be reached right now") from exc
+        except PoolTimeout as exc:  # every pooled connection busy: ask the client to come back
+            raise StorageUnavailable("the database is busy, retry shortly") from exc
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

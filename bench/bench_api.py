@@ -890,6 +890,13 @@ def load(url: str, fleet: Fleet) -> LoadReport:
 
         started = time.perf_counter()
         rows = load_activity(conn, fleet, links, heard_range)
+        # What ingest keeps in `gateway_heard` while it writes receptions.
+        conn.execute(
+            "INSERT INTO gateway_heard (gateway_id, municipality_id, last_heard_at) "
+            "SELECT gateway_id, municipality_id, max(received_at) FROM reception GROUP BY 1, 2 "
+            "ON CONFLICT DO NOTHING"
+        )
+        conn.commit()
         report.tables["device_activity, gateway"] = (rows, time.perf_counter() - started)
 
     with psycopg.connect(url, autocommit=True) as conn:

@@ -42,9 +42,16 @@ def libpq_url(url: str) -> str:
 
 
 def create_database_engine(url: str, *, pool_size: int = 5) -> Engine:
+    """The SQLAlchemy engine of the API and the tools.
+
+    JIT is off for these sessions: their queries are short, and PostgreSQL's JIT
+    compiles for seconds whenever the planner's estimate crosses its threshold.
+    """
     return create_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size * 2,
         pool_pre_ping=True,
+        pool_timeout=10,
+        connect_args={"options": "-c jit=off"},
     )

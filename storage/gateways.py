@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from domain.errors import NotFound
-from storage.models import Device, DeviceActivity, Gateway, Municipality, Reception
+from storage.models import Device, DeviceActivity, Gateway, GatewayHeard, Municipality
 
 HEARD_WINDOW = timedelta(days=30)
 """How far back a reception counts as "this gateway hears our devices"."""
@@ -27,13 +27,11 @@ class GatewayView:
 
 
 def _visible_to(municipality_id: int) -> ColumnElement[bool]:
-    heard_recently = (
-        select(Reception.gateway_id)
-        .join(Device, Device.dev_eui == Reception.dev_eui)
-        .where(
-            Device.municipality_id == municipality_id,
-            Reception.received_at > func.now() - HEARD_WINDOW,
-        )
+    # `gateway_heard` is kept by ingest (one row per gateway and municipality), so this
+    # is an index lookup instead of a scan of a month of receptions.
+    heard_recently = select(GatewayHeard.gateway_id).where(
+        GatewayHeard.municipality_id == municipality_id,
+        GatewayHeard.last_heard_at > func.now() - HEARD_WINDOW,
     )
     heard_last = (
         select(DeviceActivity.last_gateway_id)

@@ -227,6 +227,20 @@ class DeviceActivity(Base):
     network_margin_db: Mapped[int | None] = mapped_column(SmallInteger)
 
 
+class GatewayHeard(Base):
+    """Which municipalities' uplinks a gateway carried, and when last: kept by ingest.
+
+    "The gateways that hear our devices" would otherwise mean scanning a month of
+    receptions per request; this table has one row per gateway and municipality.
+    """
+
+    __tablename__ = "gateway_heard"
+
+    gateway_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    municipality_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_heard_at: Mapped[datetime]
+
+
 class GatewayHeartbeat(Base):
     """A gateway's own status reports over time, for uptime over 7/30 days."""
 

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from sqlalchemy import Float, func, select
-from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy import Float, func, select, true
 from sqlalchemy.orm import Session
 
 from domain.analytics import Floats
@@ -59,11 +58,20 @@ def device_series(
         return {}
     epoch = func.extract("epoch", Reading.time).cast(Float)
     if with_state_before:
-        before = (
-            select(Reading.device_id, epoch, Reading.value)
-            .where(Reading.device_id.in_(device_ids), Reading.quantity == quantity, Reading.time < start)
-            .ext(distinct_on(Reading.device_id))
-            .order_by(Reading.device_id, Reading.time.desc())
+        # One index probe per device (LATERAL ... LIMIT 1 walks the key backwards from
+        # `start`); DISTINCT ON would read and sort every device's whole earlier history.
+        devices = select(func.unnest(list(device_ids)).label("device_id")).subquery()
+        last = (
+            select(func.extract("epoch", Reading.time).cast(Float).label("moment"), Reading.value)
+            .where(
+                Reading.device_id == devices.c.device_id, Reading.quantity == quantity, Reading.time < start
+            )
+            .order_by(Reading.time.desc())
+            .limit(1)
+            .lateral()
+        )
+        before = select(devices.c.device_id, last.c.moment, last.c.value).select_from(
+            devices.join(last, true())
         )
         for device_id, moment, value in session.execute(before):
             found[device_id][0].append(moment)

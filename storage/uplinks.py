@@ -235,6 +235,16 @@ heard AS (
     FROM stage_reception r JOIN new_uplink n USING (received_at, uplink_key)
     GROUP BY r.gateway_id
 ),
+heard_for AS (
+    INSERT INTO gateway_heard (gateway_id, municipality_id, last_heard_at)
+    SELECT r.gateway_id, r.municipality_id, max(r.received_at)
+    FROM stage_reception r JOIN new_uplink n USING (received_at, uplink_key)
+    GROUP BY r.gateway_id, r.municipality_id
+    ORDER BY 1, 2
+    ON CONFLICT (gateway_id, municipality_id) DO UPDATE
+        SET last_heard_at = greatest(gateway_heard.last_heard_at, excluded.last_heard_at)
+    RETURNING 1
+),
 gateway_seen AS (
     INSERT INTO gateway (gateway_id, municipality_id, latitude, longitude, altitude_m,
                          first_seen_at, last_seen_at, last_uplink_at)

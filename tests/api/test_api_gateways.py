@@ -2,30 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
-from sqlalchemy import Engine, insert
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
-from storage.models import Reception
+from domain.ids import DevEui, GatewayId
+from domain.uplink import NetworkServer, Reception, Uplink
+from storage.database import libpq_url
+from storage.uplinks import DecodeStatus, IngestBatch, UplinkRecord, prepare_connection, write_batch
 from tests.api.data import Tenant, add_activity, add_gateway, auth, register
 
 
 def heard_by(engine: Engine, gateway_id: str, dev_eui: str, municipality_id: int) -> None:
-    row = {
-        "received_at": datetime.now(UTC),
-        "uplink_key": f"k-{gateway_id}-{dev_eui}",
-        "gateway_id": gateway_id,
-        "antenna": 0,
-        "dev_eui": dev_eui,
-        "municipality_id": municipality_id,
-        "rssi_dbm": -100.0,
-    }
-    with Session(engine) as session:
-        session.execute(insert(Reception), [row])
-        session.commit()
+    """An uplink of `dev_eui` heard by `gateway_id`, written through the ingest write path."""
+    uplink = Uplink(
+        network_server=NetworkServer.CHIRPSTACK_V4,
+        uplink_key=f"k-{gateway_id}-{dev_eui}",
+        received_at=datetime.now(UTC) - timedelta(days=1),  # older than the device's last activity
+        dev_eui=DevEui(dev_eui),
+        payload=b"\x01",
+        receptions=(Reception(GatewayId(gateway_id), rssi_dbm=-100.0),),
+    )
+    record = UplinkRecord(uplink, "test", municipality_id, None, DecodeStatus.UNCLAIMED)
+    with psycopg.connect(libpq_url(engine.url.render_as_string(hide_password=False))) as conn:
+        prepare_connection(conn)
+        write_batch(conn, IngestBatch(uplinks=[record]))
 
 
 def test_list_shows_owned_and_hearing_gateways_only(
@@ -36,8 +40,8 @@ def test_list_shows_owned_and_hearing_gateways_only(
     last_heard = add_gateway(engine, None)
     elsewhere = add_gateway(engine, neighbour.id, name="Nachbar Schule")
     ours = register(client, tenant)["dev_eui"]
-    heard_by(engine, carrier, ours, tenant.id)
     add_activity(engine, tenant.id, ours, last_gateway_id=last_heard)
+    heard_by(engine, carrier, ours, tenant.id)
     listed = client.get(tenant.url("/gateways"), headers=tenant.headers("viewer")).json()["items"]
     assert {item["gateway_id"] for item in listed} == {owned, carrier, last_heard}
     by_id = {item["gateway_id"]: item for item in listed}

@@ -153,6 +153,8 @@ def test_gateways_appear_from_uplinks_and_status(conn: psycopg.Connection[Any]) 
         ("aa555a0000000001",),
     ).fetchone()
     assert gateway == (municipality, 51.7, T0 + timedelta(minutes=1), None)
+    heard = conn.execute("SELECT gateway_id, municipality_id, last_heard_at FROM gateway_heard").fetchall()
+    assert heard == [("aa555a0000000001", municipality, T0 + timedelta(minutes=1))]
     status = GatewayStatus(GatewayId("aa555a0000000001"), T0 + timedelta(minutes=2), online=False)
     write_batch(conn, IngestBatch(gateway_statuses=[status]))
     online = conn.execute("SELECT online, status_changed_at FROM gateway").fetchone()

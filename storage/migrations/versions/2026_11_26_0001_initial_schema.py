@@ -40,6 +40,12 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('dev_eui', name=op.f('pk_device_activity'))
     )
     op.create_index(op.f('ix_device_activity_municipality_id'), 'device_activity', ['municipality_id'], unique=False)
+    op.create_table('gateway_heard',
+    sa.Column('gateway_id', sa.String(length=128), nullable=False),
+    sa.Column('municipality_id', sa.Integer(), nullable=False),
+    sa.Column('last_heard_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('gateway_id', 'municipality_id', name=op.f('pk_gateway_heard'))
+    )
     op.create_table('gateway_heartbeat',
     sa.Column('time', sa.DateTime(timezone=True), nullable=False),
     sa.Column('gateway_id', sa.String(length=128), nullable=False),
@@ -208,5 +214,6 @@ def downgrade() -> None:
     op.drop_table('reading')
     op.drop_table('municipality')
     op.drop_table('gateway_heartbeat')
+    op.drop_table('gateway_heard')
     op.drop_index(op.f('ix_device_activity_municipality_id'), table_name='device_activity')
     op.drop_table('device_activity')
