@@ -295,10 +295,15 @@ class Bridge:
         self.scripts = ScriptFollower(codecs)
         self.connections: list[MqttConnection] = []
         self._writer: threading.Thread | None = None
-        self._committer: threading.Thread | None = None
+        self._committers: list[threading.Thread] = []
         # Parsing and decoding batch n+1 overlaps the database's work on batch n.
-        self._commits: queue.Queue[tuple[list[Delivery], IngestBatch] | None] = queue.Queue(maxsize=2)
-        self._conn: psycopg.Connection[Any] | None = None
+        self._commits: queue.Queue[tuple[list[Delivery], IngestBatch] | None] = queue.Queue(
+            maxsize=settings.writers + 1
+        )
+        # One connection per committer thread: the database merges batches in parallel.
+        self._connections = threading.local()
+        self._all_connections: list[psycopg.Connection[Any]] = []
+        self._connections_lock = threading.Lock()
         self._municipality_ids: dict[str, int] = {}
         self._last_device_refresh = 0.0
         self.batches_written = 0
@@ -315,8 +320,12 @@ class Bridge:
         self.scripts.refresh(conn)
         self._last_device_refresh = time.monotonic()
         self.pipeline = Pipeline(self.devices, self.codecs, self._municipality_ids, self.counters)
-        self._committer = threading.Thread(target=self._commit_loop, name="lorakom-committer", daemon=True)
-        self._committer.start()
+        for number in range(self.settings.writers):
+            committer = threading.Thread(
+                target=self._commit_loop, args=(number == 0,), name=f"lorakom-committer-{number}", daemon=True
+            )
+            committer.start()
+            self._committers.append(committer)
         self._writer = threading.Thread(target=self._write_loop, name="lorakom-decoder", daemon=True)
         self._writer.start()
         for source in self.sources:
@@ -340,13 +349,14 @@ class Bridge:
         self.stop_event.set()
         if self._writer is not None:
             self._writer.join(timeout=drain_timeout_s + 5)
-        if self._committer is not None:
-            self._committer.join(timeout=drain_timeout_s + 5)
+        for committer in self._committers:
+            committer.join(timeout=drain_timeout_s + 5)
         for connection in self.connections:
             connection.close()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        with self._connections_lock:
+            for conn in self._all_connections:
+                conn.close()
+            self._all_connections.clear()
 
     # -- backfill ----------------------------------------------------------------
 
@@ -376,17 +386,23 @@ class Bridge:
     # -- writing -----------------------------------------------------------------
 
     def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.database_url, connect_timeout=5)
-            prepare_connection(self._conn)
-        return self._conn
+        conn: psycopg.Connection[Any] | None = getattr(self._connections, "conn", None)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self.database_url, connect_timeout=5)
+            prepare_connection(conn)
+            self._connections.conn = conn
+            with self._connections_lock:
+                self._all_connections.append(conn)
+        return conn
 
     def _drop_connection(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
+        conn: psycopg.Connection[Any] | None = getattr(self._connections, "conn", None)
+        self._connections.conn = None
+        if conn is not None:
+            with self._connections_lock:
+                if conn in self._all_connections:
+                    self._all_connections.remove(conn)
+            conn.close()
 
     def _write_loop(self) -> None:
         """Take batches from the inbox, parse and decode them, hand them to the committer."""
@@ -396,19 +412,27 @@ class Bridge:
             PENDING.set(len(self.inbox))
             if deliveries:
                 self._commits.put((deliveries, self._build_batch(deliveries)))
-        self._commits.put(None)
+        for _ in self._committers:
+            self._commits.put(None)
 
-    def _commit_loop(self) -> None:
-        """The only user of the database connection: write, commit, then acknowledge."""
+    def _commit_loop(self, refreshes_devices: bool) -> None:
+        """Write, commit, then acknowledge, on this thread's own connection.
+
+        Several committers let the database merge batches in parallel; a message is
+        acknowledged by whichever committer stored it, and order between batches does
+        not matter (the stored state only moves forward, see `storage.uplinks`).
+        """
         while True:
             try:
                 item = self._commits.get(timeout=self.settings.device_refresh_s)
             except queue.Empty:
-                self._refresh_devices_if_due()
+                if refreshes_devices:
+                    self._refresh_devices_if_due()
                 continue
             if item is None:
                 return
-            self._refresh_devices_if_due()
+            if refreshes_devices:
+                self._refresh_devices_if_due()
             self._write_with_retry(*item)
 
     def _refresh_devices_if_due(self) -> None:

@@ -156,6 +156,9 @@ class IngestSettings(BaseSettings):
     batch_size: int = Field(default=2000, ge=1)
     flush_interval_ms: int = Field(default=200, ge=1)
     max_pending: int = Field(default=20000, ge=10)
+    writers: int = Field(
+        default=2, ge=1, le=8, description="database connections writing batches in parallel"
+    )
     device_refresh_s: float = Field(default=2.0, gt=0)
     stats_interval_s: float = Field(default=10.0, gt=0)
     shared_group: str | None = None
