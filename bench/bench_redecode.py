@@ -35,7 +35,7 @@ from ingest.pipeline import frame_decoder
 from storage.database import create_database_engine
 from storage.device_registry import load_devices
 from storage.embedded import EmbeddedPostgres
-from storage.redecode import StoredFrame, redecode_device
+from storage.redecode import StoredFrame, redecode_devices
 from storage.schema import upgrade_database
 
 TARGET = 20_000
@@ -53,6 +53,7 @@ def server_url(workdir: Path) -> tuple[str, EmbeddedPostgres | None]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, default=2, help="devices redecoded at a time")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="lorakom-bench-redecode-"))
     base, embedded = server_url(workdir)
@@ -126,12 +127,10 @@ def main() -> None:
         decode_us = (time.perf_counter() - started) / len(sample) * 1e6
 
         started = time.perf_counter()
-        frames = readings = failed = 0
-        for profile in profiles:
-            report = redecode_device(engine, profile.device_id, decoder=decoder)
-            frames += report.frames
-            readings += report.readings
-            failed += report.failed
+        report = redecode_devices(
+            engine, [p.device_id for p in profiles], decoder=decoder, workers=args.workers
+        )
+        frames, readings, failed = report.frames, report.readings, report.failed
         elapsed = time.perf_counter() - started
         rate = frames / elapsed
         print(

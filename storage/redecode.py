@@ -11,6 +11,7 @@ leaves the old state.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -141,18 +142,42 @@ def redecode_codec(
     decoder: Decoder,
     since: datetime | None = None,
     progress: Callable[[int], object] | None = None,
+    workers: int = 2,
 ) -> RedecodeReport:
     """Every device using `codec_id`, one transaction each."""
-    report = RedecodeReport()
     with psycopg.connect(libpq_url(engine.url.render_as_string(hide_password=False))) as conn:
         ids = [
             row[0]
             for row in conn.execute("SELECT id FROM device WHERE codec_id = %s ORDER BY id", (codec_id,))
         ]
-        conn.commit()
-        for device_id in ids:
-            profile = load_device(conn, device_id)
-            report.add(_redecode(conn, profile, decoder, since or _FAR_PAST, _FAR_FUTURE, False, progress))
+    return redecode_devices(engine, ids, decoder=decoder, since=since, progress=progress, workers=workers)
+
+
+def redecode_devices(
+    engine: Engine,
+    device_ids: Sequence[int],
+    *,
+    decoder: Decoder,
+    since: datetime | None = None,
+    progress: Callable[[int], object] | None = None,
+    workers: int = 2,
+) -> RedecodeReport:
+    """Several devices, `workers` at a time, each on its own connection and in its own transaction.
+
+    The database's share of the work (updating frames, indexing readings) is most of
+    it, so two connections let PostgreSQL use a second core while Python decodes.
+    """
+    report = RedecodeReport()
+    lock = threading.Lock()
+
+    def one(device_id: int) -> None:
+        done = redecode_device(engine, device_id, decoder=decoder, since=since, progress=progress)
+        with lock:
+            report.add(done)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="lorakom-redecode") as pool:
+        for finished in [pool.submit(one, device_id) for device_id in device_ids]:
+            finished.result()
     return report
 
 
