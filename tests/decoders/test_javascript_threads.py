@@ -18,7 +18,9 @@ PROGRAM = textwrap.dedent(
         worker = threading.Thread(target=registry.register_javascript, args=("test/first", SCRIPT))
         worker.start()
         worker.join()
-    outcome = registries[-1].decode(codec_id="test/first", f_port=1, payload=bytes([42]), network_decoded=None)
+    outcome = registries[-1].decode(
+        codec_id="test/first", f_port=1, payload=bytes([42]), network_decoded=None
+    )
     print(outcome.decoded)
     """
 )
