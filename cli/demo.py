@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
@@ -126,7 +125,3 @@ class ApiServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
-
-
-def summary(counts: Sequence[tuple[str, int]]) -> str:
-    return ", ".join(f"{count} {name}" for name, count in counts)

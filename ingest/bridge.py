@@ -54,6 +54,7 @@ from storage.uplinks import (
     RejectedRecord,
     TransientWriteError,
     UnstorableBatch,
+    latest_received_at,
     prepare_connection,
     write_batch,
 )
@@ -371,10 +372,7 @@ class Bridge:
         assert self.backfill is not None
         try:
             with psycopg.connect(self.database_url) as conn:
-                row = conn.execute(
-                    "SELECT max(received_at) FROM uplink WHERE source = %s", (source.name,)
-                ).fetchone()
-            newest: datetime | None = row[0] if row else None
+                newest = latest_received_at(conn, source.name)
             earliest = datetime.now(UTC) - timedelta(hours=source.backfill_max_hours)
             after = max(newest, earliest) if newest is not None else earliest
             for events in self.backfill(source, after):

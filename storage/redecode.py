@@ -230,7 +230,7 @@ def _redecode(
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lorakom-redecode") as database:
             # Decoding chunk n+1 (Python) overlaps writing chunk n (mostly the server's work).
             pending: Future[None] | None = None
-            frames = _frames(conn)
+            frames = _Frames(conn)
             chunk = frames.fetch(params)
             while chunk:
                 results = [decoder(frame, profile) for frame in chunk]
@@ -265,10 +265,6 @@ class _Frames:
 
     def close(self) -> None:
         self._cursor.close()
-
-
-def _frames(conn: psycopg.Connection[Any]) -> _Frames:
-    return _Frames(conn)
 
 
 class _ChunkWriter:
