@@ -1,6 +1,10 @@
 """Background jobs of a running lorakom: alert evaluation and notification delivery.
 
-They run in the process that serves the API (`lorakom run`, `lorakom api`, the demo).
+Alerts are evaluated when new data is committed (the bridge nudges the job) and
+every minute regardless (rules about silence and offline gateways fire without any
+new data). Nudges are coalesced: at most one evaluation per `MIN_GAP_S`, because an
+evaluation reads every rule while the bridge may commit many batches a second.
+
 Both jobs are safe in several processes at once, so a deployment with two API
 processes needs no leader election; a database outage only delays them.
 """
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime
 
 import httpx
@@ -21,25 +26,57 @@ log = logging.getLogger(__name__)
 
 EVALUATE_EVERY_S = 60.0
 DELIVER_EVERY_S = 15.0
+MIN_GAP_S = 5.0
 
 
-def start_alert_jobs(engine: Engine, stop: threading.Event) -> threading.Thread:
-    def run() -> None:
-        next_evaluation = 0.0
+class AlertJobs:
+    def __init__(
+        self,
+        engine: Engine,
+        stop: threading.Event,
+        *,
+        evaluate_every_s: float = EVALUATE_EVERY_S,
+        min_gap_s: float = MIN_GAP_S,
+    ) -> None:
+        self.engine = engine
+        self.stop = stop
+        self.evaluate_every_s = evaluate_every_s
+        self.min_gap_s = min_gap_s
+        self.evaluations = 0
+        self._nudged = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lorakom-alerts", daemon=True)
+
+    def start(self) -> AlertJobs:
+        self._thread.start()
+        return self
+
+    def nudge(self) -> None:
+        """New readings are committed: evaluate soon (called from the bridge's writer threads)."""
+        self._nudged.set()
+
+    def _run(self) -> None:
+        last_evaluation = float("-inf")
+        last_delivery = float("-inf")
         with httpx.Client(timeout=10.0) as client:
-            while not stop.is_set():
-                now = datetime.now(UTC)
+            while not self.stop.is_set():
+                self._nudged.wait(1.0)
+                now_s = time.monotonic()
+                due = now_s - last_evaluation >= self.evaluate_every_s
+                nudged = self._nudged.is_set() and now_s - last_evaluation >= self.min_gap_s
                 try:
-                    if now.timestamp() >= next_evaluation:
-                        result = evaluate_alerts(engine, now)
-                        next_evaluation = now.timestamp() + EVALUATE_EVERY_S
+                    if due or nudged:
+                        self._nudged.clear()
+                        last_evaluation = now_s
+                        result = evaluate_alerts(self.engine, datetime.now(UTC))
+                        self.evaluations += 1
                         if result.opened or result.resolved:
                             log.info("alerts: %d opened, %d resolved", result.opened, result.resolved)
-                    deliver_notifications(engine, client, now)
+                    if now_s - last_delivery >= DELIVER_EVERY_S or (due or nudged):
+                        last_delivery = now_s
+                        deliver_notifications(self.engine, client, datetime.now(UTC))
                 except OperationalError as exc:
                     log.warning("alert jobs: database unreachable, will retry: %s", exc.orig)
-                stop.wait(DELIVER_EVERY_S)
 
-    thread = threading.Thread(target=run, name="lorakom-alerts", daemon=True)
-    thread.start()
-    return thread
+
+def start_alert_jobs(engine: Engine, stop: threading.Event) -> AlertJobs:
+    return AlertJobs(engine, stop).start()

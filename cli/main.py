@@ -98,7 +98,9 @@ def tune_garbage_collector() -> None:
     sys.setswitchinterval(float(os.environ.get("LORAKOM_SWITCH_INTERVAL_S", "0.0005")))
 
 
-def start_bridge(args: argparse.Namespace, database_url: str) -> Bridge:
+def start_bridge(
+    args: argparse.Namespace, database_url: str, on_committed: Callable[[], None] | None = None
+) -> Bridge:
     sources = load_sources(Path(args.config))
     bridge = Bridge(
         sources,
@@ -106,6 +108,7 @@ def start_bridge(args: argparse.Namespace, database_url: str) -> Bridge:
         ingest_settings(args),
         CodecRegistry(),
         on_devices_changed=claim_unclaimed_history(database_url),
+        on_committed=on_committed,
     )
     bridge.start()
     tune_garbage_collector()
@@ -191,8 +194,9 @@ def command_bridge(args: argparse.Namespace) -> int:
     settings = ingest_settings(args)
     with database(DatabaseSettings()) as url:
         upgrade_and_apply_policies(url, DatabaseSettings())
-        bridge = start_bridge(args, url)
         stop = threading.Event()
+        jobs = start_alert_jobs(create_database_engine(url, pool_size=1), stop)
+        bridge = start_bridge(args, url, on_committed=jobs.nudge)
         run_live_line(bridge, stop, settings.stats_interval_s)
         try:
             wait_for_signal(stop)
@@ -273,12 +277,12 @@ def command_run(args: argparse.Namespace) -> int:
     settings = ingest_settings(args)
     with database(DatabaseSettings()) as url:
         upgrade_and_apply_policies(url, DatabaseSettings())
-        bridge = start_bridge(args, url)
+        stop = threading.Event()
+        jobs = start_alert_jobs(create_database_engine(url, pool_size=1), stop)
+        bridge = start_bridge(args, url, on_committed=jobs.nudge)
         app = build_app(url, bridge.sources, bridge.counters)
         server = ApiServer(app, args.host or api_settings.host, args.port or api_settings.port)
         server.start()
-        stop = threading.Event()
-        start_alert_jobs(app.state.engine, stop)
         run_live_line(bridge, stop, settings.stats_interval_s)
         try:
             wait_for_signal(stop)
@@ -306,12 +310,14 @@ def command_demo(args: argparse.Namespace) -> int:
         with Session(engine) as session:
             key, _ = create_api_key(session, municipality_slug=None, role="region-admin", name="demo")
             session.commit()
+        jobs = start_alert_jobs(engine, stop)
         with mqtt_broker() as (host, port):
             bridge = Bridge(
                 demo_sources(fleet, host, port),
                 url,
                 IngestSettings(instance="demo", stats_interval_s=2.0),
                 CodecRegistry(),
+                on_committed=jobs.nudge,
             )
             bridge.start()
             from api.app import create_app
@@ -325,7 +331,6 @@ def command_demo(args: argparse.Namespace) -> int:
             )
             server = ApiServer(app, "127.0.0.1", args.port)
             server.start()
-            start_alert_jobs(engine, stop)
             simulator = Simulator(fleet, speed=args.speed, gateway_stats_interval_s=30.0 / args.speed * 10)
             publisher = threading.Thread(
                 target=simulator.run, args=(host, port), kwargs={"stop_event": stop}, daemon=True

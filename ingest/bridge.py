@@ -281,6 +281,7 @@ class Bridge:
         counters: IngestCounters | None = None,
         backfill: Backfill | None = backfill_source,
         on_devices_changed: Callable[[list[Any]], None] | None = None,
+        on_committed: Callable[[], None] | None = None,
     ) -> None:
         self.sources = list(sources)
         self.database_url = database_url
@@ -289,6 +290,7 @@ class Bridge:
         self.counters = counters or IngestCounters()
         self.backfill = backfill
         self.on_devices_changed = on_devices_changed
+        self.on_committed = on_committed  # e.g. nudge alert evaluation after new readings
         self.stop_event = threading.Event()
         self.inbox = Inbox(settings.max_pending, settings.batch_size)
         self.devices = DeviceCache()
@@ -488,6 +490,8 @@ class Bridge:
                 delay = min(delay * 2, 10.0)
         BATCH_SECONDS.inc(time.perf_counter() - started)
         self.batches_written += 1
+        if self.on_committed is not None and result.readings_new:
+            self.on_committed()
         self._count(batch, result.new_by_source)
         by_connection: dict[MqttConnection, list[Delivery]] = {}
         for delivery in deliveries:
@@ -502,6 +506,7 @@ class Bridge:
         Transient errors here propagate to the caller's retry loop like any other.
         """
         new_by_source: dict[str, int] = {}
+        readings_new = 0
         for delivery in deliveries:
             single = self._build_batch([delivery], count_received=False)
             try:
@@ -515,9 +520,10 @@ class Bridge:
                 write_batch(self._connection(), IngestBatch(rejected=[rejected]))
                 self.counters.add(delivery.source.name, Outcome.REJECTED)
                 continue
+            readings_new += outcome.readings_new
             for source, count in outcome.new_by_source.items():
                 new_by_source[source] = new_by_source.get(source, 0) + count
-        return BatchResult(new_by_source=new_by_source, readings_new=0, rejected=0)
+        return BatchResult(new_by_source=new_by_source, readings_new=readings_new, rejected=0)
 
     def _count(self, batch: IngestBatch, new_by_source: dict[str, int]) -> None:
         totals: dict[str, list[int]] = {}
