@@ -53,7 +53,6 @@ import asyncio
 import itertools
 import json
 import math
-import os
 import random
 import shutil
 import subprocess
@@ -77,10 +76,9 @@ from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
 from pydantic import SecretStr
 
-from cli.services import free_port, port_answers, with_database
+from bench.postgres import benchmark_server, fresh_migrated_database
+from cli.services import free_port, with_database
 from storage.database import DatabaseSettings, create_database_engine
-from storage.embedded import EmbeddedPostgres
-from storage.schema import upgrade_database
 
 DB_NAME = "lorakom_bench_api"
 SEED = 20261126
@@ -1136,15 +1134,6 @@ async def drive(
 # -- the run ----------------------------------------------------------------------------------
 
 
-def server_url(workdir: Path) -> tuple[str, EmbeddedPostgres | None]:
-    if os.environ.get("LORAKOM_BENCH_POSTGRES_URL"):
-        return os.environ["LORAKOM_BENCH_POSTGRES_URL"], None
-    if port_answers("127.0.0.1", 5432):
-        return "postgresql://postgres@127.0.0.1:5432/postgres", None
-    server = EmbeddedPostgres(workdir / "pg")
-    return server.start(), server
-
-
 def loaded_parameters(base: str) -> dict[str, Any] | None:
     with psycopg.connect(base, autocommit=True) as conn:
         row = conn.execute(
@@ -1274,7 +1263,7 @@ def main() -> None:
         return
 
     workdir = Path(tempfile.mkdtemp(prefix="lorakom-bench-api-"))
-    base, embedded = server_url(workdir)
+    base, embedded = benchmark_server(workdir)
     url = with_database(base, DB_NAME)
     wanted = {
         "seed": SEED,
@@ -1301,10 +1290,7 @@ def main() -> None:
                 f"days of 15-minute readings up to {_iso(fleet.end_s)}",
                 flush=True,
             )
-            with psycopg.connect(base, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-                conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-            upgrade_database(url)
+            fresh_migrated_database(base, DB_NAME)
             report = load(url, fleet)
             with psycopg.connect(base, autocommit=True) as conn:
                 comment = json.dumps({**wanted, "end_s": fleet.end_s})

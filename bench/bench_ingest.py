@@ -41,6 +41,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from bench.postgres import benchmark_server, fresh_migrated_database
 from cli.demo import register_fleet
 from cli.services import free_port, port_answers
 from cli.simulator.fleet import demo_fleet
@@ -52,8 +53,6 @@ from ingest.adapters import parse_message
 from ingest.metrics import IngestCounters
 from ingest.pipeline import DeviceCache, Pipeline
 from storage.database import create_database_engine
-from storage.embedded import EmbeddedPostgres
-from storage.schema import upgrade_database
 from storage.uplinks import IngestBatch, prepare_connection, write_batch
 
 Message = tuple[str, bytes]
@@ -86,22 +85,9 @@ def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     return process, port
 
 
-def database_server(workdir: Path) -> tuple[str, EmbeddedPostgres | None]:
-    if os.environ.get("LORAKOM_BENCH_POSTGRES_URL"):
-        return os.environ["LORAKOM_BENCH_POSTGRES_URL"], None
-    if port_answers("127.0.0.1", 5432):
-        return "postgresql://postgres@127.0.0.1:5432/postgres", None
-    server = EmbeddedPostgres(workdir / "pg")
-    return server.start(), server
-
-
 def fresh_database(server_url: str, name: str) -> str:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    head, _, query = server_url.partition("?")
-    url = f"{head.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
-    upgrade_database(url)
+    """A migrated database with the demo fleet registered, so uplinks decode into readings."""
+    url = fresh_migrated_database(server_url, name)
     engine = create_database_engine(url)
     register_fleet(engine, demo_fleet())
     engine.dispose()
@@ -415,7 +401,7 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="lorakom-bench-"))
     broker, port = start_broker(workdir)
-    server_url, embedded = database_server(workdir)
+    server_url, embedded = benchmark_server(workdir)
     try:
         started = time.perf_counter()
         messages = generate(args.messages)

@@ -12,7 +12,6 @@ Target (issue: decoders): at least 20,000 frames/s.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -24,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg
 
+from bench.postgres import benchmark_server, fresh_migrated_database
 from cli.demo import register_fleet
-from cli.services import port_answers
 from cli.simulator.fleet import demo_fleet
 from cli.simulator.publisher import generate
 from decoders import CodecRegistry
@@ -34,20 +33,9 @@ from ingest.adapters import parse_message
 from ingest.pipeline import frame_decoder
 from storage.database import create_database_engine
 from storage.device_registry import load_devices
-from storage.embedded import EmbeddedPostgres
 from storage.redecode import StoredFrame, redecode_devices
-from storage.schema import upgrade_database
 
 TARGET = 20_000
-
-
-def server_url(workdir: Path) -> tuple[str, EmbeddedPostgres | None]:
-    if os.environ.get("LORAKOM_BENCH_POSTGRES_URL"):
-        return os.environ["LORAKOM_BENCH_POSTGRES_URL"], None
-    if port_answers("127.0.0.1", 5432):
-        return "postgresql://postgres@127.0.0.1:5432/postgres", None
-    server = EmbeddedPostgres(workdir / "pg")
-    return server.start(), server
 
 
 def main() -> None:
@@ -56,14 +44,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="devices redecoded at a time")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="lorakom-bench-redecode-"))
-    base, embedded = server_url(workdir)
+    base, embedded = benchmark_server(workdir)
     try:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute('DROP DATABASE IF EXISTS "lorakom_bench_redecode" WITH (FORCE)')
-            conn.execute('CREATE DATABASE "lorakom_bench_redecode"')
-        head, _, query = base.partition("?")
-        url = f"{head.rsplit('/', 1)[0]}/lorakom_bench_redecode" + (f"?{query}" if query else "")
-        upgrade_database(url)
+        url = fresh_migrated_database(base, "lorakom_bench_redecode")
 
         # A pool of parsed uplinks, repeated at later times up to the wanted count.
         pool: list[Uplink] = []
