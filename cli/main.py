@@ -98,9 +98,9 @@ def tune_garbage_collector() -> None:
     sys.setswitchinterval(float(os.environ.get("LORAKOM_SWITCH_INTERVAL_S", "0.0005")))
 
 
-def start_bridge(
-    args: argparse.Namespace, database_url: str, on_committed: Callable[[], None] | None = None
-) -> Bridge:
+def start_bridge(args: argparse.Namespace, database_url: str, stop: threading.Event) -> Bridge:
+    """The bridge of `--config`, with alert evaluation woken by its commits until `stop`."""
+    jobs = start_alert_jobs(create_database_engine(database_url, pool_size=1), stop)
     sources = load_sources(Path(args.config))
     bridge = Bridge(
         sources,
@@ -108,7 +108,7 @@ def start_bridge(
         ingest_settings(args),
         CodecRegistry(),
         on_devices_changed=claim_unclaimed_history(database_url),
-        on_committed=on_committed,
+        on_committed=jobs.nudge,
     )
     bridge.start()
     tune_garbage_collector()
@@ -195,8 +195,7 @@ def command_bridge(args: argparse.Namespace) -> int:
     with database(DatabaseSettings()) as url:
         upgrade_and_apply_policies(url, DatabaseSettings())
         stop = threading.Event()
-        jobs = start_alert_jobs(create_database_engine(url, pool_size=1), stop)
-        bridge = start_bridge(args, url, on_committed=jobs.nudge)
+        bridge = start_bridge(args, url, stop)
         run_live_line(bridge, stop, settings.stats_interval_s)
         try:
             wait_for_signal(stop)
@@ -278,8 +277,7 @@ def command_run(args: argparse.Namespace) -> int:
     with database(DatabaseSettings()) as url:
         upgrade_and_apply_policies(url, DatabaseSettings())
         stop = threading.Event()
-        jobs = start_alert_jobs(create_database_engine(url, pool_size=1), stop)
-        bridge = start_bridge(args, url, on_committed=jobs.nudge)
+        bridge = start_bridge(args, url, stop)
         app = build_app(url, bridge.sources, bridge.counters)
         server = ApiServer(app, args.host or api_settings.host, args.port or api_settings.port)
         server.start()
