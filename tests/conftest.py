@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,33 +24,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from cli.services import free_port, port_answers, with_database
 from storage.embedded import EmbeddedPostgres
 from storage.schema import upgrade_database
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Set to run against throwaway services even when local ones answer (checks that path).
 THROWAWAY_ONLY = os.environ.get("LORAKOM_TEST_THROWAWAY_SERVICES") == "1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def database_url(server_url: str, name: str) -> str:
-    """The URL of database `name` on the server that `server_url` points at."""
-    head, _, tail = server_url.partition("?")
-    base = head.rsplit("/", 1)[0]
-    return f"{base}/{name}" + (f"?{tail}" if tail else "")
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +57,7 @@ def create_database(server_url: str, prefix: str = "lorakom_test") -> str:
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    return database_url(server_url, name)
+    return with_database(server_url, name)
 
 
 def drop_database(server_url: str, url: str) -> None:
