@@ -34,6 +34,11 @@ class Traffic:
         return f"00000000-0000-0000-0000-{self.tag:0>12}"
 
     @property
+    def source_names(self) -> tuple[str, str]:
+        """The two sources that `sources_toml` defines."""
+        return (f"tts-{self.tag}", f"cs-{self.tag}")
+
+    @property
     def tts_topic_filter(self) -> str:
         return f"v3/{self.tts_app}/devices/+/up"
 

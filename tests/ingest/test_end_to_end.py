@@ -39,7 +39,7 @@ def test_every_message_is_stored_once_with_receptions(
     try:
         messages = traffic.mixed(600)
         publish(broker.host, broker.port, messages)
-        sources = (f"tts-{traffic.tag}", f"cs-{traffic.tag}")
+        sources = traffic.source_names
         assert wait_for_uplinks(fresh_db_url, sources, 600) == 600
     finally:
         bridge.stop()
@@ -65,7 +65,7 @@ def test_the_same_messages_twice_are_stored_once(broker: Broker, fresh_db_url: s
         messages = traffic.mixed(300)
         publish(broker.host, broker.port, messages)
         publish(broker.host, broker.port, messages[::-1])
-        sources = (f"tts-{traffic.tag}", f"cs-{traffic.tag}")
+        sources = traffic.source_names
         assert wait_for_uplinks(fresh_db_url, sources, 300) == 300
     finally:
         bridge.stop()
@@ -83,7 +83,7 @@ def test_two_bridges_on_a_shared_subscription_split_the_stream(
     second = start_bridge(fresh_db_url, config, tmp_path, instance="two", shared_group=group)
     try:
         publish(broker.host, broker.port, traffic.mixed(1000))
-        sources = (f"tts-{traffic.tag}", f"cs-{traffic.tag}")
+        sources = traffic.source_names
         assert wait_for_uplinks(fresh_db_url, sources, 1000) == 1000
     finally:
         first.stop()
@@ -109,7 +109,7 @@ def test_garbage_is_kept_with_its_reason_and_the_bridge_goes_on(
     try:
         publish(broker.host, broker.port, [(f"v3/{traffic.tts_app}/devices/x/up", body)])
         publish(broker.host, broker.port, traffic.mixed(10))
-        sources = (f"tts-{traffic.tag}", f"cs-{traffic.tag}")
+        sources = traffic.source_names
         assert wait_for_uplinks(fresh_db_url, sources, 10) == 10
     finally:
         bridge.stop()

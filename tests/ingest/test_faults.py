@@ -92,7 +92,7 @@ def test_a_bridge_killed_mid_stream_loses_nothing(
     traffic = Traffic()
     config = tmp_path / "sources.toml"
     config.write_text(traffic.sources_toml(broker.host, broker.port))
-    sources = (f"tts-{traffic.tag}", f"cs-{traffic.tag}")
+    sources = traffic.source_names
     first = BridgeProcess(config, fresh_db_url, "crash")
     assert first.connected.wait(30), "".join(first.output)
     publisher = threading.Thread(target=publish, args=(broker.host, broker.port, traffic.mixed(4000)))
@@ -120,7 +120,7 @@ def test_a_broker_restart_mid_stream_loses_nothing(fresh_db_url: str, tmp_path: 
     broker_dir.mkdir()
     process = start_mosquitto(port, broker_dir, persistence=True)
     traffic = Traffic()
-    sources = (f"tts-{traffic.tag}", f"cs-{traffic.tag}")
+    sources = traffic.source_names
     bridge = start_bridge(
         fresh_db_url, traffic.sources_toml("127.0.0.1", port), tmp_path, instance="restart", batch_size=50
     )
@@ -156,7 +156,7 @@ def test_a_database_restart_mid_stream_loses_nothing(broker: Broker, tmp_path: P
     database_url = server_url.replace("/postgres?", "/faults?")
     upgrade_database(database_url)
     traffic = Traffic()
-    sources = (f"tts-{traffic.tag}", f"cs-{traffic.tag}")
+    sources = traffic.source_names
     bridge = start_bridge(
         database_url,
         traffic.sources_toml(broker.host, broker.port),

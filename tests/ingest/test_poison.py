@@ -36,7 +36,7 @@ def test_a_refused_message_is_rejected_and_the_batch_goes_in(
 ) -> None:
     refuse_one_frame_counter(fresh_db_url)
     traffic = Traffic()
-    sources = (f"tts-{traffic.tag}", f"cs-{traffic.tag}")
+    sources = traffic.source_names
     bridge = start_bridge(
         fresh_db_url, traffic.sources_toml(broker.host, broker.port), tmp_path, instance="poison"
     )
