@@ -9,16 +9,23 @@ Reuse: the script is compiled once; each call evaluates one short expression
 that hands the bytes to a glue function installed beside the script. The
 engine's own thread-hopping helpers cost several thread switches per call, so
 calls drive a private asyncio loop in the caller's thread instead (one switch
-to the V8 thread and back). `decode_many` runs a whole batch in one switch for
-re-decoding history.
+to the V8 thread and back). That switch still costs far more than a codec's
+work (a trivial call takes as long as a real one), so `decode_many` runs a
+whole batch in one switch; the registry's `decode_many` uses it for ingest and
+for re-decoding history.
 
 Limits: each call has a wall-clock limit (V8 execution is terminated), each
-isolate a hard heap limit. After a timeout or an out-of-memory stop the isolate
-is thrown away and rebuilt from the script on the next call, because the
-script's global state may have been left half-updated. Known gap: a single
-uninterruptible built-in (e.g. `new Array(2e8).fill(0)`) keeps its V8 thread
-busy until it finishes; the caller still gets its timeout and a fresh isolate,
-but that thread burns CPU until then.
+isolate a hard heap limit. A batch gets one call's time limit in all, not one
+per frame: a runaway frame then delays its batch by one limit rather than by
+one limit per frame in it. When a batch fails as a whole (time, memory, an
+answer that cannot be serialised), every frame runs again alone with its own
+limit, so each gets the result or error a single call would give. After a
+timeout or an out-of-memory stop the isolate is thrown away and rebuilt from
+the script on the next call, because the script's global state may have been
+left half-updated. Known gap: a single uninterruptible built-in (e.g.
+`new Array(2e8).fill(0)`) keeps its V8 thread busy until it finishes; the
+caller still gets its timeout and a fresh isolate, but that thread burns CPU
+until then.
 
 Failures come back as `DecodeError` with the JavaScript message and, where V8
 knows it, the line in the script.
@@ -184,11 +191,14 @@ class JavaScriptCodec:
     def decode_many(
         self, frames: Sequence[tuple[int, bytes]], variables: Mapping[str, Any] | None = None
     ) -> list[ScriptResult | DecodeError]:
-        """Decode a batch in one call into V8; on a batch timeout, each frame alone gets its own limit."""
+        """Decode a batch in one call into V8, within one call's time limit; when the batch
+        fails as a whole, each frame runs alone with its own limit."""
+        if not frames:
+            return []
         listed = ",".join(f"[{int(port)},[{','.join(map(str, payload))}]]" for port, payload in frames)
         code = f"__lorakom.many([{listed}],{json.dumps(variables or {})})"
         try:
-            answers = json.loads(self._run(code, self.limits.call_time_limit_s * max(len(frames), 1)))
+            answers = json.loads(self._run(code, self.limits.call_time_limit_s))
         except DecodeError:
             answers = None
         if not isinstance(answers, list) or len(answers) != len(frames):

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from decoders.javascript import JavaScriptCodec, SandboxLimits, ScriptResult, ScriptStyle
-from decoders.registry import CodecRegistry, DecoderSource
+from decoders.registry import CodecRegistry, DecodeRequest, DecoderSource
 from domain.errors import DecodeError
 
 # Battery % in byte 0, temperature int16 BE / 10 in bytes 1-2.
@@ -256,3 +256,121 @@ def test_registry_prefers_builtin_then_javascript() -> None:
         assert "need 3 bytes" in failing.error
     finally:
         registry.close()
+
+
+STATELESS_LOOPING_CODEC = """
+function decodeUplink(input) {
+  if (input.bytes[0] === 0xff) { while (true) {} }
+  return { data: { first: input.bytes[0], port: input.fPort } };
+}
+"""
+
+
+def test_a_runaway_frame_costs_its_batch_one_time_limit_and_fails_alone() -> None:
+    looping = _compile(STATELESS_LOOPING_CODEC)
+    try:
+        frames = [(7, bytes([i % 200])) for i in range(256)]
+        frames[100] = (7, b"\xff")
+        started = time.perf_counter()
+        results = looping.decode_many(frames)
+        elapsed = time.perf_counter() - started
+        # One limit for the batch, one for the frame alone, the other frames alone: not 256 limits.
+        assert elapsed < 3 * FAST_LIMITS.call_time_limit_s + 1.0
+        assert isinstance(results[100], DecodeError)
+        assert "time limit of 300 ms" in str(results[100])
+        for index, ((port, payload), result) in enumerate(zip(frames, results, strict=True)):
+            if index != 100:
+                assert result == ScriptResult({"first": payload[0], "port": port})
+    finally:
+        looping.close()
+
+
+def test_an_empty_batch_needs_no_call() -> None:
+    empty = _compile(STATELESS_LOOPING_CODEC)
+    try:
+        assert empty.decode_many([]) == []
+    finally:
+        empty.close()
+
+
+@pytest.fixture
+def scripted_registry() -> Iterator[CodecRegistry]:
+    registry = CodecRegistry(sandbox_limits=FAST_LIMITS)
+    registry.register_javascript("acme/thermo", DEVICE_REPOSITORY_CODEC)
+    registry.register_javascript("acme/looping", STATELESS_LOOPING_CODEC)
+    registry.register_javascript(
+        "acme/throwing", "function decodeUplink(i) {\n  throw new TypeError('no');\n}"
+    )
+    registry.register_javascript("elsys/ers-codec", "function decodeUplink(i) { return {data: {js: true}}; }")
+    yield registry
+    registry.close()
+
+
+def _requests_of_every_kind() -> list[DecodeRequest]:
+    network = {"temperature": 19.5}
+    js_only = (DecoderSource.JAVASCRIPT,)
+    requests = [
+        # more than one batch of one codec, with warnings and codec-reported errors among them
+        *(
+            DecodeRequest("acme/thermo", 85, bytes([i % 100, 0xFE if i % 7 == 0 else 0x01, i % 256]), None)
+            for i in range(600)
+        ),
+        DecodeRequest("acme/thermo", 85, b"\x01", None),
+        DecodeRequest("acme/thermo", 85, b"\x01", network),  # falls through to the network's object
+        DecodeRequest("acme/thermo", None, b"\x01\x02\x03", network),  # no fPort: JS fails before any call
+        DecodeRequest("acme/thermo", None, b"\x01\x02\x03", None),
+        DecodeRequest("acme/throwing", 1, b"\x00", None),
+        DecodeRequest("acme/throwing", 1, b"\x00", network),
+        DecodeRequest("acme/looping", 1, b"\xff", network),  # runaway script, the network covers
+        DecodeRequest("acme/looping", 1, b"\x05", None),
+        # a built-in that fails, then the JS codec under its id
+        DecodeRequest("elsys/ers-codec", 1, bytes.fromhex("ff"), None),
+        DecodeRequest("elsys/ers-codec", 1, bytes.fromhex("0100e2"), None),
+        DecodeRequest("elsys/ers-codec", 1, bytes.fromhex("0100e2"), None, preference=js_only),
+        DecodeRequest("milesight-iot/em500-udl-codec", 85, bytes.fromhex("01755c03821e00"), None),
+        DecodeRequest("acme/thermo", 85, bytes([1, 2, 3]), network, preference=(DecoderSource.NETWORK,)),
+        DecodeRequest("acme/thermo", 85, bytes([1, 2, 3]), network, preference=(DecoderSource.BUILTIN,)),
+        DecodeRequest("unknown/codec", 1, b"\x00", None),
+        DecodeRequest(None, 1, b"\x00", None),
+        DecodeRequest(None, 1, b"\x00", network),
+        DecodeRequest(None, 1, b"\x00", [1, 2]),  # type: ignore[arg-type]  # what a broken server might send
+    ]
+    # interleave codecs, as a batch of many devices' uplinks is
+    return requests[600:] + requests[:600:2] + requests[1:600:2]
+
+
+def test_registry_batches_give_the_outcomes_of_single_calls(scripted_registry: CodecRegistry) -> None:
+    requests = _requests_of_every_kind()
+    batched = scripted_registry.decode_many(requests)
+    single = [
+        scripted_registry.decode(
+            codec_id=request.codec_id,
+            f_port=request.f_port,
+            payload=request.payload,
+            network_decoded=request.network_decoded,
+            device_metadata=request.device_metadata,
+            preference=request.preference,
+        )
+        for request in requests
+    ]
+    assert batched == single
+    by_error = {outcome.error for outcome in batched}
+    assert any(error and "codec reported: need 3 bytes" in error for error in by_error)
+    assert any(outcome.warnings == ("below sensor range",) for outcome in batched)
+    covered = [outcome for outcome in batched if outcome.source is DecoderSource.NETWORK and outcome.warnings]
+    assert any("time limit of 300 ms" in outcome.warnings[0] for outcome in covered)
+    assert any("TypeError: no (line 2)" in outcome.warnings[0] for outcome in covered)
+    assert scripted_registry.decode_many([]) == []
+
+
+def test_a_runaway_frame_in_a_registry_batch_fails_alone_in_bounded_time(
+    scripted_registry: CodecRegistry,
+) -> None:
+    requests = [DecodeRequest("acme/looping", 1, bytes([i % 200]), None) for i in range(1000)]
+    requests[600] = DecodeRequest("acme/looping", 1, b"\xff", None)
+    started = time.perf_counter()
+    outcomes = scripted_registry.decode_many(requests)
+    assert time.perf_counter() - started < 3 * FAST_LIMITS.call_time_limit_s + 2.0
+    assert outcomes[600].error == "javascript: script exceeded its time limit of 300 ms"
+    assert all(outcome.ok for index, outcome in enumerate(outcomes) if index != 600)
+    assert outcomes[601].decoded == {"first": 601 % 200, "port": 1}
