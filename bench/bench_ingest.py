@@ -50,6 +50,7 @@ from decoders import CodecRegistry
 from domain.errors import MessageRejected
 from domain.uplink import NetworkServer, Uplink
 from ingest.adapters import parse_message
+from ingest.config import SourceConfig
 from ingest.metrics import IngestCounters
 from ingest.pipeline import DeviceCache, Pipeline
 from storage.database import create_database_engine
@@ -198,6 +199,7 @@ def pipeline_records(
         devices.refresh(conn)
         municipality_ids = {"bench": 1}
     pipeline = Pipeline(devices, CodecRegistry(), municipality_ids, counters)
+    source = SourceConfig(name="bench", kind=NetworkServer.TTS, municipality="bench", host="127.0.0.1")
     started = time.perf_counter()
     events: list[Uplink] = []
     for topic, body in messages:
@@ -209,9 +211,13 @@ def pipeline_records(
             events.append(event)
     parse_s = time.perf_counter() - started
     started = time.perf_counter()
-    records = [pipeline.decode(event, "bench", 1) for event in events]
+    batches: list[IngestBatch] = []
+    for first in range(0, len(events), 2000):
+        builder = pipeline.new_batch()
+        for event in events[first : first + 2000]:
+            builder.add_event(source, event)
+        batches.append(builder.finish())
     decode_s = time.perf_counter() - started
-    batches = [IngestBatch(uplinks=records[i : i + 2000]) for i in range(0, len(records), 2000)]
     n = len(messages)
     return batches, {"parse_us": parse_s / n * 1e6, "decode_us": decode_s / n * 1e6}
 

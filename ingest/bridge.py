@@ -450,21 +450,19 @@ class Bridge:
             self.on_devices_changed(changed)
 
     def _build_batch(self, deliveries: list[Delivery], *, count_received: bool = True) -> IngestBatch:
-        batch = IngestBatch()
+        builder = self.pipeline.new_batch()
         received: dict[str, int] = {}
         for delivery in deliveries:
             if delivery.connection is not None:
                 received[delivery.source.name] = received.get(delivery.source.name, 0) + 1
             if delivery.events is not None:
-                self.pipeline.add_events(delivery.source, delivery.events, batch)
+                builder.add_events(delivery.source, delivery.events)
             else:
-                self.pipeline.add_message(
-                    ReceivedMessage(delivery.source, delivery.topic, delivery.body), batch
-                )
+                builder.add_message(ReceivedMessage(delivery.source, delivery.topic, delivery.body))
         if count_received:
             for source_name, count in received.items():
                 self.counters.add(source_name, Outcome.RECEIVED, count)
-        return batch
+        return builder.finish()
 
     def _write_with_retry(self, deliveries: list[Delivery], batch: IngestBatch) -> None:
         delay = 0.2

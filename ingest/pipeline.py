@@ -4,19 +4,23 @@ The pipeline never raises for bad input: a message that cannot be parsed becomes
 a `rejected_message` row with its reason, a payload that cannot be decoded is
 stored raw with the decoder's error, an unknown DevEUI is stored as unclaimed.
 Whatever arrives is kept, so nothing needs to be re-sent to be looked at again.
+
+Uplinks are decoded a batch at a time (`BatchBuilder.finish`), the way stored
+frames are decoded again (`frame_decoder`): one registry call per batch, in
+which JS codecs run in batches too.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 
-from decoders import CodecRegistry, DecoderSource
+from decoders import DEFAULT_PREFERENCE, CodecRegistry, DecodeOutcome, DecodeRequest, DecoderSource
 from domain.errors import MessageRejected
 from domain.ids import DevEui
 from domain.uplink import DeviceStatus, GatewayStatus, Ignored, Join, JsonObject, NetworkEvent, Uplink
@@ -88,32 +92,79 @@ class Pipeline:
         self.municipality_ids = municipality_ids
         self.counters = counters
 
-    def add_message(self, message: ReceivedMessage, batch: IngestBatch) -> None:
+    def new_batch(self) -> BatchBuilder:
+        return BatchBuilder(self)
+
+
+@dataclass(slots=True)
+class _Undecoded:
+    """An uplink of a registered device, waiting for its batch to be decoded together."""
+
+    uplink: Uplink
+    profile: DeviceProfile
+    source_name: str
+
+    def frame(self) -> FrameToDecode:
+        uplink = self.uplink
+        return (self.profile, uplink.f_port, uplink.payload, uplink.decoded_by_network)
+
+
+class BatchBuilder:
+    """One `IngestBatch` in the making; `finish` decodes its uplinks and hands it over.
+
+    Uplinks of registered devices are decoded together when the batch is finished,
+    in one `CodecRegistry.decode_many` call, so that a JS codec runs once per batch
+    instead of once per uplink. The batch exists only as `finish` returns it, so
+    rows without their decode results cannot be written by mistake.
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+        self._batch = IngestBatch()
+        self._uplinks: list[UplinkRecord | _Undecoded] = []
+        self._finished = False
+
+    def add_message(self, message: ReceivedMessage) -> None:
         source = message.source
         try:
             event = parse_message(source.kind, message.topic, message.body)
         except MessageRejected as rejected:
-            batch.rejected.append(RejectedRecord(source.name, message.topic, rejected.reason, message.body))
-            self.counters.add(source.name, Outcome.REJECTED)
+            self.add_rejected(
+                source, RejectedRecord(source.name, message.topic, rejected.reason, message.body)
+            )
             return
-        self.add_event(source, event, batch)
+        self.add_event(source, event)
 
-    def add_events(
-        self, source: SourceConfig, events: Iterable[NetworkEvent | RejectedRecord], batch: IngestBatch
-    ) -> None:
+    def add_events(self, source: SourceConfig, events: Iterable[NetworkEvent | RejectedRecord]) -> None:
         for event in events:
             if isinstance(event, RejectedRecord):
-                batch.rejected.append(event)
-                self.counters.add(source.name, Outcome.REJECTED)
+                self.add_rejected(source, event)
             else:
-                self.add_event(source, event, batch)
+                self.add_event(source, event)
 
-    def add_event(self, source: SourceConfig, event: NetworkEvent, batch: IngestBatch) -> None:
-        municipality_id = self.municipality_ids[source.name]
+    def add_rejected(self, source: SourceConfig, rejected: RejectedRecord) -> None:
+        self._batch.rejected.append(rejected)
+        self._pipeline.counters.add(source.name, Outcome.REJECTED)
+
+    def add_event(self, source: SourceConfig, event: NetworkEvent) -> None:
+        batch = self._batch
+        municipality_id = self._pipeline.municipality_ids[source.name]
         if isinstance(event, Uplink):
-            batch.uplinks.append(self.decode(event, source.name, municipality_id))
+            profile = self._pipeline.devices.get(event.dev_eui)
+            if profile is None:
+                self._uplinks.append(
+                    UplinkRecord(
+                        uplink=event,
+                        source=source.name,
+                        municipality_id=municipality_id,
+                        device_id=None,
+                        decode_status=DecodeStatus.UNCLAIMED,
+                    )
+                )
+            else:
+                self._uplinks.append(_Undecoded(event, profile, source.name))
             return
-        self.counters.add(source.name, Outcome.OTHER_EVENT)
+        self._pipeline.counters.add(source.name, Outcome.OTHER_EVENT)
         if isinstance(event, Join):
             batch.joins.append((source.name, municipality_id, event))
         elif isinstance(event, DeviceStatus):
@@ -123,24 +174,23 @@ class Pipeline:
         else:
             assert isinstance(event, Ignored)
 
-    def decode(self, uplink: Uplink, source_name: str, municipality_id: int) -> UplinkRecord:
-        profile = self.devices.get(uplink.dev_eui)
-        if profile is None:
-            return UplinkRecord(
-                uplink=uplink,
-                source=source_name,
-                municipality_id=municipality_id,
-                device_id=None,
-                decode_status=DecodeStatus.UNCLAIMED,
-            )
-        return decode_for_device(self.codecs, uplink, profile, source_name)
+    def finish(self) -> IngestBatch:
+        """Decode the uplinks of registered devices, all in one go, and return the batch."""
+        if self._finished:
+            raise RuntimeError("this batch was finished already")
+        self._finished = True
+        undecoded = [entry for entry in self._uplinks if isinstance(entry, _Undecoded)]
+        results = iter(decode_frames(self._pipeline.codecs, [entry.frame() for entry in undecoded]))
+        self._batch.uplinks = [
+            entry
+            if isinstance(entry, UplinkRecord)
+            else _record(entry.uplink, entry.profile, entry.source_name, next(results))
+            for entry in self._uplinks
+        ]
+        return self._batch
 
 
-def decode_for_device(
-    codecs: CodecRegistry, uplink: Uplink, profile: DeviceProfile, source_name: str
-) -> UplinkRecord:
-    """Decode an uplink of a registered device; failures are kept on the record, never raised."""
-    result = decode_frame(codecs, profile, uplink.f_port, uplink.payload, uplink.decoded_by_network)
+def _record(uplink: Uplink, profile: DeviceProfile, source_name: str, result: DecodedFrame) -> UplinkRecord:
     return UplinkRecord(
         uplink=uplink,
         source=source_name,
@@ -155,23 +205,38 @@ def decode_for_device(
     )
 
 
-def decode_frame(
-    codecs: CodecRegistry,
-    profile: DeviceProfile,
-    f_port: int | None,
-    payload: bytes,
-    network_decoded: JsonObject | None,
-) -> DecodedFrame:
-    """One payload of a known device through the decoders, by the device's source preference."""
-    preference = _PREFERENCES.get(profile.decoder_source or "")
-    outcome = codecs.decode(
-        codec_id=profile.codec_id,
-        f_port=f_port,
-        payload=payload,
-        network_decoded=network_decoded,
-        device_metadata=profile.metadata,
-        **({"preference": preference} if preference else {}),
+FrameToDecode = tuple[DeviceProfile, int | None, bytes, JsonObject | None]
+"""A payload of a known device: the device, fPort, payload, the network server's decoded object."""
+
+
+def decode_frames(codecs: CodecRegistry, frames: Sequence[FrameToDecode]) -> list[DecodedFrame]:
+    """Payloads of known devices through the decoders, each by its device's source preference.
+
+    Failures are kept on the results, never raised. One registry call for all of
+    them, so JS codecs run in batches.
+    """
+    outcomes = codecs.decode_many(
+        [
+            DecodeRequest(
+                codec_id=profile.codec_id,
+                f_port=f_port,
+                payload=payload,
+                network_decoded=network_decoded,
+                device_metadata=profile.metadata,
+                preference=_PREFERENCES.get(profile.decoder_source or "", DEFAULT_PREFERENCE),
+            )
+            for profile, f_port, payload, network_decoded in frames
+        ]
     )
+    return [
+        _decoded_frame(outcome, profile, network_decoded)
+        for outcome, (profile, _, _, network_decoded) in zip(outcomes, frames, strict=True)
+    ]
+
+
+def _decoded_frame(
+    outcome: DecodeOutcome, profile: DeviceProfile, network_decoded: JsonObject | None
+) -> DecodedFrame:
     if outcome.ok:
         status = DecodeStatus.DECODED
     elif outcome.source is None and profile.codec_id is None and network_decoded is None:
@@ -189,9 +254,14 @@ def decode_frame(
 
 
 def frame_decoder(codecs: CodecRegistry) -> Decoder:
-    """The decode callback that `storage.redecode` runs over stored frames: the live path's rules."""
+    """The decode callback that `storage.redecode` runs over each chunk of stored frames.
 
-    def decode(frame: StoredFrame, profile: DeviceProfile) -> DecodedFrame:
-        return decode_frame(codecs, profile, frame.f_port, frame.payload, frame.network_decoded)
+    The live path's rules, and like the live path one registry call per chunk.
+    """
+
+    def decode(frames: Sequence[StoredFrame], profile: DeviceProfile) -> list[DecodedFrame]:
+        return decode_frames(
+            codecs, [(profile, frame.f_port, frame.payload, frame.network_decoded) for frame in frames]
+        )
 
     return decode

@@ -112,17 +112,18 @@ class WebhookIngest:
         with self._lock:
             try:
                 conn, pipeline = self._ready()
-                batch = IngestBatch()
                 self.counters.add(source.name, Outcome.RECEIVED)
                 try:
                     parsed = parse_webhook(source.kind, body, event=event, content_type=content_type)
                 except MessageRejected as rejected:
                     topic = f"webhook:{source.kind.value}" + (f"?event={event}" if event else "")
-                    batch.rejected.append(RejectedRecord(source.name, topic, rejected.reason, body))
-                    write_batch(conn, batch)
+                    kept = RejectedRecord(source.name, topic, rejected.reason, body)
+                    write_batch(conn, IngestBatch(rejected=[kept]))
                     self.counters.add(source.name, Outcome.REJECTED)
                     raise
-                pipeline.add_event(source, parsed, batch)
+                builder = pipeline.new_batch()
+                builder.add_event(source, parsed)
+                batch = builder.finish()
                 result = write_batch(conn, batch)
             except (TransientWriteError, psycopg.OperationalError) as exc:
                 if self._conn is not None:

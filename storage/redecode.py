@@ -51,7 +51,11 @@ class DecodedFrame:
     readings: Sequence[Reading] = ()
 
 
-Decoder = Callable[[StoredFrame, DeviceProfile], DecodedFrame]
+Decoder = Callable[[Sequence[StoredFrame], DeviceProfile], list[DecodedFrame]]
+"""Decodes a chunk of one device's stored frames, one result per frame in order.
+
+A chunk at a time rather than a frame at a time, so that a JS codec runs in batches.
+"""
 
 
 @dataclass(slots=True)
@@ -233,7 +237,9 @@ def _redecode(
             frames = _Frames(conn)
             chunk = frames.fetch(params)
             while chunk:
-                results = [decoder(frame, profile) for frame in chunk]
+                results = decoder(chunk, profile)
+                if len(results) != len(chunk):
+                    raise ValueError(f"decoder gave {len(results)} results for {len(chunk)} frames")
                 if pending is not None:
                     pending.result()
                 following = frames.fetch(params)

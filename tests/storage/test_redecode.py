@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 
-from decoders import CodecRegistry
+from decoders import CodecRegistry, DecoderSource, SandboxLimits
 from domain.ids import DevEui, GatewayId
 from domain.uplink import NetworkServer, Reception, Uplink
 from ingest.pipeline import frame_decoder
@@ -112,3 +113,67 @@ def test_the_redecode_command_reports_progress_and_results(fresh_db_url: str) ->
     )
     assert missing.returncode == 2
     assert "no registered device" in missing.stderr
+
+
+# Battery in byte 0, distance in mm in bytes 3-4 (little endian) of the Milesight frame above;
+# a battery byte of 0xff sends the script into an endless loop.
+JS_CODEC = "test/js-distance"
+JS_SCRIPT = """
+function decodeUplink(input) {
+  const b = input.bytes;
+  if (b[2] === 0xff) { while (true) {} }
+  if (b.length < 7) { return { errors: ["short frame"] }; }
+  return { data: { battery: b[2], distance: b[5] | (b[6] << 8) } };
+}
+"""
+
+
+def test_a_javascript_codec_decodes_history_in_batches_like_single_calls(fresh_db_url: str) -> None:
+    with psycopg.connect(fresh_db_url) as conn:
+        prepare_connection(conn)
+        municipality = ensure_municipality(conn, "bad-driburg")
+        store_unclaimed(conn, municipality, 700)  # more than one sandbox batch
+        conn.execute(
+            "UPDATE uplink SET payload = %s WHERE uplink_key = 'redecode-300'",
+            (em500_udl_payload(900, 0xFF),),
+        )
+        conn.execute("UPDATE uplink SET payload = '\\x0175'::bytea WHERE uplink_key = 'redecode-301'")
+        device_id = conn.execute(
+            "INSERT INTO device (municipality_id, dev_eui, name, codec_id, decoder_source) "
+            "VALUES (%s, %s, 'Pegel', %s, 'javascript') RETURNING id",
+            (municipality, EUI, JS_CODEC),
+        ).fetchone()[0]  # type: ignore[index]
+        conn.commit()
+    registry = CodecRegistry(sandbox_limits=SandboxLimits(call_time_limit_s=0.3))
+    registry.register_javascript(JS_CODEC, JS_SCRIPT)
+    engine = create_database_engine(fresh_db_url)
+    try:
+        started = time.perf_counter()
+        report = redecode_device(engine, device_id, decoder=frame_decoder(registry))
+        assert time.perf_counter() - started < 10.0
+        with psycopg.connect(fresh_db_url) as conn:
+            stored = rows(
+                conn,
+                "SELECT payload, decode_status, decoded, decoder_source, decode_error FROM uplink "
+                "ORDER BY received_at",
+            )
+            readings = rows(conn, "SELECT count(*) FROM reading WHERE quantity = 'distance'")
+        for payload, status, decoded, source, error in stored:
+            single = registry.decode(
+                codec_id=JS_CODEC,
+                f_port=85,
+                payload=bytes(payload),
+                network_decoded=None,
+                preference=(DecoderSource.JAVASCRIPT,),
+            )
+            assert (decoded, error) == (single.decoded, single.error)
+            assert (status, source) == (("decoded", "javascript") if single.ok else ("failed", None))
+    finally:
+        engine.dispose()
+        registry.close()
+    assert (report.frames, report.decoded, report.failed) == (700, 698, 2)
+    assert report.errors == {
+        "javascript: script exceeded its time limit of 300 ms": 1,
+        "javascript: codec reported: short frame": 1,
+    }
+    assert readings == [(698,)]
