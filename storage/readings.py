@@ -19,6 +19,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     Interval,
+    and_,
     func,
     literal,
     select,
@@ -92,9 +93,34 @@ class BoundingBox:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceCard:
+    """What a list of latest values shows of a device; plain columns, no ORM entity.
+
+    The latest-values call is the dashboards' hottest read: building ORM entities (with
+    their JSON metadata) for hundreds of devices cost more than the query itself.
+    """
+
+    id: int
+    dev_eui: str
+    name: str
+    use_case: str | None
+    latitude: float | None
+    longitude: float | None
+    tags: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class LatestValue:
+    quantity: str
+    value: float
+    time: datetime
+    quality: int
+
+
+@dataclass(frozen=True, slots=True)
 class LatestDevice:
-    device: Device
-    states: list[DeviceState]
+    device: DeviceCard
+    states: list[LatestValue]
 
 
 def latest_values(
@@ -112,29 +138,68 @@ def latest_values(
 
     Reads `device_state` only (one row per device and quantity), never the history.
     """
+    conditions: list[ColumnElement[bool]] = []
+    if use_case is not None:
+        conditions.append(Device.use_case == use_case)
+    if tag is not None:
+        conditions.append(Device.tags.contains([tag]))
+    if bbox is not None:
+        conditions.append(Device.longitude.between(bbox.west, bbox.east))
+        conditions.append(Device.latitude.between(bbox.south, bbox.north))
+    return latest_of_devices(
+        session,
+        municipality_id=municipality_id,
+        quantities=None if quantity is None else [quantity],
+        after_device_id=after_device_id,
+        limit=limit,
+        conditions=conditions,
+    )
+
+
+def latest_of_devices(
+    session: Session,
+    *,
+    municipality_id: int,
+    quantities: Sequence[str] | None,
+    after_device_id: int | None,
+    limit: int,
+    conditions: Sequence[ColumnElement[bool]] = (),
+) -> list[LatestDevice]:
+    """Devices (by id, at most `limit + 1`) with a latest value of any of `quantities`
+    (None: of any quantity), each with those values; one index-backed query."""
     state_filter = [DeviceState.device_id == Device.id]
-    if quantity is not None:
-        state_filter.append(DeviceState.quantity == quantity)
-    has_state = select(DeviceState.device_id).where(*state_filter).exists()
-    devices = select(Device).where(Device.municipality_id == municipality_id, has_state)
+    if quantities is not None:
+        state_filter.append(DeviceState.quantity.in_(quantities))
+    card = (Device.id, Device.dev_eui, Device.name, Device.use_case, Device.latitude, Device.longitude)
+    devices = select(*card, Device.tags).where(
+        Device.municipality_id == municipality_id,
+        select(DeviceState.device_id).where(*state_filter).exists(),
+        *conditions,
+    )
     if after_device_id is not None:
         devices = devices.where(Device.id > after_device_id)
-    if use_case is not None:
-        devices = devices.where(Device.use_case == use_case)
-    if tag is not None:
-        devices = devices.where(Device.tags.contains([tag]))
-    if bbox is not None:
-        devices = devices.where(
-            Device.longitude.between(bbox.west, bbox.east), Device.latitude.between(bbox.south, bbox.north)
+    page = devices.order_by(Device.id).limit(limit + 1).subquery()
+    joined = [DeviceState.device_id == page.c.id]
+    if quantities is not None:
+        joined.append(DeviceState.quantity.in_(quantities))
+    rows = (
+        select(
+            page,
+            DeviceState.quantity,
+            DeviceState.value,
+            DeviceState.time,
+            DeviceState.quality,
         )
-    found = list(session.scalars(devices.order_by(Device.id).limit(limit + 1)))
-    states = select(DeviceState).where(DeviceState.device_id.in_([device.id for device in found]))
-    if quantity is not None:
-        states = states.where(DeviceState.quantity == quantity)
-    by_device: dict[int, list[DeviceState]] = {device.id: [] for device in found}
-    for state in session.scalars(states.order_by(DeviceState.device_id, DeviceState.quantity)):
-        by_device[state.device_id].append(state)
-    return [LatestDevice(device, by_device[device.id]) for device in found]
+        .outerjoin(DeviceState, and_(*joined))
+        .order_by(page.c.id, DeviceState.quantity)
+    )
+    found: list[LatestDevice] = []
+    for *columns, quantity, value, time, quality in session.execute(rows):
+        if not found or found[-1].device.id != columns[0]:
+            found.append(LatestDevice(DeviceCard(*columns), []))
+        if quantity is not None:
+            found[-1].states.append(LatestValue(quantity, value, time, quality))
+    return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,12 +10,13 @@ from dataclasses import replace
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api.access import Action
 from api.deps import EnvironmentReaderDep, SessionDep, municipality_for_use_case
-from api.pagination import CursorQuery, LimitQuery, Page, encode_cursor, int_cursor, page_of, time_cursor
+from api.pagination import CursorQuery, LimitQuery, Page, encode_cursor, int_cursor, time_cursor
 from api.problems import problem_responses
+from api.responses import page_response
 from api.routers.readings import ResolvedHistory, history_resolver
 from api.schemas.readings import HistoryPointOut, LatestDeviceOut
 from storage.environment import latest_of_quantities
@@ -55,12 +56,12 @@ def latest(
     quantity: Annotated[EnvironmentQuantity | None, Query(description="Only this quantity")] = None,
     limit: LimitQuery = 100,
     cursor: CursorQuery = None,
-) -> Page[LatestDeviceOut]:
+) -> Response:
     wanted = [quantity.value] if quantity is not None else ENVIRONMENT_QUANTITIES
     rows = latest_of_quantities(
         session, municipality.id, wanted, after_device_id=int_cursor(cursor), limit=limit
     )
-    return page_of(rows, limit, item=LatestDeviceOut.of, position=lambda row: row.device.id)
+    return page_response(rows, limit, item=LatestDeviceOut.body, position=lambda row: row.device.id)
 
 
 @router.get(

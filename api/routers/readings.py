@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator, AwareDatetime, StringConstraints
 from sqlalchemy import Engine, select
@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session
 from api.access import Action
 from api.deps import EngineDep, MunicipalityDep, SessionDep, SettingsDep, municipality_for
 from api.exports import EXPORT_RESPONSES, ExportFormat, ExportRow, export_response, negotiate
-from api.pagination import CursorQuery, LimitQuery, Page, encode_cursor, int_cursor, page_of, time_cursor
+from api.pagination import CursorQuery, LimitQuery, Page, encode_cursor, int_cursor, time_cursor
 from api.problems import problem_responses
+from api.responses import page_response
 from api.schemas.readings import HistoryPointOut, LatestDeviceOut
 from domain.errors import NotFound
 from domain.ids import parse_dev_eui
@@ -94,7 +95,7 @@ def latest(
     bbox: BboxQuery = None,
     limit: LimitQuery = 100,
     cursor: CursorQuery = None,
-) -> Page[LatestDeviceOut]:
+) -> Response:
     rows = latest_values(
         session,
         municipality_id=municipality.id,
@@ -105,7 +106,7 @@ def latest(
         tag=tag,
         bbox=_bbox(bbox),
     )
-    return page_of(rows, limit, item=LatestDeviceOut.of, position=lambda row: row.device.id)
+    return page_response(rows, limit, item=LatestDeviceOut.body, position=lambda row: row.device.id)
 
 
 LATEST_COLUMNS = (

@@ -25,7 +25,7 @@ from api.schemas.readings import LatestDeviceOut
 from api.schemas.sharing import RegionBinOut, RegionLatestDeviceOut, RegionSoilSensorOut, RegionZoneOut
 from api.schemas.usecases import BinOut, SoilSensorOut, ZoneOut
 from storage.environment import latest_of_quantities
-from storage.models import ApiKey, Device, Municipality
+from storage.models import ApiKey, Municipality
 from storage.parking import ZoneSummary, zone_summaries
 from storage.sharing import SharedUseCase, region_municipalities
 from storage.soil import soil_sensors
@@ -37,11 +37,16 @@ Row = TypeVar("Row", bound="OfDevice")
 Item = TypeVar("Item")
 
 
+class DeviceWithId(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
 class OfDevice(Protocol):
     """A use case's row about one device (a bin, a soil sensor, a station's latest values)."""
 
     @property
-    def device(self) -> Device: ...
+    def device(self) -> DeviceWithId: ...
 
 
 def _covered(session: SessionDep, key: ApiKey, use_case: SharedUseCase) -> list[Municipality]:
@@ -183,8 +188,8 @@ def environment_latest(
         lambda municipality: latest_of_quantities(
             session, municipality.id, wanted, after_device_id=after, limit=limit
         ),
-        lambda municipality, row: RegionLatestDeviceOut(
-            **LatestDeviceOut.of(row).model_dump(), municipality=municipality.slug
+        lambda municipality, row: RegionLatestDeviceOut.model_validate(
+            {**LatestDeviceOut.body(row), "municipality": municipality.slug}
         ),
         limit,
     )

@@ -43,21 +43,22 @@ class LatestDeviceOut(BaseModel):
     tags: list[str]
     values: dict[str, LatestValue] = Field(description="Latest value per quantity")
 
-    @classmethod
-    def of(cls, latest: LatestDevice) -> LatestDeviceOut:
+    @staticmethod
+    def body(latest: LatestDevice) -> dict[str, object]:
+        """The JSON object of one device, built without model validation (see `api.responses`)."""
         device = latest.device
-        return cls(
-            dev_eui=device.dev_eui,
-            name=device.name,
-            use_case=device.use_case,
-            latitude=device.latitude,
-            longitude=device.longitude,
-            tags=list(device.tags),
-            values={
-                state.quantity: LatestValue(value=state.value, time=state.time, quality=state.quality)
+        return {
+            "dev_eui": device.dev_eui,
+            "name": device.name,
+            "use_case": device.use_case,
+            "latitude": device.latitude,
+            "longitude": device.longitude,
+            "tags": device.tags,
+            "values": {
+                state.quantity: {"value": state.value, "time": state.time, "quality": state.quality}
                 for state in latest.states
             },
-        )
+        }
 
 
 class HistoryPointOut(BaseModel):
