@@ -158,6 +158,12 @@ def test_a_javascript_codec_decodes_history_in_batches_like_single_calls(fresh_d
                 "ORDER BY received_at",
             )
             readings = rows(conn, "SELECT count(*) FROM reading WHERE quantity = 'distance'")
+            state = rows(conn, "SELECT quantity, time, value FROM device_state ORDER BY quantity")
+            latest = rows(
+                conn,
+                "SELECT DISTINCT ON (quantity) quantity, time, value FROM reading "
+                "ORDER BY quantity, time DESC",
+            )
         for payload, status, decoded, source, error in stored:
             single = registry.decode(
                 codec_id=JS_CODEC,
@@ -177,3 +183,5 @@ def test_a_javascript_codec_decodes_history_in_batches_like_single_calls(fresh_d
         "javascript: codec reported: short frame": 1,
     }
     assert readings == [(698,)]
+    assert state == latest
+    assert {quantity for quantity, _, _ in state} >= {"battery", "distance"}
