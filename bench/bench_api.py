@@ -79,6 +79,7 @@ from pydantic import SecretStr
 from bench.postgres import benchmark_server, fresh_migrated_database
 from cli.services import free_port, with_database
 from storage.database import DatabaseSettings, create_database_engine
+from storage.uplinks import GATEWAY_ROLLUPS_FROM_RECEPTIONS
 
 DB_NAME = "lorakom_bench_api"
 SEED = 20261126
@@ -888,12 +889,9 @@ def load(url: str, fleet: Fleet) -> LoadReport:
 
         started = time.perf_counter()
         rows = load_activity(conn, fleet, links, heard_range)
-        # What ingest keeps in `gateway_heard` while it writes receptions.
-        conn.execute(
-            "INSERT INTO gateway_heard (gateway_id, municipality_id, last_heard_at) "
-            "SELECT gateway_id, municipality_id, max(received_at) FROM reception GROUP BY 1, 2 "
-            "ON CONFLICT DO NOTHING"
-        )
+        # What ingest keeps about gateways while it writes receptions.
+        for statement in GATEWAY_ROLLUPS_FROM_RECEPTIONS:
+            conn.execute(statement)
         conn.commit()
         report.tables["device_activity, gateway"] = (rows, time.perf_counter() - started)
 

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import Float, and_, func, literal, select, union
-from sqlalchemy.orm import Session
+from sqlalchemy import Float, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.orm import Session, aliased
 
 from domain.analytics import (
     Availability,
@@ -33,11 +34,21 @@ from domain.analytics import (
     frame_loss,
 )
 from storage.gateways import GatewayView
-from storage.models import Device, DeviceActivity, Gateway, GatewayHeartbeat, Reception, Uplink
-from storage.readings import BUCKET_ORIGIN, date_bin_bucket
+from storage.models import (
+    Device,
+    DeviceActivity,
+    Gateway,
+    GatewayActivity,
+    GatewayDevice,
+    GatewayHeartbeat,
+    Reception,
+    Uplink,
+)
+from storage.readings import date_bin_bucket
 from storage.series import Series, daily_means, epoch_seconds, from_epoch
+from storage.uplinks import GATEWAY_ACTIVITY_BIN, GATEWAY_ACTIVITY_ORIGIN
 
-ACTIVITY_BIN = timedelta(minutes=5)
+ACTIVITY_BIN = GATEWAY_ACTIVITY_BIN
 STATUS_WINDOW = timedelta(days=2)
 TRAFFIC_WINDOW = timedelta(hours=24)
 SIGNAL_WINDOW = timedelta(days=7)
@@ -52,32 +63,48 @@ BATTERY = "battery"
 def activity_times(
     session: Session, gateway_ids: Sequence[str], *, start: datetime, end: datetime
 ) -> dict[str, Series]:
-    """For each gateway the start times (epoch s) of the bins in which it was heard."""
+    """For each gateway the start times (epoch s) of the bins in which it was heard.
+
+    Receptions come from ingest's `gateway_activity` bins, one array per gateway (a
+    month of bins is thousands of rows, cheap as one value); heartbeats are binned
+    here, being few, and the two are merged in numpy.
+    """
     if not gateway_ids:
         return {}
-    heard = select(
-        Reception.gateway_id.label("gateway_id"),
-        date_bin_bucket(ACTIVITY_BIN, Reception.received_at, BUCKET_ORIGIN).label("bin"),
-    ).where(Reception.gateway_id.in_(gateway_ids), Reception.received_at.between(start, end))
-    beat = select(
-        GatewayHeartbeat.gateway_id.label("gateway_id"),
-        date_bin_bucket(ACTIVITY_BIN, GatewayHeartbeat.time, BUCKET_ORIGIN).label("bin"),
-    ).where(
-        GatewayHeartbeat.gateway_id.in_(gateway_ids),
-        GatewayHeartbeat.online.is_(True),
-        GatewayHeartbeat.time.between(start, end),
+    moments = func.extract("epoch", GatewayActivity.bin_start).cast(Float)
+    heard = (
+        select(
+            GatewayActivity.gateway_id,
+            func.array_agg(aggregate_order_by(moments, GatewayActivity.bin_start), type_=ARRAY(Float)),
+        )
+        .where(
+            GatewayActivity.gateway_id.in_(gateway_ids),
+            GatewayActivity.bin_start > start - ACTIVITY_BIN,
+            GatewayActivity.bin_start <= end,
+        )
+        .group_by(GatewayActivity.gateway_id)
     )
-    bins = union(heard, beat).subquery()
-    rows = select(bins.c.gateway_id, func.extract("epoch", bins.c.bin).cast(Float)).order_by(
-        bins.c.gateway_id, bins.c.bin
+    found: dict[str, Sequence[float]] = {gateway_id: bins for gateway_id, bins in session.execute(heard)}
+    beat_bin = date_bin_bucket(ACTIVITY_BIN, GatewayHeartbeat.time, GATEWAY_ACTIVITY_ORIGIN)
+    beats = (
+        select(GatewayHeartbeat.gateway_id, func.extract("epoch", beat_bin).cast(Float))
+        .where(
+            GatewayHeartbeat.gateway_id.in_(gateway_ids),
+            GatewayHeartbeat.online.is_(True),
+            GatewayHeartbeat.time.between(start, end),
+        )
+        .distinct()
     )
-    found: dict[str, list[float]] = defaultdict(list)
-    for gateway_id, moment in session.execute(rows):
-        found[gateway_id].append(moment)
-    return {
-        gateway_id: Series(np.asarray(found[gateway_id]), np.ones(len(found[gateway_id])))
-        for gateway_id in gateway_ids
-    }
+    beat_bins: dict[str, list[float]] = defaultdict(list)
+    for gateway_id, moment in session.execute(beats):
+        beat_bins[gateway_id].append(moment)
+    series = {}
+    for gateway_id in gateway_ids:
+        times = np.asarray(found.get(gateway_id, ()), dtype=np.float64)
+        if gateway_id in beat_bins:
+            times = np.union1d(times, np.asarray(beat_bins[gateway_id], dtype=np.float64))
+        series[gateway_id] = Series(times, np.ones(times.size))
+    return series
 
 
 def gateway_availability(gateway: Gateway, heard: Series, *, start: datetime, now: datetime) -> Availability:
@@ -102,19 +129,32 @@ class GatewayHealth:
 def _traffic(
     session: Session, gateway_ids: Sequence[str], municipality_id: int, *, now: datetime
 ) -> dict[str, tuple[int, int]]:
-    """Per gateway: receptions in the last day, and how many of the municipality's devices it heard."""
-    ours = Device.municipality_id == municipality_id
-    rows = (
-        select(
-            Reception.gateway_id,
-            func.count(),
-            func.count(func.distinct(Reception.dev_eui)).filter(Device.id.is_not(None)),
-        )
-        .outerjoin(Device, and_(Device.dev_eui == Reception.dev_eui, ours))
-        .where(Reception.gateway_id.in_(gateway_ids), Reception.received_at > now - TRAFFIC_WINDOW)
-        .group_by(Reception.gateway_id)
+    """Per gateway: receptions in the last day (to the 5-minute bin), and how many of the
+    municipality's devices it heard then (to the hour, see `GatewayDevice`)."""
+    since = now - TRAFFIC_WINDOW
+    receptions = dict(
+        session.execute(
+            select(GatewayActivity.gateway_id, func.sum(GatewayActivity.receptions))
+            .where(GatewayActivity.gateway_id.in_(gateway_ids), GatewayActivity.bin_start > since)
+            .group_by(GatewayActivity.gateway_id)
+        ).all()
     )
-    return {gateway_id: (frames, devices) for gateway_id, frames, devices in session.execute(rows)}
+    devices = dict(
+        session.execute(
+            select(GatewayDevice.gateway_id, func.count())
+            .join(Device, Device.dev_eui == GatewayDevice.dev_eui)
+            .where(
+                GatewayDevice.gateway_id.in_(gateway_ids),
+                GatewayDevice.heard_at > since,
+                Device.municipality_id == municipality_id,
+            )
+            .group_by(GatewayDevice.gateway_id)
+        ).all()
+    )
+    return {
+        gateway_id: (int(receptions.get(gateway_id) or 0), int(devices.get(gateway_id) or 0))
+        for gateway_id in gateway_ids
+    }
 
 
 def gateway_health(
@@ -171,19 +211,29 @@ def gateway_detail(
     gateway_id = view.gateway.gateway_id
     health = gateway_health(session, [view], municipality_id, now=now)[0]
     since = now - SIGNAL_WINDOW
+    others = aliased(GatewayDevice)
+    heard_elsewhere = (
+        select(others.dev_eui)
+        .where(
+            others.dev_eui == GatewayDevice.dev_eui,
+            others.gateway_id != gateway_id,
+            others.heard_at > since,
+        )
+        .exists()
+    )
     ours = (
-        select(Reception.dev_eui, func.bool_and(Reception.gateway_id == gateway_id))
-        .join(Device, Device.dev_eui == Reception.dev_eui)
-        .where(Device.municipality_id == municipality_id, Reception.received_at > since)
-        .group_by(Reception.dev_eui)
-        .having(func.bool_or(Reception.gateway_id == gateway_id))
-        .order_by(Reception.dev_eui)
+        select(GatewayDevice.dev_eui, ~heard_elsewhere)
+        .join(Device, Device.dev_eui == GatewayDevice.dev_eui)
+        .where(
+            GatewayDevice.gateway_id == gateway_id,
+            GatewayDevice.heard_at > since,
+            Device.municipality_id == municipality_id,
+        )
+        .order_by(GatewayDevice.dev_eui)
     )
     heard: list[str] = []
     only: list[str] = []
     for dev_eui, alone in session.execute(ours):
-        if dev_eui is None:
-            continue
         heard.append(dev_eui)
         if alone:
             only.append(dev_eui)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Text,
@@ -239,6 +240,42 @@ class GatewayHeard(Base):
     gateway_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     municipality_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_heard_at: Mapped[datetime]
+
+
+class GatewayActivity(Base):
+    """Receptions per gateway in 5-minute bins, kept by ingest.
+
+    A gateway's status (heard in which bins), its uplinks per hour and its uptime over
+    30 days are read from here: at most 8,640 rows per gateway and month, where the
+    receptions themselves are hundreds of thousands.
+    """
+
+    __tablename__ = "gateway_activity"
+
+    gateway_id: Mapped[str] = mapped_column(String(128))
+    bin_start: Mapped[datetime]
+    receptions: Mapped[int] = mapped_column(Integer)
+
+    # The count rides in the key's index, so health reads bins by index only: a
+    # gateway's bins are spread over the whole table, one heap page each otherwise.
+    __table_args__ = (PrimaryKeyConstraint("gateway_id", "bin_start", postgresql_include=["receptions"]),)
+
+
+class GatewayDevice(Base):
+    """Which DevEUIs a gateway hears, and when it last did, kept by ingest to the hour.
+
+    `heard_at` is refreshed only once it is an hour behind, so that ingest writes a
+    pair about once an hour instead of on every uplink; it may lag the true last
+    reception by up to `GATEWAY_DEVICE_RESOLUTION`.
+    """
+
+    __tablename__ = "gateway_device"
+
+    gateway_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    dev_eui: Mapped[str] = mapped_column(String(16), primary_key=True)
+    heard_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_gateway_device_dev_eui", "dev_eui"),)
 
 
 class GatewayHeartbeat(Base):

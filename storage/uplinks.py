@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -140,6 +140,12 @@ _RECEPTION_TYPES = [
 ]  # fmt: skip
 _READING_TYPES = ["timestamptz", "text", "int4", "text", "float8", "int2"]
 
+GATEWAY_ACTIVITY_BIN = timedelta(minutes=5)
+GATEWAY_ACTIVITY_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
+"""Bins start on a Monday at midnight UTC, as the readings' buckets do."""
+GATEWAY_DEVICE_RESOLUTION = timedelta(hours=1)
+"""How far `gateway_device.heard_at` may lag behind the last reception of the pair."""
+
 # One statement: new uplinks decide what else is written.  Every CTE sees the
 # same snapshot, so the upserts read only staging data, never each other's writes.
 _MERGE_SQL = """
@@ -245,6 +251,33 @@ heard_for AS (
         SET last_heard_at = greatest(gateway_heard.last_heard_at, excluded.last_heard_at)
     RETURNING 1
 ),
+activity_bins AS (
+    INSERT INTO gateway_activity (gateway_id, bin_start, receptions)
+    SELECT r.gateway_id, date_bin(interval '@ACTIVITY_BIN_S@ seconds', r.received_at, @ORIGIN@), count(*)
+    FROM stage_reception r JOIN new_uplink n USING (received_at, uplink_key)
+    GROUP BY 1, 2
+    ORDER BY 1, 2
+    ON CONFLICT (gateway_id, bin_start) DO UPDATE
+        SET receptions = gateway_activity.receptions + excluded.receptions
+    RETURNING 1
+),
+device_links AS (
+    -- Only pairs whose stored time is an hour behind are written: the probe is a plain
+    -- index read, where ON CONFLICT ... WHERE would lock (and so write) every pair.
+    INSERT INTO gateway_device (gateway_id, dev_eui, heard_at)
+    SELECT r.gateway_id, r.dev_eui, max(r.received_at)
+    FROM stage_reception r JOIN new_uplink n USING (received_at, uplink_key)
+    WHERE r.dev_eui IS NOT NULL
+    GROUP BY r.gateway_id, r.dev_eui
+    HAVING NOT EXISTS (
+        SELECT 1 FROM gateway_device g
+        WHERE g.gateway_id = r.gateway_id AND g.dev_eui = r.dev_eui
+          AND g.heard_at > max(r.received_at) - interval '@DEVICE_RESOLUTION_S@ seconds')
+    ORDER BY 1, 2
+    ON CONFLICT (gateway_id, dev_eui) DO UPDATE
+        SET heard_at = greatest(gateway_device.heard_at, excluded.heard_at)
+    RETURNING 1
+),
 gateway_seen AS (
     INSERT INTO gateway (gateway_id, municipality_id, latitude, longitude, altitude_m,
                          first_seen_at, last_seen_at, last_uplink_at)
@@ -266,6 +299,30 @@ SELECT (SELECT coalesce(jsonb_object_agg(source, n), '{}'::jsonb)
        (SELECT count(*) FROM latest_state), (SELECT count(*) FROM activity),
        (SELECT count(*) FROM gateway_seen), (SELECT count(*) FROM new_reception)
 """
+
+_MERGE_SQL = (
+    _MERGE_SQL.replace("@ACTIVITY_BIN_S@", str(int(GATEWAY_ACTIVITY_BIN.total_seconds())))
+    .replace("@DEVICE_RESOLUTION_S@", str(int(GATEWAY_DEVICE_RESOLUTION.total_seconds())))
+    .replace("@ORIGIN@", f"TIMESTAMPTZ '{GATEWAY_ACTIVITY_ORIGIN.isoformat()}'")
+)
+
+GATEWAY_ROLLUPS_FROM_RECEPTIONS = (
+    "INSERT INTO gateway_heard (gateway_id, municipality_id, last_heard_at) "
+    "SELECT gateway_id, municipality_id, max(received_at) FROM reception GROUP BY 1, 2 "
+    "ON CONFLICT (gateway_id, municipality_id) DO UPDATE "
+    "SET last_heard_at = greatest(gateway_heard.last_heard_at, excluded.last_heard_at)",
+    "DELETE FROM gateway_activity",
+    "INSERT INTO gateway_activity (gateway_id, bin_start, receptions) "
+    f"SELECT gateway_id, date_bin(interval '{int(GATEWAY_ACTIVITY_BIN.total_seconds())} seconds', "
+    f"received_at, TIMESTAMPTZ '{GATEWAY_ACTIVITY_ORIGIN.isoformat()}'), count(*) "
+    "FROM reception GROUP BY 1, 2",
+    "INSERT INTO gateway_device (gateway_id, dev_eui, heard_at) "
+    "SELECT gateway_id, dev_eui, max(received_at) FROM reception WHERE dev_eui IS NOT NULL GROUP BY 1, 2 "
+    "ON CONFLICT (gateway_id, dev_eui) DO UPDATE "
+    "SET heard_at = greatest(gateway_device.heard_at, excluded.heard_at)",
+)
+"""Statements that recompute what ingest keeps about gateways from the stored receptions alone:
+for rows written around the ingest path (bulk loads, imports of another system's history)."""
 
 _JOIN_SQL = """
 INSERT INTO device_activity (dev_eui, municipality_id, source, network_device_id, first_seen_at,

@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, text
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from storage.models import Reception, Uplink
+from storage.uplinks import GATEWAY_ROLLUPS_FROM_RECEPTIONS
 from tests.api.data import Tenant, add_activity, add_gateway, add_readings, device_id, register
 
 NOW = datetime.now(UTC)
@@ -55,6 +56,8 @@ def uplinks(
         session.execute(insert(Uplink), uplink_rows)
         if reception_rows:
             session.execute(insert(Reception), reception_rows)
+        for statement in GATEWAY_ROLLUPS_FROM_RECEPTIONS:
+            session.execute(text(statement))
         session.commit()
 
 

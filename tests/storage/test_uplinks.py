@@ -162,6 +162,30 @@ def test_gateways_appear_from_uplinks_and_status(conn: psycopg.Connection[Any]) 
     assert count(conn, "gateway_heartbeat") == 1
 
 
+def test_gateway_traffic_is_kept_in_bins_and_pairs_to_the_hour(conn: psycopg.Connection[Any]) -> None:
+    municipality = ensure_municipality(conn, "paderborn")
+    both = ("aa555a0000000001", "aa555a0000000002")
+    # minutes 0..11 at T0: bins 08:00 and 08:05 and 08:10; a redelivery adds nothing
+    batch = IngestBatch(uplinks=[record(uplink(n, gateways=both), municipality, None, 0) for n in range(12)])
+    write_batch(conn, batch)
+    write_batch(conn, batch)
+    bins = conn.execute(
+        "SELECT gateway_id, bin_start, receptions FROM gateway_activity ORDER BY 1, 2"
+    ).fetchall()
+    minutes = [(T0 + timedelta(minutes=m), n) for m, n in ((0, 5), (5, 5), (10, 2))]
+    assert bins == [(gateway, start, n) for gateway in both for start, n in minutes]
+    pairs = conn.execute("SELECT gateway_id, dev_eui, heard_at FROM gateway_device ORDER BY 1").fetchall()
+    assert pairs == [(gateway, EUI, T0 + timedelta(minutes=11)) for gateway in both]
+
+    # within the hour the pair's time is left alone (no write); past it, it moves on
+    write_batch(conn, IngestBatch(uplinks=[record(uplink(50, gateways=both[:1]), municipality, None, 0)]))
+    heard = "SELECT heard_at FROM gateway_device WHERE gateway_id = %s"
+    assert conn.execute(heard, (both[0],)).fetchone() == (T0 + timedelta(minutes=11),)
+    write_batch(conn, IngestBatch(uplinks=[record(uplink(72, gateways=both[:1]), municipality, None, 0)]))
+    assert conn.execute(heard, (both[0],)).fetchone() == (T0 + timedelta(minutes=72),)
+    assert conn.execute(heard, (both[1],)).fetchone() == (T0 + timedelta(minutes=11),)
+
+
 def test_rejected_messages_are_kept_whole(conn: psycopg.Connection[Any]) -> None:
     body = b"\x00not json"
     write_batch(conn, IngestBatch(rejected=[RejectedRecord("s", "v3/a/devices/b/up", "not JSON", body)]))
