@@ -243,10 +243,18 @@ def count_frames(
 
 
 def _connect(engine: Engine) -> psycopg.Connection[Any]:
-    """A session in UTC: psycopg then reads and writes timestamps with a fixed offset, several
-    times faster than through a named zone, and redecoding handles a few per frame."""
+    """A session for redecoding.
+
+    Autocommit outside the explicit transaction of each device, so a session reused
+    for the next device never holds an implicit transaction open (where the device's
+    transaction would become a mere savepoint). In UTC, so psycopg reads and writes
+    timestamps with a fixed offset, several times faster than through a named zone;
+    redecoding handles a few per frame.
+    """
     return psycopg.connect(
-        libpq_url(engine.url.render_as_string(hide_password=False)), options="-c TimeZone=UTC"
+        libpq_url(engine.url.render_as_string(hide_password=False)),
+        autocommit=True,
+        options="-c TimeZone=UTC",
     )
 
 

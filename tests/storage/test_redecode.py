@@ -16,7 +16,7 @@ from domain.uplink import NetworkServer, Reception, Uplink
 from ingest.pipeline import frame_decoder
 from storage.database import create_database_engine
 from storage.device_registry import ensure_municipality
-from storage.redecode import redecode_device
+from storage.redecode import redecode_codec, redecode_device
 from storage.uplinks import DecodeStatus, IngestBatch, UplinkRecord, prepare_connection, write_batch
 
 EUI = DevEui("24e124136b316361")
@@ -185,3 +185,28 @@ def test_a_javascript_codec_decodes_history_in_batches_like_single_calls(fresh_d
     assert readings == [(698,)]
     assert state == latest
     assert {quantity for quantity, _, _ in state} >= {"battery", "distance"}
+
+
+def test_redecoding_a_codec_commits_every_device_on_a_shared_session(fresh_db_url: str) -> None:
+    other = DevEui("24e124136b316362")
+    with psycopg.connect(fresh_db_url) as conn:
+        prepare_connection(conn)
+        municipality = ensure_municipality(conn, "paderborn")
+        store_unclaimed(conn, municipality, 30)
+        conn.execute("UPDATE uplink SET dev_eui = %s WHERE f_cnt %% 2 = 1", (other,))
+        for eui in (EUI, other):
+            conn.execute(
+                "INSERT INTO device (municipality_id, dev_eui, name, codec_id) VALUES (%s, %s, 'x', %s)",
+                (municipality, eui, CODEC),
+            )
+        conn.commit()
+    engine = create_database_engine(fresh_db_url)
+    try:
+        # one worker: the second device is redecoded on the session of the first
+        report = redecode_codec(engine, CODEC, decoder=frame_decoder(CodecRegistry()), workers=1)
+    finally:
+        engine.dispose()
+    assert (report.devices, report.frames, report.decoded) == (2, 30, 30)
+    with psycopg.connect(fresh_db_url) as conn:
+        assert rows(conn, "SELECT decode_status, count(*) FROM uplink GROUP BY 1") == [("decoded", 30)]
+        assert rows(conn, "SELECT count(DISTINCT device_id) FROM device_state") == [(2,)]
