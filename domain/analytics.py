@@ -25,8 +25,11 @@ SECONDS_PER_DAY = 86_400.0
 SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
 HOURS_PER_WEEK = 168
 
-THEIL_SEN_MAX_POINTS = 400
-"""Pairwise slopes grow with the square of the points; beyond this the series is thinned evenly."""
+THEIL_SEN_MAX_POINTS = 200
+"""Pairwise slopes grow with the square of the points; beyond this the series is thinned evenly.
+
+200 points (19,900 slopes) pin a fill or drying rate down far below the sensors' own
+noise, and keep a town's collection list (a fit per bin) within milliseconds."""
 
 EMPTYING_DROP_PERCENT = 25.0
 """A fall of the fill level by at least this many points between readings is an emptying, not noise."""
@@ -89,9 +92,10 @@ def sudden_steps(values: ArrayLike, *, step: float, window: int = 3) -> list[int
     found: list[int] = []
     direction = 1.0 if step > 0 else -1.0
     size = abs(step)
-    for index in range(1, y.size):
-        if direction * (y[index] - y[index - 1]) < size:
-            continue
+    # Only the few single steps that are large enough are looked at closely; a bin's
+    # fortnight is over a thousand readings and this runs for every bin of a town.
+    large = np.flatnonzero(direction * np.diff(y) >= size) + 1
+    for index in large.tolist():
         before = float(np.median(y[max(0, index - window) : index]))
         after = float(np.median(y[index : index + window]))
         if direction * (after - before) < size:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import numpy as np
 from sqlalchemy.orm import Session
 
-from domain.analytics import emptyings, forecast_fill
+from domain.analytics import Floats, emptyings, forecast_fill
 from storage.models import Device, DeviceState
 from storage.series import device_series, devices_with_state, epoch_seconds, from_epoch
 
@@ -33,20 +33,76 @@ class BinStatus:
     last_emptied_at: datetime | None
 
 
+class EmptyingHints:
+    """Per bin, where the history that decides its forecast starts: shortly before its last emptying.
+
+    The forecast fits only the readings since the last emptying, so a list of bins
+    need not read each bin's whole fortnight again on every request: once an emptying
+    has been found, later requests start the bin's series `HINT_MARGIN` readings
+    before it (enough for the step detector to see the same step the same way). A hint
+    whose emptying is no longer found in the shorter series (its readings were decoded
+    anew, or it left the window) is dropped and the bin is read whole, so an answer is
+    always the one the whole window gives.
+    """
+
+    HINT_MARGIN = 10
+    CAPACITY = 200_000
+
+    def __init__(self) -> None:
+        self._starts: dict[int, datetime] = {}
+
+    def usable(self, device_ids: list[int], window_start: datetime) -> dict[int, datetime]:
+        starts = self._starts
+        return {
+            device_id: hinted
+            for device_id in device_ids
+            if (hinted := starts.get(device_id)) is not None and hinted > window_start
+        }
+
+    def learn(self, device_id: int, times_s: Floats, emptied_index: int | None) -> None:
+        if emptied_index is None:
+            self._starts.pop(device_id, None)
+            return
+        if len(self._starts) >= self.CAPACITY:
+            self._starts.clear()
+        self._starts[device_id] = from_epoch(float(times_s[max(0, emptied_index - self.HINT_MARGIN)]))
+
+
+HINTS = EmptyingHints()
+
+
 def _statuses(
     session: Session, rows: list[tuple[Device, DeviceState]], *, now: datetime, full_percent: float
 ) -> list[BinStatus]:
-    series = device_series(
-        session, [device.id for device, _ in rows], FILL_LEVEL, start=now - FORECAST_WINDOW, end=now
-    )
+    window_start = now - FORECAST_WINDOW
+    device_ids = [device.id for device, _ in rows]
+    hinted = HINTS.usable(device_ids, window_start)
+    series = device_series(session, device_ids, FILL_LEVEL, start=window_start, end=now, later_starts=hinted)
+    now_s = epoch_seconds(now)
+    forecasts = {
+        device_id: forecast_fill(found.times_s, found.values, now_s=now_s, full_percent=full_percent)
+        for device_id, found in series.items()
+    }
+    lost = [
+        device_id
+        for device_id in hinted
+        if (forecast := forecasts[device_id]) is None or forecast.last_emptied_index is None
+    ]
+    if lost:
+        whole = device_series(session, lost, FILL_LEVEL, start=window_start, end=now)
+        series.update(whole)
+        for device_id in lost:
+            found = whole[device_id]
+            forecasts[device_id] = forecast_fill(
+                found.times_s, found.values, now_s=now_s, full_percent=full_percent
+            )
     statuses = []
     for device, state in rows:
         found = series[device.id]
-        forecast = forecast_fill(
-            found.times_s, found.values, now_s=epoch_seconds(now), full_percent=full_percent
-        )
+        forecast = forecasts[device.id]
         rate = until = emptied = None
         if forecast is not None:
+            HINTS.learn(device.id, found.times_s, forecast.last_emptied_index)
             rate = forecast.rate_percent_per_day
             until = forecast.seconds_until_full
             if forecast.last_emptied_index is not None:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
@@ -19,6 +19,7 @@ from storage.alerts import create_rule, create_subscription
 from storage.api_keys import Role
 from storage.models_usecases import AlertEvent
 from storage.soil import set_thresholds
+from storage.waste import HINTS
 from tests.api.data import MUNICIPAL_ROLES, Tenant, add_gateway, add_readings, auth, device_id, register
 
 NOW = datetime.now(UTC)
@@ -155,6 +156,41 @@ def test_waste_forecast_and_collection_list(client: TestClient, engine: Engine, 
     emptied = client.get(tenant.url(f"/waste/bins/{filling}/emptyings"), headers=viewer).json()
     assert len(emptied) == 1
     assert emptied[0]["before_percent"] == pytest.approx(85.0, abs=0.2)
+
+
+def test_bins_read_from_the_last_emptying_answer_as_the_whole_window(
+    client: TestClient, engine: Engine, tenant: Tenant
+) -> None:
+    filling = register(client, tenant, name="Bin Kirchplatz")["dev_eui"]
+    before = [(timedelta(hours=hours), 80.0 + (100 - hours) * 0.1) for hours in range(100, 50, -1)]
+    since = [(timedelta(hours=hours), 10.0 + (50 - hours) * 1.0) for hours in range(50, -1, -1)]
+    readings_of(engine, filling, "fill_level", before + since)
+    viewer = tenant.headers("viewer")
+
+    def bin_now() -> dict[str, Any]:
+        rows = client.get(tenant.url("/waste/bins"), headers=viewer).json()["items"]
+        return next(row for row in rows if row["dev_eui"] == filling)
+
+    def whole_window() -> dict[str, Any]:
+        HINTS._starts.clear()
+        return bin_now()
+
+    first = bin_now()
+    assert HINTS.usable([device_id(engine, filling)], NOW - timedelta(days=14))  # learned
+    assert bin_now() == first == whole_window()
+
+    # The history is decoded anew without the emptying: the hint no longer holds, and the
+    # answer is again the one the whole window gives (a fit over all 101 hours).
+    whole_window()
+    with Session(engine) as session:
+        session.execute(
+            text("UPDATE reading SET value = 10.0 WHERE device_id = :id AND time < :emptied"),
+            {"id": device_id(engine, filling), "emptied": NOW - timedelta(hours=50, minutes=30)},
+        )
+        session.commit()
+    changed = bin_now()
+    assert changed["last_emptied_at"] is None
+    assert changed == whole_window()
 
 
 def soil_sensor(client: TestClient, tenant: Tenant, soil: str, tag: str, tree: str) -> str:
