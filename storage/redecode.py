@@ -286,23 +286,27 @@ def _redecode(
                 params,
             )
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lorakom-redecode") as database:
-            # Decoding chunk n+1 (Python) overlaps writing chunk n (mostly the server's work).
-            pending: Future[None] | None = None
-            frames = _Frames(conn)
-            chunk = frames.fetch(params)
+            # The connection's work for chunk n (writing it, then fetching chunk n+2) runs
+            # on its own thread while this one decodes chunk n+1, so the server and Python
+            # work at the same time.
+            frames = _Frames(conn, params)
+
+            def write_then_fetch(chunk: list[StoredFrame], results: list[DecodedFrame]) -> list[StoredFrame]:
+                writer.write(chunk, results)
+                return frames.fetch()
+
+            chunk = frames.fetch()
+            following: Future[list[StoredFrame]] = database.submit(frames.fetch)
             while chunk:
                 results = decoder(chunk, profile)
                 if len(results) != len(chunk):
                     raise ValueError(f"decoder gave {len(results)} results for {len(chunk)} frames")
-                if pending is not None:
-                    pending.result()
-                following = frames.fetch(params)
-                pending = database.submit(writer.write, chunk, results)
+                next_chunk = following.result()
+                following = database.submit(write_then_fetch, chunk, results)
                 if progress is not None:
                     progress(len(chunk))
-                chunk = following
-            if pending is not None:
-                pending.result()
+                chunk = next_chunk
+            following.result()
             frames.close()
         conn.execute("DELETE FROM device_state WHERE device_id = %(device_id)s", params)
         conn.execute(_STATE_SQL, params)
@@ -312,13 +316,15 @@ def _redecode(
 class _Frames:
     """The device's stored frames through a server-side cursor, a chunk at a time."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], params: dict[str, Any]) -> None:
         self._cursor: psycopg.ServerCursor[Any] = conn.cursor(name="redecode_frames")
+        self._params = params
         self._started = False
 
-    def fetch(self, params: dict[str, Any]) -> list[StoredFrame]:
+    def fetch(self) -> list[StoredFrame]:
+        """The next chunk; empty at the end, and on every call after that."""
         if not self._started:
-            self._cursor.execute(_FRAMES_SQL, params)
+            self._cursor.execute(_FRAMES_SQL, self._params)
             self._started = True
         rows = self._cursor.fetchmany(FETCH_ROWS)
         return [StoredFrame(row[0], row[1], row[2], row[3], row[4]) for row in rows]

@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import pytest
 
 from decoders import CodecRegistry, DecoderSource, SandboxLimits
 from domain.ids import DevEui, GatewayId
 from domain.uplink import NetworkServer, Reception, Uplink
 from ingest.pipeline import frame_decoder
+from storage import redecode
 from storage.database import create_database_engine
 from storage.device_registry import ensure_municipality
 from storage.redecode import redecode_codec, redecode_device
@@ -128,7 +130,10 @@ function decodeUplink(input) {
 """
 
 
-def test_a_javascript_codec_decodes_history_in_batches_like_single_calls(fresh_db_url: str) -> None:
+def test_a_javascript_codec_decodes_history_in_batches_like_single_calls(
+    fresh_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redecode, "FETCH_ROWS", 64)  # many chunks, each a batch of its own
     with psycopg.connect(fresh_db_url) as conn:
         prepare_connection(conn)
         municipality = ensure_municipality(conn, "bad-driburg")
