@@ -42,7 +42,7 @@ from api.settings import ApiSettings
 from decoders import CodecRegistry
 from domain.errors import ConfigurationError
 from storage.database import create_database_engine
-from storage.readings import BucketExpression, date_bin_bucket
+from storage.readings import AggregateSource, BucketExpression, date_bin_bucket
 
 DESCRIPTION = """\
 LoRaWAN sensor data of the association's municipalities: devices, gateways and readings.
@@ -81,6 +81,7 @@ def create_app(
     engine: Engine | None = None,
     extra_routers: Sequence[APIRouter] = (),
     bucket_expression: BucketExpression = date_bin_bucket,
+    aggregate_source: AggregateSource | None = None,
     on_device_registered: devices.DeviceRegisteredHook | None = None,
     redecode: devices.RedecodeHook | None = None,
     codecs: CodecRegistry | None = None,
@@ -88,8 +89,10 @@ def create_app(
     """Build the API.
 
     `bucket_expression` swaps the SQL that puts readings into time buckets (TimescaleDB's
-    `time_bucket` where installed); `on_device_registered(engine, device_id)` runs in a
-    background task after a device with stored history is registered (decode that history).
+    `time_bucket` where installed), and `aggregate_source` serves the widths it knows from
+    precomputed buckets (TimescaleDB's continuous aggregates for hours and days).
+    `on_device_registered(engine, device_id)` runs in a background task after a device with
+    stored history is registered (decode that history).
     `redecode(engine, device_id, since)` serves the admin action that decodes a device's
     stored frames again. All of them also live on `app.state` and may be set there after
     the app is built.
@@ -104,6 +107,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.bucket_expression = bucket_expression
+    app.state.aggregate_source = aggregate_source
     app.state.on_device_registered = on_device_registered
     app.state.redecode = redecode
     app.state.codecs = codecs or CodecRegistry()

@@ -17,12 +17,14 @@ from sqlalchemy import (
     ColumnElement,
     ColumnExpressionArgument,
     DateTime,
+    Executable,
     Float,
     Interval,
     and_,
     func,
     literal,
     select,
+    text,
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
@@ -34,6 +36,11 @@ BucketExpression = Callable[
     [timedelta, ColumnExpressionArgument[datetime], datetime], ColumnElement[datetime]
 ]
 """(bucket width, time column, origin) -> the start of the bucket each row falls into."""
+
+AggregateSource = Callable[[timedelta, str], str | None]
+"""(bucket width, aggregate name) -> SQL reading those buckets from a precomputed aggregate,
+or None to bucket raw readings. Binds `:device_ids`, `:quantities`, `:start`, `:end` (bucket
+boundaries); answers `bucket, device_id, quantity, value, samples`."""
 
 BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
 """A Monday at midnight UTC, TimescaleDB's own default: week buckets start on Mondays either way."""
@@ -252,11 +259,16 @@ def history_page(
     cursor: HistoryCursor | None,
     limit: int,
     bucket_expression: BucketExpression = date_bin_bucket,
+    aggregate_source: AggregateSource | None = None,
 ) -> HistoryPage:
-    """One page of history, at most about `limit` points, and where the next one starts."""
+    """One page of history, at most about `limit` points, and where the next one starts.
+
+    `aggregate_source` serves the widths it knows from precomputed buckets (TimescaleDB's
+    continuous aggregates for hours and days); any other width is bucketed from raw rows.
+    """
     if query.bucket is None:
         return _raw_page(session, query, cursor, limit)
-    return _bucketed_page(session, query, query.bucket, cursor, limit, bucket_expression)
+    return _bucketed_page(session, query, query.bucket, cursor, limit, bucket_expression, aggregate_source)
 
 
 def _series_filter(query: HistoryQuery) -> list[ColumnElement[bool]]:
@@ -307,6 +319,7 @@ def _bucketed_page(
     cursor: HistoryCursor | None,
     limit: int,
     bucket_expression: BucketExpression,
+    aggregate_source: AggregateSource | None = None,
 ) -> HistoryPage:
     series = _series(session, query)
     buckets_per_page = max(1, limit // max(1, len(series)))
@@ -319,16 +332,24 @@ def _bucketed_page(
         # Clamped into the query's range, so a cursor edited by hand cannot reach odd times.
         page_start = max(page_start, min(covered_end, bucket_start(cursor.time, width)))
     page_end = min(covered_end, page_start + buckets_per_page * width)
-    bucket = bucket_expression(width, Reading.time, BUCKET_ORIGIN).label("bucket")
-    rows = (
-        select(bucket, Reading.device_id, Reading.quantity, _aggregate(query.agg), func.count())
-        .where(
-            *_series_filter(query),
-            Reading.time >= page_start,
-            Reading.time < page_end,
+    precomputed = aggregate_source(width, query.agg.value) if aggregate_source is not None else None
+    rows: Executable
+    if precomputed is not None:
+        quantities = query.quantities if query.quantities is not None else sorted({q for _, q in series})
+        rows = text(precomputed).bindparams(
+            device_ids=list(query.device_ids), quantities=list(quantities), start=page_start, end=page_end
         )
-        .group_by(bucket, Reading.device_id, Reading.quantity)
-    )
+    else:
+        bucket = bucket_expression(width, Reading.time, BUCKET_ORIGIN).label("bucket")
+        rows = (
+            select(bucket, Reading.device_id, Reading.quantity, _aggregate(query.agg), func.count())
+            .where(
+                *_series_filter(query),
+                Reading.time >= page_start,
+                Reading.time < page_end,
+            )
+            .group_by(bucket, Reading.device_id, Reading.quantity)
+        )
     found = {
         (time, device_id, quantity): (value, samples)
         for time, device_id, quantity, value, samples in session.execute(rows)

@@ -280,7 +280,8 @@ def bucketed_readings_sql(bucket: timedelta, aggregate: Aggregate, *, timescale:
     Bind parameters: `:device_ids` (int array), `:quantities` (text array),
     `:start`, `:end` (aware datetimes on bucket boundaries: use
     `covering_window`, since the aggregate path selects whole buckets). Columns:
-    `bucket, device_id, quantity, value`, ordered by device, quantity, bucket.
+    `bucket, device_id, quantity, value, samples` (readings in the bucket), ordered by
+    device, quantity, bucket.
     Missing buckets are gaps; the caller marks them.
     """
     where_series = "device_id = ANY(:device_ids) AND quantity = ANY(:quantities)"
@@ -288,14 +289,26 @@ def bucketed_readings_sql(bucket: timedelta, aggregate: Aggregate, *, timescale:
     view = continuous_aggregate_for(bucket) if timescale else None
     if view is not None:
         return (
-            f"SELECT bucket, device_id, quantity, {AGGREGATE_COLUMNS[aggregate]} AS value FROM {view} "
+            f"SELECT bucket, device_id, quantity, {AGGREGATE_COLUMNS[aggregate]} AS value, "
+            f"value_count AS samples FROM {view} "
             f"WHERE {where_series} AND bucket >= :start AND bucket < :end {order}"
         )
     return (
         f"SELECT {bucket_expression(bucket, 'time', timescale=timescale)} AS bucket, device_id, quantity, "
-        f"{raw_aggregate_sql(aggregate, timescale=timescale)} AS value FROM reading "
+        f"{raw_aggregate_sql(aggregate, timescale=timescale)} AS value, count(*) AS samples FROM reading "
         f"WHERE {where_series} AND time >= :start AND time < :end GROUP BY 1, 2, 3 {order}"
     )
+
+
+def aggregate_history_sql(bucket: timedelta, aggregate: Aggregate) -> str | None:
+    """For the API's history on TimescaleDB: the query reading `bucket` from its continuous
+    aggregate, or None when no aggregate has that width (the API then buckets raw readings).
+
+    The same text that `make check-timescale` compares with `date_bin` on raw readings.
+    """
+    if continuous_aggregate_for(bucket) is None:
+        return None
+    return bucketed_readings_sql(bucket, aggregate, timescale=True)
 
 
 # --- structure --------------------------------------------------------------------------------------

@@ -88,6 +88,7 @@ def history(
         cursor=HistoryCursor(*position) if position is not None else None,
         limit=limit,
         bucket_expression=request.app.state.bucket_expression,
+        aggregate_source=request.app.state.aggregate_source,
     )
     following = None
     if page.next is not None:

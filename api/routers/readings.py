@@ -23,7 +23,7 @@ from api.deps import EngineDep, MunicipalityDep, SessionDep, SettingsDep, munici
 from api.exports import EXPORT_RESPONSES, ExportFormat, ExportRow, export_response, negotiate
 from api.pagination import CursorQuery, LimitQuery, Page, encode_cursor, int_cursor, time_cursor
 from api.problems import problem_responses
-from api.responses import page_response
+from api.responses import json_response, page_response
 from api.schemas.readings import HistoryPointOut, LatestDeviceOut
 from domain.errors import NotFound
 from domain.ids import parse_dev_eui
@@ -31,6 +31,7 @@ from storage.devices import Label, UseCase
 from storage.models import Device, Municipality
 from storage.readings import (
     Aggregate,
+    AggregateSource,
     BoundingBox,
     BucketExpression,
     HistoryCursor,
@@ -270,18 +271,21 @@ def history(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     cursor: CursorQuery = None,
-) -> Page[HistoryPointOut]:
-    bucket_expression: BucketExpression = request.app.state.bucket_expression
+) -> Response:
     page = history_page(
         session,
         resolved.query,
         cursor=_history_cursor(cursor),
         limit=limit,
-        bucket_expression=bucket_expression,
+        bucket_expression=request.app.state.bucket_expression,
+        aggregate_source=request.app.state.aggregate_source,
     )
-    return Page(
-        items=[HistoryPointOut.of(point, resolved.devices[point.device_id].dev_eui) for point in page.points],
-        next_cursor=_next_cursor(page),
+    devices = resolved.devices
+    return json_response(
+        {
+            "items": [HistoryPointOut.body(point, devices[point.device_id].dev_eui) for point in page.points],
+            "next_cursor": _next_cursor(page),
+        }
     )
 
 
@@ -303,21 +307,35 @@ def history_export(
     export_format: FormatQuery = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> StreamingResponse:
-    bucket_expression: BucketExpression = request.app.state.bucket_expression
-    rows = _history_rows(engine, resolved, settings.export_page_rows, bucket_expression)
+    rows = _history_rows(
+        engine,
+        resolved,
+        settings.export_page_rows,
+        request.app.state.bucket_expression,
+        request.app.state.aggregate_source,
+    )
     fmt = negotiate(export_format, accept)
     return export_response(fmt, HISTORY_COLUMNS, rows, f"{municipality.slug}-history")
 
 
 def _history_rows(
-    engine: Engine, resolved: ResolvedHistory, page_rows: int, bucket_expression: BucketExpression
+    engine: Engine,
+    resolved: ResolvedHistory,
+    page_rows: int,
+    bucket_expression: BucketExpression,
+    aggregate_source: AggregateSource | None,
 ) -> Iterator[ExportRow]:
     """All pages of the history, from a session of its own (the request's is gone while streaming)."""
     with Session(engine) as session:
         cursor: HistoryCursor | None = None
         while True:
             page = history_page(
-                session, resolved.query, cursor=cursor, limit=page_rows, bucket_expression=bucket_expression
+                session,
+                resolved.query,
+                cursor=cursor,
+                limit=page_rows,
+                bucket_expression=bucket_expression,
+                aggregate_source=aggregate_source,
             )
             for point in page.points:
                 device = resolved.devices[point.device_id]

@@ -94,3 +94,15 @@ class HistoryPointOut(BaseModel):
             samples=point.samples,
             gap=point.gap,
         )
+
+    @staticmethod
+    def body(point: HistoryPoint, dev_eui: str) -> dict[str, object]:
+        """The JSON object of one point, built without model validation (see `api.responses`)."""
+        return {
+            "time": point.time,
+            "dev_eui": dev_eui,
+            "quantity": point.quantity,
+            "value": point.value,
+            "samples": point.samples,
+            "gap": point.gap,
+        }

@@ -51,7 +51,7 @@ function differences(left, right) {
       new Date(a.bucket).getTime() === new Date(b.bucket).getTime() &&
       a.device_id === b.device_id &&
       a.quantity === b.quantity
-    if (!sameKey || !sameNumber(a.value, b.value)) {
+    if (!sameKey || !sameNumber(a.value, b.value) || !sameNumber(a.samples, b.samples)) {
       return `row ${i}: ${JSON.stringify(a)} vs ${JSON.stringify(b)}`
     }
   }

@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
 
 from api.app import create_app
 from api.settings import ApiSettings
 from storage.readings import date_bin_bucket
+from storage.timescale import AGGREGATE_COLUMNS, aggregate_history_sql, bucket_expression, raw_aggregate_sql
 from tests.api.data import Tenant, add_readings, device_id, register
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
@@ -297,3 +298,69 @@ def test_the_bucket_expression_is_replaceable(
         response = own.get(tenant.url("/readings/history"), params=params, headers=tenant.headers("viewer"))
     assert response.status_code == 200
     assert widths == [timedelta(minutes=15)]
+
+
+@pytest.mark.parametrize("agg", ["avg", "min", "max", "sum", "count", "last"])
+def test_hour_buckets_can_be_read_from_a_precomputed_aggregate(
+    settings: ApiSettings, engine: Engine, client: TestClient, tenant: Tenant, agg: str
+) -> None:
+    """On TimescaleDB hour buckets come from the `reading_hourly` continuous aggregate (its SQL is
+    checked against real TimescaleDB by `make check-timescale`). Here a plain materialised view
+    with the aggregate's columns stands in: the answers match bucketing raw rows, and a reading
+    written after the view was filled shows that the view, not `reading`, answered."""
+    bin_eui, _ = seeded(client, engine, tenant)
+    bin_id = device_id(engine, bin_eui)
+    view = f"hourly_{tenant.slug.replace('-', '_')}_{agg}"
+    columns = ", ".join(
+        f"{raw_aggregate_sql(name, timescale=False)} AS {column}"
+        for name, column in AGGREGATE_COLUMNS.items()
+    )
+    hour = bucket_expression(timedelta(hours=1), "time", timescale=False)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                f"CREATE MATERIALIZED VIEW {view} AS SELECT "
+                f"{hour} AS bucket, device_id, quantity, "
+                f"{columns}, max(time) AS last_time FROM reading WHERE device_id = {bin_id} GROUP BY 1, 2, 3"
+            )
+        )
+    served: list[timedelta] = []
+
+    def from_view(width: timedelta, aggregate: str) -> str | None:
+        served.append(width)
+        found = aggregate_history_sql(width, aggregate)  # type: ignore[arg-type]
+        return None if found is None else found.replace("reading_hourly", view)
+
+    params = {
+        "dev_eui": bin_eui,
+        "start": T0.isoformat(),
+        "end": (T0 + timedelta(hours=3)).isoformat(),
+        "bucket": "1h",
+        "agg": agg,
+    }
+    viewer = tenant.headers("viewer")
+    try:
+        with TestClient(create_app(settings, engine=engine, aggregate_source=from_view)) as precomputed:
+            answer = precomputed.get(tenant.url("/readings/history"), params=params, headers=viewer).json()
+            assert answer == client.get(tenant.url("/readings/history"), params=params, headers=viewer).json()
+            assert {item["samples"] for item in answer["items"]} >= {3, 1, 0}
+            quarter = precomputed.get(
+                tenant.url("/readings/history"), params=params | {"bucket": "15m"}, headers=viewer
+            )
+            assert quarter.status_code == 200
+            assert served == [timedelta(hours=1), timedelta(minutes=15)]
+
+            with engine.begin() as conn:  # lower min, higher max, later last, more and other values
+                conn.execute(
+                    text(
+                        "INSERT INTO reading (time, device_id, quantity, value) VALUES "
+                        "(:early, :id, 'fill_percent', -5.0), (:late, :id, 'fill_percent', 999.0)"
+                    ),
+                    {"id": bin_id, "early": T0 + timedelta(minutes=30), "late": T0 + timedelta(minutes=40)},
+                )
+            raw = client.get(tenant.url("/readings/history"), params=params, headers=viewer).json()
+            stale = precomputed.get(tenant.url("/readings/history"), params=params, headers=viewer).json()
+            assert stale == answer != raw
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP MATERIALIZED VIEW {view}"))
