@@ -317,7 +317,7 @@ class _Frames:
     """The device's stored frames through a server-side cursor, a chunk at a time."""
 
     def __init__(self, conn: psycopg.Connection[Any], params: dict[str, Any]) -> None:
-        self._cursor: psycopg.ServerCursor[Any] = conn.cursor(name="redecode_frames")
+        self._cursor: psycopg.ServerCursor[Any] = conn.cursor(name="redecode_frames", binary=True)
         self._params = params
         self._started = False
 
