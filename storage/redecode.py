@@ -242,6 +242,11 @@ def count_frames(
     return int(row[0]) if row else 0
 
 
+def _json_text(decoded: JsonObject) -> str:
+    """The decoded object as the ingest path stores it (non-string keys allowed)."""
+    return orjson.dumps(decoded, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def _connect(engine: Engine) -> psycopg.Connection[Any]:
     """A session for redecoding.
 
@@ -370,7 +375,7 @@ class _ChunkWriter:
                             frame.received_at,
                             frame.uplink_key,
                             result.status,
-                            None if result.decoded is None else orjson.dumps(result.decoded).decode(),
+                            None if result.decoded is None else _json_text(result.decoded),
                             result.decoder_source,
                             result.codec_id,
                             result.error,
