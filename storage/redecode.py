@@ -7,6 +7,15 @@ storage may not import the decoders), the new readings are copied in and the
 frames' decode results updated, and `device_state` is rebuilt from the readings.
 Running it twice gives the same rows: it is idempotent, and a crash half-way
 leaves the old state.
+
+Where the time goes, and why it is arranged so: frames come in chunks through a
+binary server-side cursor, and the callback decodes a whole chunk (a JS codec then
+runs in batches). While Python decodes one chunk, a second thread writes the
+previous one and fetches the next on the device's connection. Most of the
+database's work is the UPDATE of the wide `uplink` rows: claimed frames leave the
+partial index of unclaimed frames, so the update cannot be HOT, and the first
+change of a page after a checkpoint writes the whole page to the WAL; the join is
+bounded to the chunk's time range so that it reads only the chunk's frames.
 """
 
 from __future__ import annotations
@@ -96,6 +105,9 @@ WHERE dev_eui = %(dev_eui)s
 ORDER BY received_at
 """
 
+# Frames whose results did not change are left alone (JSON compared as values, so 1 and
+# 1.0 are the same): redecoding after a codec change rewrites only the frames it changed,
+# without their new row versions, index entries and WAL.
 _APPLY_SQL = """
 UPDATE uplink AS u SET
     device_id = %(device_id)s, municipality_id = %(municipality_id)s,
@@ -104,6 +116,10 @@ UPDATE uplink AS u SET
 FROM stage_redecode AS s
 WHERE u.received_at = s.received_at AND u.uplink_key = s.uplink_key AND u.dev_eui = %(dev_eui)s
   AND u.received_at BETWEEN %(chunk_first)s AND %(chunk_last)s
+  AND (u.device_id, u.municipality_id, u.decode_status, u.decoder_source, u.codec_id, u.decode_error,
+       u.decoded)
+      IS DISTINCT FROM (%(device_id)s::int, %(municipality_id)s::int, s.decode_status, s.decoder_source,
+                        s.codec_id, s.decode_error, s.decoded::jsonb)
 """
 
 # The latest reading per quantity, found by skipping through the primary key (device,

@@ -73,6 +73,8 @@ def test_a_late_registration_decodes_the_stored_history(fresh_db_url: str) -> No
     decoder = frame_decoder(CodecRegistry())
     seen: list[int] = []
     first = redecode_device(engine, device_id, decoder=decoder, progress=seen.append)
+    with psycopg.connect(fresh_db_url) as conn:
+        versions = rows(conn, "SELECT uplink_key, xmin::text FROM uplink ORDER BY uplink_key")
     second = redecode_device(engine, device_id, decoder=decoder)
     engine.dispose()
     assert first.frames == second.frames == 50
@@ -81,6 +83,8 @@ def test_a_late_registration_decodes_the_stored_history(fresh_db_url: str) -> No
     assert first.readings == second.readings
     with psycopg.connect(fresh_db_url) as conn:
         assert rows(conn, "SELECT DISTINCT decode_status, device_id FROM uplink") == [("decoded", device_id)]
+        # the second run found the same results and left the frames' rows as they were
+        assert rows(conn, "SELECT uplink_key, xmin::text FROM uplink ORDER BY uplink_key") == versions
         assert rows(conn, "SELECT count(*) FROM reading WHERE quantity = 'distance'") == [(50,)]
         assert rows(conn, "SELECT count(*) FROM reading") == [(first.readings,)]
         state = rows(conn, "SELECT value, time FROM device_state WHERE quantity = 'distance'")
