@@ -202,11 +202,11 @@ def main() -> None:
         script.close()
         registry.close()
 
-    print(f"{'decoder':<34} {'payloads/s':>12} {'target':>10} {'ratio':>7}")
+    print(f"{'decoder':<40} {'payloads/s':>12} {'target':>10} {'ratio':>7}")
     for name, measured, target in rows:
         target_text = f"{target:,}" if target else "-"
         ratio_text = f"{measured / target:.2f}" if target else "-"
-        print(f"{name:<34} {measured:>12,.0f} {target_text:>10} {ratio_text:>7}")
+        print(f"{name:<40} {measured:>12,.0f} {target_text:>10} {ratio_text:>7}")
 
 
 if __name__ == "__main__":
