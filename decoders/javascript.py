@@ -34,10 +34,12 @@ knows it, the line in the script.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import re
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -161,6 +163,22 @@ def _engine_error(exc: JSEvalException) -> DecodeError:
     return DecodeError(f"script error: {found.group(2)} (line {found.group(1)})")
 
 
+_LIVE_CODECS: weakref.WeakSet[JavaScriptCodec] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_codecs() -> None:
+    """Free every isolate while the interpreter can still run threads.
+
+    An isolate left for garbage collection at interpreter exit is torn down while
+    Python stops its threads: V8's teardown then waits for a thread that will never
+    run again, and the process hangs after it has done its work (a `lorakom decode`
+    that never returns). Closing them here, before that, ends the process cleanly.
+    """
+    for codec in list(_LIVE_CODECS):
+        codec.close()
+
+
 class JavaScriptCodec:
     """One compiled codec script in its own isolate; thread-safe, one call at a time."""
 
@@ -175,6 +193,7 @@ class JavaScriptCodec:
         self._racer_scope: contextlib.ExitStack | None = None
         self._worker: ThreadPoolExecutor | None = None
         self._discards: list[threading.Thread] = []
+        _LIVE_CODECS.add(self)
         try:
             with self._lock:
                 self._load()

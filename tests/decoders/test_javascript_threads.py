@@ -1,4 +1,5 @@
-"""JS codecs loaded from worker threads (API requests, background redecodes) must not crash V8."""
+"""JS codecs loaded from worker threads (API requests, background redecodes) must not crash V8,
+and a process holding codecs must end when its work is done."""
 
 from __future__ import annotations
 
@@ -36,3 +37,27 @@ def test_isolates_made_on_worker_threads_do_not_crash_the_process() -> None:
     )
     assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-2000:]}"
     assert result.stdout.strip() == "{'first': 42}"
+
+
+def test_a_process_with_unclosed_codecs_exits() -> None:
+    """Isolates left open at interpreter exit once hung most processes started side by side
+    (V8's teardown waited for a thread Python had stopped); they are closed before that now."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", PROGRAM],
+            cwd=Path(__file__).parents[2],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    try:
+        for process in processes:
+            out, err = process.communicate(timeout=60)
+            assert process.returncode == 0, f"exit {process.returncode}: {err[-2000:]}"
+            assert out.strip() == "{'first': 42}"
+    finally:
+        for process in processes:
+            process.kill()
+            process.communicate()
