@@ -79,7 +79,7 @@ from pydantic import SecretStr
 from bench.postgres import benchmark_server, fresh_migrated_database
 from cli.services import free_port, with_database
 from storage.database import DatabaseSettings, create_database_engine
-from storage.uplinks import GATEWAY_ROLLUPS_FROM_RECEPTIONS
+from storage.uplinks import gateway_rollup_statements
 
 DB_NAME = "lorakom_bench_api"
 SEED = 20261126
@@ -890,7 +890,7 @@ def load(url: str, fleet: Fleet) -> LoadReport:
         started = time.perf_counter()
         rows = load_activity(conn, fleet, links, heard_range)
         # What ingest keeps about gateways while it writes receptions.
-        for statement in GATEWAY_ROLLUPS_FROM_RECEPTIONS:
+        for statement in gateway_rollup_statements():
             conn.execute(statement)
         conn.commit()
         report.tables["device_activity, gateway"] = (rows, time.perf_counter() - started)
@@ -930,6 +930,9 @@ def top_up_frames(url: str, fleet: Fleet, links: Links) -> int:
                 "last_uplink_at = greatest(last_uplink_at, %(at)s) WHERE gateway_id = %(id)s",
                 {"at": datetime.fromtimestamp(last, UTC), "id": fleet.gateways[index].gateway_id},
             )
+        # What ingest keeps about gateways, for the frames just added around it.
+        for statement in gateway_rollup_statements(since=datetime.fromtimestamp(after, UTC)):
+            cur.execute(statement)
         conn.commit()
     return rows
 

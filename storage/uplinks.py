@@ -306,23 +306,36 @@ _MERGE_SQL = (
     .replace("@ORIGIN@", f"TIMESTAMPTZ '{GATEWAY_ACTIVITY_ORIGIN.isoformat()}'")
 )
 
-GATEWAY_ROLLUPS_FROM_RECEPTIONS = (
-    "INSERT INTO gateway_heard (gateway_id, municipality_id, last_heard_at) "
-    "SELECT gateway_id, municipality_id, max(received_at) FROM reception GROUP BY 1, 2 "
-    "ON CONFLICT (gateway_id, municipality_id) DO UPDATE "
-    "SET last_heard_at = greatest(gateway_heard.last_heard_at, excluded.last_heard_at)",
-    "DELETE FROM gateway_activity",
-    "INSERT INTO gateway_activity (gateway_id, bin_start, receptions) "
-    f"SELECT gateway_id, date_bin(interval '{int(GATEWAY_ACTIVITY_BIN.total_seconds())} seconds', "
-    f"received_at, TIMESTAMPTZ '{GATEWAY_ACTIVITY_ORIGIN.isoformat()}'), count(*) "
-    "FROM reception GROUP BY 1, 2",
-    "INSERT INTO gateway_device (gateway_id, dev_eui, heard_at) "
-    "SELECT gateway_id, dev_eui, max(received_at) FROM reception WHERE dev_eui IS NOT NULL GROUP BY 1, 2 "
-    "ON CONFLICT (gateway_id, dev_eui) DO UPDATE "
-    "SET heard_at = greatest(gateway_device.heard_at, excluded.heard_at)",
-)
-"""Statements that recompute what ingest keeps about gateways from the stored receptions alone:
-for rows written around the ingest path (bulk loads, imports of another system's history)."""
+
+def gateway_rollup_statements(since: datetime | None = None) -> list[str]:
+    """Statements that recompute what ingest keeps about gateways from the stored receptions
+    alone (received at or after `since`, or all): for rows written around the ingest path,
+    such as bulk loads or imports of another system's history. Idempotent."""
+    bin_s = int(GATEWAY_ACTIVITY_BIN.total_seconds())
+    origin = f"TIMESTAMPTZ '{GATEWAY_ACTIVITY_ORIGIN.isoformat()}'"
+    bin_of = f"date_bin(interval '{bin_s} seconds', received_at, {origin})"
+    if since is None:
+        recent = bins_from = "true"
+    else:
+        if since.tzinfo is None:
+            raise ValueError("since must be an aware datetime")
+        first_bin = f"date_bin(interval '{bin_s} seconds', TIMESTAMPTZ '{since.isoformat()}', {origin})"
+        recent, bins_from = f"received_at >= {first_bin}", f"bin_start >= {first_bin}"
+    return [
+        "INSERT INTO gateway_heard (gateway_id, municipality_id, last_heard_at) "
+        f"SELECT gateway_id, municipality_id, max(received_at) FROM reception WHERE {recent} GROUP BY 1, 2 "
+        "ON CONFLICT (gateway_id, municipality_id) DO UPDATE "
+        "SET last_heard_at = greatest(gateway_heard.last_heard_at, excluded.last_heard_at)",
+        f"DELETE FROM gateway_activity WHERE {bins_from}",
+        "INSERT INTO gateway_activity (gateway_id, bin_start, receptions) "
+        f"SELECT gateway_id, {bin_of}, count(*) FROM reception WHERE {recent} GROUP BY 1, 2",
+        "INSERT INTO gateway_device (gateway_id, dev_eui, heard_at) "
+        "SELECT gateway_id, dev_eui, max(received_at) FROM reception "
+        f"WHERE dev_eui IS NOT NULL AND {recent} GROUP BY 1, 2 "
+        "ON CONFLICT (gateway_id, dev_eui) DO UPDATE "
+        "SET heard_at = greatest(gateway_device.heard_at, excluded.heard_at)",
+    ]
+
 
 _JOIN_SQL = """
 INSERT INTO device_activity (dev_eui, municipality_id, source, network_device_id, first_seen_at,

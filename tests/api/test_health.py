@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from storage.models import Reception, Uplink
-from storage.uplinks import GATEWAY_ROLLUPS_FROM_RECEPTIONS
+from storage.uplinks import gateway_rollup_statements
 from tests.api.data import Tenant, add_activity, add_gateway, add_readings, device_id, register
 
 NOW = datetime.now(UTC)
@@ -56,7 +56,7 @@ def uplinks(
         session.execute(insert(Uplink), uplink_rows)
         if reception_rows:
             session.execute(insert(Reception), reception_rows)
-        for statement in GATEWAY_ROLLUPS_FROM_RECEPTIONS:
+        for statement in gateway_rollup_statements():
             session.execute(text(statement))
         session.commit()
 

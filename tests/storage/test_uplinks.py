@@ -18,6 +18,7 @@ from storage.uplinks import (
     IngestBatch,
     RejectedRecord,
     UplinkRecord,
+    gateway_rollup_statements,
     prepare_connection,
     write_batch,
 )
@@ -184,6 +185,41 @@ def test_gateway_traffic_is_kept_in_bins_and_pairs_to_the_hour(conn: psycopg.Con
     write_batch(conn, IngestBatch(uplinks=[record(uplink(72, gateways=both[:1]), municipality, None, 0)]))
     assert conn.execute(heard, (both[0],)).fetchone() == (T0 + timedelta(minutes=72),)
     assert conn.execute(heard, (both[1],)).fetchone() == (T0 + timedelta(minutes=11),)
+
+
+def test_rollups_recomputed_from_receptions_match_what_ingest_kept(conn: psycopg.Connection[Any]) -> None:
+    municipality = ensure_municipality(conn, "paderborn")
+    both = ("aa555a0000000001", "aa555a0000000002")
+    batch = IngestBatch(uplinks=[record(uplink(n, gateways=both), municipality, None, 0) for n in range(40)])
+    write_batch(conn, batch)
+    tables = {
+        "gateway_activity": "SELECT * FROM gateway_activity ORDER BY 1, 2",
+        "gateway_device": "SELECT * FROM gateway_device ORDER BY 1, 2",
+        "gateway_heard": "SELECT * FROM gateway_heard ORDER BY 1, 2",
+    }
+    kept = {name: conn.execute(query).fetchall() for name, query in tables.items()}
+    assert len(kept["gateway_activity"]) == 2 * 8
+
+    for name in tables:
+        conn.execute(f"DELETE FROM {name}")
+    for statement in gateway_rollup_statements():
+        conn.execute(statement)
+    assert {name: conn.execute(query).fetchall() for name, query in tables.items()} == kept
+
+    # From a time on: the bins from there are rebuilt, earlier ones left alone.
+    conn.execute(
+        "UPDATE gateway_activity SET receptions = 99 WHERE bin_start >= %s", (T0 + timedelta(minutes=20),)
+    )
+    conn.execute(
+        "UPDATE gateway_activity SET receptions = 77 WHERE bin_start < %s", (T0 + timedelta(minutes=5),)
+    )
+    for statement in gateway_rollup_statements(since=T0 + timedelta(minutes=22)):
+        conn.execute(statement)
+    bins = dict(
+        ((gateway, start), n) for gateway, start, n in conn.execute(tables["gateway_activity"]).fetchall()
+    )
+    assert {n for (_, start), n in bins.items() if start >= T0 + timedelta(minutes=20)} == {5}
+    assert {n for (_, start), n in bins.items() if start < T0 + timedelta(minutes=5)} == {77}
 
 
 def test_rejected_messages_are_kept_whole(conn: psycopg.Connection[Any]) -> None:
