@@ -947,8 +947,12 @@ def serve(url: str, port: int) -> None:
     from api.app import create_app
     from api.settings import ApiSettings
 
+    from cli.main import tune_garbage_collector
+
     settings = ApiSettings(database=DatabaseSettings(url=SecretStr(url)))
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    app = create_app(settings)
+    tune_garbage_collector()  # as `lorakom api` and `lorakom run` do before serving
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 def memory_kib(pid: int) -> tuple[int, int]:

@@ -81,11 +81,13 @@ def ingest_settings(args: argparse.Namespace) -> IngestSettings:
 
 
 def tune_garbage_collector() -> None:
-    """Fewer, cheaper collections for a process that allocates per message.
+    """Fewer, cheaper collections for a process that allocates per message or request.
 
     The bridge creates short-lived objects by the million; with CPython's default
     threshold (700) a young collection runs every few messages. Objects alive after
-    start-up (modules, codecs, the device cache) are frozen out of the collector's view.
+    start-up (modules, codecs, the device cache, the API's routes and schemas) are frozen
+    out of the collector's view: in the API, a full collection over them stalled one
+    request in about eighty by ~100 ms.
     """
     import gc
     import os
@@ -288,6 +290,7 @@ def command_api(args: argparse.Namespace) -> int:
         sources = load_sources(Path(args.config)) if args.config else []
         app = build_app(url, sources)
         start_alert_jobs(app.state.engine, threading.Event())
+        tune_garbage_collector()
         uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port)
     return 0
 
