@@ -946,7 +946,6 @@ def serve(url: str, port: int) -> None:
 
     from api.app import create_app
     from api.settings import ApiSettings
-
     from cli.main import tune_garbage_collector
 
     settings = ApiSettings(database=DatabaseSettings(url=SecretStr(url)))
