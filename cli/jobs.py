@@ -59,7 +59,14 @@ class AlertJobs:
         last_delivery = float("-inf")
         with httpx.Client(timeout=10.0) as client:
             while not self.stop.is_set():
-                self._nudged.wait(1.0)
+                if self._nudged.is_set():
+                    # Nudged within the gap: sleep out the rest of it. Waiting on the event
+                    # that is already set would return at once, over and over, for seconds.
+                    self.stop.wait(max(0.0, last_evaluation + self.min_gap_s - time.monotonic()))
+                else:
+                    self._nudged.wait(1.0)
+                if self.stop.is_set():
+                    break
                 now_s = time.monotonic()
                 due = now_s - last_evaluation >= self.evaluate_every_s
                 nudged = self._nudged.is_set() and now_s - last_evaluation >= self.min_gap_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -53,3 +54,23 @@ def test_new_readings_open_an_alert_within_seconds(broker: Broker, fresh_db_url:
         stop.set()
         engine.dispose()
     assert jobs.evaluations >= 2
+
+
+def test_nudges_within_the_gap_do_not_keep_the_thread_busy(fresh_db_url: str) -> None:
+    """Ingest nudges after every commit; between evaluations the thread must sleep, not spin."""
+    engine = create_database_engine(fresh_db_url, pool_size=1)
+    stop = threading.Event()
+    jobs = AlertJobs(engine, stop, evaluate_every_s=3600, min_gap_s=30).start()
+    try:
+        jobs.nudge()
+        wait_until(lambda: jobs.evaluations == 1, timeout=10)
+        cpu_before = time.process_time()
+        for _ in range(150):  # nudged every 10 ms for 1.5 s, all within the 30 s gap
+            jobs.nudge()
+            time.sleep(0.01)
+        cpu_s = time.process_time() - cpu_before
+        assert jobs.evaluations == 1
+        assert cpu_s < 0.5, f"the process used {cpu_s:.2f} s of CPU in 1.5 s while only nudged"
+    finally:
+        stop.set()
+        engine.dispose()
