@@ -233,15 +233,7 @@ class CodecRegistry:
         outcomes: list[DecodeOutcome | None] = []
         waiting: dict[JavaScriptCodec, list[tuple[int, int]]] = {}
         for index, request in enumerate(requests):
-            first = self._decode(
-                request.codec_id,
-                request.f_port,
-                request.payload,
-                request.network_decoded,
-                request.device_metadata,
-                request.preference,
-                _ScriptCall.DEFERRED,
-            )
+            first = self._decode(*request, _ScriptCall.DEFERRED)  # fields in `_decode`'s order
             if isinstance(first, DecodeOutcome):
                 outcomes.append(first)
             else:
@@ -252,16 +244,7 @@ class CodecRegistry:
                 chunk = calls[start : start + SCRIPT_BATCH]
                 answers = codec.decode_many([(port, requests[index].payload) for index, port in chunk])
                 for (index, _), answer in zip(chunk, answers, strict=True):
-                    request = requests[index]
-                    finished = self._decode(
-                        request.codec_id,
-                        request.f_port,
-                        request.payload,
-                        request.network_decoded,
-                        request.device_metadata,
-                        request.preference,
-                        answer,
-                    )
+                    finished = self._decode(*requests[index], answer)
                     assert isinstance(finished, DecodeOutcome)
                     outcomes[index] = finished
         assert all(outcome is not None for outcome in outcomes)
