@@ -45,7 +45,7 @@ from storage.models import (
     Uplink,
 )
 from storage.readings import date_bin_bucket
-from storage.series import Series, daily_means, epoch_seconds, from_epoch
+from storage.series import Series, daily_means, epoch_of, epoch_seconds, from_epoch
 from storage.uplinks import GATEWAY_ACTIVITY_BIN, GATEWAY_ACTIVITY_ORIGIN
 
 ACTIVITY_BIN = GATEWAY_ACTIVITY_BIN
@@ -71,7 +71,7 @@ def activity_times(
     """
     if not gateway_ids:
         return {}
-    moments = func.extract("epoch", GatewayActivity.bin_start).cast(Float)
+    moments = epoch_of(GatewayActivity.bin_start)
     heard = (
         select(
             GatewayActivity.gateway_id,
@@ -87,7 +87,7 @@ def activity_times(
     found: dict[str, Sequence[float]] = {gateway_id: bins for gateway_id, bins in session.execute(heard)}
     beat_bin = date_bin_bucket(ACTIVITY_BIN, GatewayHeartbeat.time, GATEWAY_ACTIVITY_ORIGIN)
     beats = (
-        select(GatewayHeartbeat.gateway_id, func.extract("epoch", beat_bin).cast(Float))
+        select(GatewayHeartbeat.gateway_id, epoch_of(beat_bin))
         .where(
             GatewayHeartbeat.gateway_id.in_(gateway_ids),
             GatewayHeartbeat.online.is_(True),
@@ -268,7 +268,7 @@ def _uplink_counters(
     session: Session, dev_euis: Sequence[str], *, since: datetime
 ) -> dict[str, tuple[list[float], list[int]]]:
     rows = (
-        select(Uplink.dev_eui, func.extract("epoch", Uplink.received_at).cast(Float), Uplink.f_cnt)
+        select(Uplink.dev_eui, epoch_of(Uplink.received_at), Uplink.f_cnt)
         .where(Uplink.dev_eui.in_(dev_euis), Uplink.received_at > since)
         .order_by(Uplink.dev_eui, Uplink.received_at)
     )

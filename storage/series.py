@@ -49,8 +49,12 @@ def from_epoch(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-_EPOCH = func.date_part("epoch", Reading.time, type_=Float)
-"""Epoch seconds as double precision; `extract` gives numeric, several times slower to make."""
+def epoch_of(moment: ColumnExpressionArgument[datetime]) -> ColumnElement[float]:
+    """Epoch seconds as double precision; `extract` gives numeric, several times slower to make."""
+    return func.date_part("epoch", moment, type_=Float)
+
+
+_EPOCH = epoch_of(Reading.time)
 
 
 def _ordered_array(column: ColumnExpressionArgument[float]) -> ColumnElement[Sequence[float]]:
@@ -83,7 +87,7 @@ def device_series(
         # `start`); DISTINCT ON would read and sort every device's whole earlier history.
         devices = select(func.unnest(list(device_ids)).label("device_id")).subquery()
         last = (
-            select(func.extract("epoch", Reading.time).cast(Float).label("moment"), Reading.value)
+            select(_EPOCH.label("moment"), Reading.value)
             .where(
                 Reading.device_id == devices.c.device_id, Reading.quantity == quantity, Reading.time < start
             )
@@ -136,7 +140,7 @@ def daily_means(
         return {}
     day = func.date_trunc("day", Reading.time)
     rows = (
-        select(Reading.device_id, func.extract("epoch", day).cast(Float), func.avg(Reading.value).cast(Float))
+        select(Reading.device_id, epoch_of(day), func.avg(Reading.value).cast(Float))
         .where(
             Reading.device_id.in_(device_ids),
             Reading.quantity == quantity,

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 import numpy as np
 from sqlalchemy.orm import Session
 
-from domain.analytics import Floats, emptyings, forecast_fill
+from domain.analytics import FillForecast, Floats, emptyings, forecast_fill
 from storage.models import Device, DeviceState
-from storage.series import device_series, devices_with_state, epoch_seconds, from_epoch
+from storage.series import Series, device_series, devices_with_state, epoch_seconds, from_epoch
 
 FILL_LEVEL = "fill_level"
 FORECAST_WINDOW = timedelta(days=14)
@@ -79,10 +79,14 @@ def _statuses(
     hinted = HINTS.usable(device_ids, window_start)
     series = device_series(session, device_ids, FILL_LEVEL, start=window_start, end=now, later_starts=hinted)
     now_s = epoch_seconds(now)
-    forecasts = {
-        device_id: forecast_fill(found.times_s, found.values, now_s=now_s, full_percent=full_percent)
-        for device_id, found in series.items()
-    }
+
+    def fitted(part: dict[int, Series]) -> dict[int, FillForecast | None]:
+        return {
+            device_id: forecast_fill(found.times_s, found.values, now_s=now_s, full_percent=full_percent)
+            for device_id, found in part.items()
+        }
+
+    forecasts = fitted(series)
     lost = [
         device_id
         for device_id in hinted
@@ -91,11 +95,7 @@ def _statuses(
     if lost:
         whole = device_series(session, lost, FILL_LEVEL, start=window_start, end=now)
         series.update(whole)
-        for device_id in lost:
-            found = whole[device_id]
-            forecasts[device_id] = forecast_fill(
-                found.times_s, found.values, now_s=now_s, full_percent=full_percent
-            )
+        forecasts.update(fitted(whole))
     statuses = []
     for device, state in rows:
         found = series[device.id]
