@@ -95,9 +95,14 @@ def page_of(
     rows: Sequence[Row], limit: int, *, item: Callable[[Row], Item], position: Callable[[Row], str | int]
 ) -> Page[Item]:
     """A page from up to `limit + 1` rows: the extra row only says that there is more."""
+    shown, next_cursor = cut_page(rows, limit, position)
+    return Page(items=[item(row) for row in shown], next_cursor=next_cursor)
+
+
+def cut_page(
+    rows: Sequence[Row], limit: int, position: Callable[[Row], str | int]
+) -> tuple[Sequence[Row], str | None]:
+    """The rows to show of up to `limit + 1`, and the cursor to the rest (None on the last page)."""
     shown = rows[:limit]
     more = len(rows) > limit
-    return Page(
-        items=[item(row) for row in shown],
-        next_cursor=encode_cursor(position(shown[-1])) if more and shown else None,
-    )
+    return shown, encode_cursor(position(shown[-1])) if more and shown else None

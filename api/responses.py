@@ -15,7 +15,7 @@ from typing import TypeVar
 import orjson
 from fastapi import Response
 
-from api.pagination import encode_cursor
+from api.pagination import cut_page
 
 Row = TypeVar("Row")
 
@@ -34,11 +34,5 @@ def page_response(
     position: Callable[[Row], str | int],
 ) -> Response:
     """`pagination.page_of`, as a finished body: up to `limit` items and the cursor to the rest."""
-    shown = rows[:limit]
-    more = len(rows) > limit
-    return json_response(
-        {
-            "items": [item(row) for row in shown],
-            "next_cursor": encode_cursor(position(shown[-1])) if more and shown else None,
-        }
-    )
+    shown, next_cursor = cut_page(rows, limit, position)
+    return json_response({"items": [item(row) for row in shown], "next_cursor": next_cursor})
