@@ -44,9 +44,9 @@ from storage.models import (
     Reception,
     Uplink,
 )
-from storage.readings import date_bin_bucket
+from storage.readings import BUCKET_ORIGIN, date_bin_bucket
 from storage.series import Series, daily_means, epoch_of, epoch_seconds, from_epoch
-from storage.uplinks import GATEWAY_ACTIVITY_BIN, GATEWAY_ACTIVITY_ORIGIN
+from storage.uplinks import GATEWAY_ACTIVITY_BIN
 
 ACTIVITY_BIN = GATEWAY_ACTIVITY_BIN
 STATUS_WINDOW = timedelta(days=2)
@@ -85,7 +85,7 @@ def activity_times(
         .group_by(GatewayActivity.gateway_id)
     )
     found: dict[str, Sequence[float]] = {gateway_id: bins for gateway_id, bins in session.execute(heard)}
-    beat_bin = date_bin_bucket(ACTIVITY_BIN, GatewayHeartbeat.time, GATEWAY_ACTIVITY_ORIGIN)
+    beat_bin = date_bin_bucket(ACTIVITY_BIN, GatewayHeartbeat.time, BUCKET_ORIGIN)
     beats = (
         select(GatewayHeartbeat.gateway_id, epoch_of(beat_bin))
         .where(

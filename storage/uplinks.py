@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -28,6 +28,7 @@ from psycopg import sql
 from domain.errors import PlatformError, StorageUnavailable
 from domain.reading import Reading
 from domain.uplink import DeviceStatus, GatewayStatus, Join, JsonObject, Uplink
+from storage.timescale import bucket_expression, bucket_start
 
 
 class TransientWriteError(StorageUnavailable):
@@ -141,8 +142,7 @@ _RECEPTION_TYPES = [
 _READING_TYPES = ["timestamptz", "text", "int4", "text", "float8", "int2"]
 
 GATEWAY_ACTIVITY_BIN = timedelta(minutes=5)
-GATEWAY_ACTIVITY_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
-"""Bins start on a Monday at midnight UTC, as the readings' buckets do."""
+"""Bins are aligned as the readings' buckets are (`storage.timescale.bucket_expression`)."""
 GATEWAY_DEVICE_RESOLUTION = timedelta(hours=1)
 """How far `gateway_device.heard_at` may lag behind the last reception of the pair."""
 
@@ -253,7 +253,7 @@ heard_for AS (
 ),
 activity_bins AS (
     INSERT INTO gateway_activity (gateway_id, bin_start, receptions)
-    SELECT r.gateway_id, date_bin(interval '@ACTIVITY_BIN_S@ seconds', r.received_at, @ORIGIN@), count(*)
+    SELECT r.gateway_id, @ACTIVITY_BIN_OF_RECEIVED_AT@, count(*)
     FROM stage_reception r JOIN new_uplink n USING (received_at, uplink_key)
     GROUP BY 1, 2
     ORDER BY 1, 2
@@ -300,26 +300,20 @@ SELECT (SELECT coalesce(jsonb_object_agg(source, n), '{}'::jsonb)
        (SELECT count(*) FROM gateway_seen), (SELECT count(*) FROM new_reception)
 """
 
-_MERGE_SQL = (
-    _MERGE_SQL.replace("@ACTIVITY_BIN_S@", str(int(GATEWAY_ACTIVITY_BIN.total_seconds())))
-    .replace("@DEVICE_RESOLUTION_S@", str(int(GATEWAY_DEVICE_RESOLUTION.total_seconds())))
-    .replace("@ORIGIN@", f"TIMESTAMPTZ '{GATEWAY_ACTIVITY_ORIGIN.isoformat()}'")
-)
+_MERGE_SQL = _MERGE_SQL.replace(
+    "@ACTIVITY_BIN_OF_RECEIVED_AT@", bucket_expression(GATEWAY_ACTIVITY_BIN, "r.received_at", timescale=False)
+).replace("@DEVICE_RESOLUTION_S@", str(int(GATEWAY_DEVICE_RESOLUTION.total_seconds())))
 
 
 def gateway_rollup_statements(since: datetime | None = None) -> list[str]:
     """Statements that recompute what ingest keeps about gateways from the stored receptions
     alone (received at or after `since`, or all): for rows written around the ingest path,
     such as bulk loads or imports of another system's history. Idempotent."""
-    bin_s = int(GATEWAY_ACTIVITY_BIN.total_seconds())
-    origin = f"TIMESTAMPTZ '{GATEWAY_ACTIVITY_ORIGIN.isoformat()}'"
-    bin_of = f"date_bin(interval '{bin_s} seconds', received_at, {origin})"
+    bin_of = bucket_expression(GATEWAY_ACTIVITY_BIN, "received_at", timescale=False)
     if since is None:
         recent = bins_from = "true"
     else:
-        if since.tzinfo is None:
-            raise ValueError("since must be an aware datetime")
-        first_bin = f"date_bin(interval '{bin_s} seconds', TIMESTAMPTZ '{since.isoformat()}', {origin})"
+        first_bin = f"TIMESTAMPTZ '{bucket_start(since, GATEWAY_ACTIVITY_BIN).isoformat()}'"
         recent, bins_from = f"received_at >= {first_bin}", f"bin_start >= {first_bin}"
     return [
         "INSERT INTO gateway_heard (gateway_id, municipality_id, last_heard_at) "
