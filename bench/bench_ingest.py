@@ -303,8 +303,9 @@ def stored(database_url: str) -> int:
 
 
 def measure_bridges(
-    database_url: str, port: int, workdir: Path, messages: list[Message], processes: int
+    database_url: str, port: int, workdir: Path, messages: list[Message], processes: int, profile: bool = False
 ) -> tuple[float, list[float]]:
+    """Drain a pre-filled queue; `profile` samples the first process (and so slows it: a separate pass)."""
     config = sources_file(workdir, port)
     group = "bench" if processes > 1 else None
     names = ["one", "two"][:processes]
@@ -316,7 +317,7 @@ def measure_bridges(
         process.wait(30)
     publish_all(port, messages)
     running = [bridge_process(config, database_url, name, group) for name in names]
-    profiler = start_profiler(running[0].pid, workdir) if processes == 1 else None
+    profiler = start_profiler(running[0].pid, workdir) if profile else None
     first_at = None
     while True:
         count = stored(database_url)
@@ -336,7 +337,8 @@ def measure_bridges(
         (cpu_seconds(p.pid) - before) / (now - first_at)
         for p, before in zip(running, cpu_at_first, strict=True)
     ]
-    print(f"    bridge CPU use while draining: {', '.join(f'{b:.0%}' for b in busy)} of one core")
+    if not profile:
+        print(f"    bridge CPU use while draining: {', '.join(f'{b:.0%}' for b in busy)} of one core")
     if profiler is not None:
         profiler.send_signal(signal.SIGINT)
         profiler.wait(60)
@@ -384,7 +386,7 @@ def print_profile(workdir: Path, top: int = 18) -> None:
         total += count
     if not total:
         return
-    print("\nprofile of the single bridge process (py-spy, all threads, share of samples):")
+    print("\nprofile of one bridge process, separate pass (py-spy, all threads, share of samples):")
     for thread, count in sorted(by_thread.items(), key=lambda item: -item[1])[:6]:
         print(f"  thread {thread[:60]:60} {count / total:6.1%}")
     print("  top functions by own time:")
@@ -434,6 +436,10 @@ def main() -> None:
             f"(c) one bridge process:                   {one_rate:9,.0f} uplinks/s   "
             f"{one_rate / bare_rate:.0%} of (a) (target >= 60%)   peak RSS {one_rss[0]:.0f} MB"
         )
+        # py-spy stops the process for every sample, which costs a third of its rate:
+        # the profile comes from a separate, shorter pass over the start of the same stream.
+        url = fresh_database(server_url, "lorakom_bench_profile")
+        measure_bridges(url, port, workdir, messages[: len(messages) // 4], 1, profile=True)
         if not args.skip_two:
             url = fresh_database(server_url, "lorakom_bench_two")
             two_rate, two_rss = measure_bridges(url, port, workdir, messages, 2)
@@ -456,7 +462,8 @@ def main() -> None:
         broker.wait()
         if embedded is not None:
             embedded.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -58,14 +58,24 @@ def configure_logging(verbose: bool) -> None:
             logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
-def wait_for_signal(stop: threading.Event) -> None:
-    """Block until SIGINT/SIGTERM (or `stop` is set by someone else)."""
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGINT/SIGTERM set `stop` from now on.
+
+    Installed before anything starts: a signal that came while the bridge was still
+    connecting used to raise KeyboardInterrupt in whatever the main thread was doing,
+    and could leave a process that no longer stopped on a second one.
+    """
 
     def handle(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
+
+
+def wait_for_signal(stop: threading.Event) -> None:
+    """Block until SIGINT/SIGTERM (or `stop` is set by someone else)."""
+    stop_on_signals(stop)
     while not stop.wait(0.5):
         pass
 
@@ -197,6 +207,7 @@ def command_bridge(args: argparse.Namespace) -> int:
     with database(DatabaseSettings()) as url:
         upgrade_and_apply_policies(url, DatabaseSettings())
         stop = threading.Event()
+        stop_on_signals(stop)
         bridge = start_bridge(args, url, stop)
         run_live_line(bridge, stop, settings.stats_interval_s)
         try:
@@ -305,6 +316,7 @@ def command_run(args: argparse.Namespace) -> int:
     with database(DatabaseSettings()) as url:
         upgrade_and_apply_policies(url, DatabaseSettings())
         stop = threading.Event()
+        stop_on_signals(stop)
         bridge = start_bridge(args, url, stop)
         app = build_app(url, bridge.sources, bridge.counters)
         server = ApiServer(app, args.host or api_settings.host, args.port or api_settings.port)
@@ -451,6 +463,7 @@ def command_simulate(args: argparse.Namespace) -> int:
 
     fleet = demo_fleet(devices_per_town=args.devices_per_town)
     stop = threading.Event()
+    stop_on_signals(stop)
     simulator = Simulator(fleet, speed=args.speed)
     publisher = threading.Thread(
         target=simulator.run,
