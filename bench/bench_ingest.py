@@ -303,12 +303,19 @@ def stored(database_url: str) -> int:
 
 
 def measure_bridges(
-    database_url: str, port: int, workdir: Path, messages: list[Message], processes: int, profile: bool = False
+    database_url: str,
+    port: int,
+    workdir: Path,
+    messages: list[Message],
+    processes: int,
+    profile: bool = False,
 ) -> tuple[float, list[float]]:
     """Drain a pre-filled queue; `profile` samples the first process (and so slows it: a separate pass)."""
     config = sources_file(workdir, port)
     group = "bench" if processes > 1 else None
-    names = ["one", "two"][:processes]
+    # Each measurement has sessions of its own: a persistent session keeps its
+    # subscriptions, and one left from a plain subscription would receive every message.
+    names = [f"{'profile' if profile else 'shared' if group else 'single'}-{n}" for n in range(processes)]
     # Create the sessions (and subscriptions), then stop: the broker queues for them.
     for name in names:
         process = bridge_process(config, database_url, name, group)

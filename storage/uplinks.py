@@ -1,12 +1,14 @@
 """The ingest write path: one batch of uplinks into PostgreSQL in one transaction.
 
 Why it looks like this:
-- Rows go in by binary COPY into per-connection staging tables, then one
-  statement of data-modifying CTEs moves them into the real tables. COPY is
-  an order of magnitude cheaper per row than INSERT, and the CTE lets
+- Rows go in by binary COPY into per-connection staging tables, then two
+  statements of data-modifying CTEs move them into the real tables. COPY is
+  an order of magnitude cheaper per row than INSERT, and the CTEs let
   `ON CONFLICT DO NOTHING ... RETURNING` on `uplink` decide which frames are new,
   so receptions and readings of a redelivered frame are never written twice
-  and `device_state` only moves forward.
+  and `device_state` only moves forward. The summaries every batch shares
+  (device state and activity, gateway rollups) come last, so their row locks are
+  held briefly (see `_INSERT_SQL`).
 - Upserts feed rows in key order so that two bridges writing the same devices
   or gateways take row locks in the same order; a deadlock that still happens is
   retried by the caller (`TransientWriteError`).
@@ -124,6 +126,9 @@ CREATE TEMP TABLE IF NOT EXISTS stage_reception (
 CREATE TEMP TABLE IF NOT EXISTS stage_reading (
     received_at timestamptz, uplink_key text, device_id int4, quantity text, value float8, quality int2
 ) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_new_uplink (
+    received_at timestamptz, uplink_key text
+) ON COMMIT DELETE ROWS;
 """
 
 _UPLINK_TYPES = [
@@ -146,9 +151,16 @@ GATEWAY_ACTIVITY_BIN = timedelta(minutes=5)
 GATEWAY_DEVICE_RESOLUTION = timedelta(hours=1)
 """How far `gateway_device.heard_at` may lag behind the last reception of the pair."""
 
-# One statement: new uplinks decide what else is written.  Every CTE sees the
-# same snapshot, so the upserts read only staging data, never each other's writes.
-_MERGE_SQL = """
+# Two statements per batch. The first inserts the rows that only ever grow (uplink,
+# reception, reading); `ON CONFLICT DO NOTHING ... RETURNING` on `uplink` decides
+# which frames are new, and their keys go to `stage_new_uplink`. The second moves the
+# per-device and per-gateway summaries forward from the new frames alone. Those rows
+# are shared by every batch of the fleet, so whoever updates them holds their locks
+# until COMMIT: kept to a short last statement, two writers (or two bridges) wait
+# for each other only that long, not for the other's whole batch.
+# Within a statement every CTE sees the same snapshot, so the upserts read only
+# staging data, never each other's writes.
+_INSERT_SQL = """
 WITH new_uplink AS (
     INSERT INTO uplink (
         received_at, uplink_key, municipality_id, source, network_server, dev_eui, device_id,
@@ -184,6 +196,22 @@ inserted_reading AS (
     ON CONFLICT DO NOTHING
     RETURNING 1
 ),
+kept AS (
+    INSERT INTO stage_new_uplink (received_at, uplink_key)
+    SELECT received_at, uplink_key FROM new_uplink
+    RETURNING 1
+)
+SELECT (SELECT coalesce(jsonb_object_agg(source, n), '{}'::jsonb)
+        FROM (SELECT source, count(*) AS n FROM new_uplink GROUP BY source) AS per_source),
+       (SELECT count(*) FROM inserted_reading),
+       (SELECT count(*) FROM new_reception), (SELECT count(*) FROM kept)
+"""
+
+_SUMMARY_SQL = """
+WITH new_reading AS (
+    SELECT r.received_at AS time, r.device_id, r.quantity, r.value, r.quality
+    FROM stage_reading r JOIN stage_new_uplink n USING (received_at, uplink_key)
+),
 latest_state AS (
     INSERT INTO device_state (device_id, quantity, time, value, quality)
     SELECT DISTINCT ON (device_id, quantity) device_id, quantity, time, value, quality
@@ -197,7 +225,7 @@ latest_state AS (
 new_activity AS (
     SELECT u.*, count(*) OVER w AS frames, min(u.received_at) OVER w AS first_at,
            row_number() OVER (PARTITION BY u.dev_eui ORDER BY u.received_at DESC) AS recency
-    FROM stage_uplink u JOIN new_uplink n USING (received_at, uplink_key)
+    FROM stage_uplink u JOIN stage_new_uplink n USING (received_at, uplink_key)
     WHERE u.dev_eui IS NOT NULL
     WINDOW w AS (PARTITION BY u.dev_eui)
 ),
@@ -238,13 +266,13 @@ heard AS (
            min(r.received_at) AS first_at, max(r.received_at) AS last_at,
            max(r.gw_latitude) AS latitude, max(r.gw_longitude) AS longitude,
            max(r.gw_altitude_m) AS altitude_m
-    FROM stage_reception r JOIN new_uplink n USING (received_at, uplink_key)
+    FROM stage_reception r JOIN stage_new_uplink n USING (received_at, uplink_key)
     GROUP BY r.gateway_id
 ),
 heard_for AS (
     INSERT INTO gateway_heard (gateway_id, municipality_id, last_heard_at)
     SELECT r.gateway_id, r.municipality_id, max(r.received_at)
-    FROM stage_reception r JOIN new_uplink n USING (received_at, uplink_key)
+    FROM stage_reception r JOIN stage_new_uplink n USING (received_at, uplink_key)
     GROUP BY r.gateway_id, r.municipality_id
     ORDER BY 1, 2
     ON CONFLICT (gateway_id, municipality_id) DO UPDATE
@@ -254,7 +282,7 @@ heard_for AS (
 activity_bins AS (
     INSERT INTO gateway_activity (gateway_id, bin_start, receptions)
     SELECT r.gateway_id, @ACTIVITY_BIN_OF_RECEIVED_AT@, count(*)
-    FROM stage_reception r JOIN new_uplink n USING (received_at, uplink_key)
+    FROM stage_reception r JOIN stage_new_uplink n USING (received_at, uplink_key)
     GROUP BY 1, 2
     ORDER BY 1, 2
     ON CONFLICT (gateway_id, bin_start) DO UPDATE
@@ -266,7 +294,7 @@ device_links AS (
     -- index read, where ON CONFLICT ... WHERE would lock (and so write) every pair.
     INSERT INTO gateway_device (gateway_id, dev_eui, heard_at)
     SELECT r.gateway_id, r.dev_eui, max(r.received_at)
-    FROM stage_reception r JOIN new_uplink n USING (received_at, uplink_key)
+    FROM stage_reception r JOIN stage_new_uplink n USING (received_at, uplink_key)
     WHERE r.dev_eui IS NOT NULL
     GROUP BY r.gateway_id, r.dev_eui
     HAVING NOT EXISTS (
@@ -293,14 +321,12 @@ gateway_seen AS (
         last_uplink_at = greatest(gateway.last_uplink_at, excluded.last_uplink_at)
     RETURNING 1
 )
-SELECT (SELECT coalesce(jsonb_object_agg(source, n), '{}'::jsonb)
-        FROM (SELECT source, count(*) AS n FROM new_uplink GROUP BY source) AS per_source),
-       (SELECT count(*) FROM inserted_reading),
-       (SELECT count(*) FROM latest_state), (SELECT count(*) FROM activity),
-       (SELECT count(*) FROM gateway_seen), (SELECT count(*) FROM new_reception)
+SELECT (SELECT count(*) FROM latest_state), (SELECT count(*) FROM activity),
+       (SELECT count(*) FROM heard_for), (SELECT count(*) FROM activity_bins),
+       (SELECT count(*) FROM device_links), (SELECT count(*) FROM gateway_seen)
 """
 
-_MERGE_SQL = _MERGE_SQL.replace(
+_SUMMARY_SQL = _SUMMARY_SQL.replace(
     "@ACTIVITY_BIN_OF_RECEIVED_AT@", bucket_expression(GATEWAY_ACTIVITY_BIN, "r.received_at", timescale=False)
 ).replace("@DEVICE_RESOLUTION_S@", str(int(GATEWAY_DEVICE_RESOLUTION.total_seconds())))
 
@@ -459,10 +485,12 @@ def _write(conn: psycopg.Connection[Any], batch: IngestBatch) -> BatchResult:
     with conn.cursor() as cur:
         if batch.uplinks:
             _copy_staging(cur, _unique_uplinks(batch.uplinks))
-            cur.execute(_MERGE_SQL)
+            cur.execute(_INSERT_SQL)
             counts = cur.fetchone()
             assert counts is not None
-            new_by_source, readings_new = dict(counts[0]), int(counts[1])
+            new_by_source, readings_new, new_frames = dict(counts[0]), int(counts[1]), int(counts[3])
+            if new_frames:
+                cur.execute(_SUMMARY_SQL)
         for source_name, municipality_id, join in batch.joins:
             if join.dev_eui is None:
                 continue
