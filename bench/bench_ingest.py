@@ -6,6 +6,9 @@ What is measured, each on the same 200,000 realistic uplinks (TTS v3 and ChirpSt
 JSON of the demo fleet, real vendor payloads, 1-3 gateways each):
 
   (a) a bare paho subscriber at QoS 1 that only receives: the MQTT ceiling;
+  (a') the bridge's own client (`BufferedClient`, PUBLISH packets cut from its read
+      buffer, acks in one write per read) that only receives: what receiving costs the
+      bridge, to read the time table at the end with;
   (b) binary COPY of the uplink rows into an indexed copy of the `uplink` table, and the
       bridge's own write path (`write_batch`: COPY + merge) without MQTT: the database ceilings;
   (c) one `lorakom bridge` process, manual acks after each committed batch;
@@ -52,6 +55,7 @@ from domain.uplink import NetworkServer, Uplink
 from ingest.adapters import parse_message
 from ingest.config import SourceConfig
 from ingest.metrics import IngestCounters
+from ingest.mqtt_client import BufferedClient, Publish
 from ingest.pipeline import DeviceCache, Pipeline
 from storage.database import create_database_engine
 from storage.uplinks import IngestBatch, prepare_connection, write_batch
@@ -139,23 +143,55 @@ def publish_all(port: int, messages: list[Message]) -> float:
     return len(messages) / elapsed
 
 
+def forget_sessions(port: int, client_ids: list[str]) -> None:
+    """End finished consumers' sessions, so later floods are not queued for them too."""
+    for client_id in client_ids:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = 0
+        client.connect("127.0.0.1", port, clean_start=True, properties=properties)
+        client.loop_start()
+        client.disconnect()
+        client.loop_stop()
+
+
 # -- (a) bare paho ------------------------------------------------------------------
 
 
-def bare_subscriber(port: int, client_id: str, expected: int, subscribe_only: bool) -> None:
-    """Runs in its own process: receive at QoS 1 with paho's automatic acks, nothing else."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+def bare_subscriber(port: int, client_id: str, expected: int, subscribe_only: bool, buffered: bool) -> None:
+    """Runs in its own process: receive at QoS 1 and acknowledge, nothing else.
+
+    paho acknowledges by itself; the buffered client as the bridge does, in one write
+    per read (here at once, where the bridge waits for its commit).
+    """
+    client = (BufferedClient if buffered else mqtt.Client)(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+    )
     received = [0]
     first = [0.0]
     done = threading.Event()
 
-    def on_message(_client: Any, _userdata: Any, _message: Any) -> None:
+    def on_message(_client: Any, _userdata: Any, message: Any) -> None:
         if received[0] == 0:
             first[0] = time.perf_counter()
         received[0] += 1
+        if buffered:
+            client.ack(message.mid, message.qos)
         if received[0] >= expected:
             done.set()
 
+    def on_publishes(publishes: list[Publish]) -> None:
+        if received[0] == 0:
+            first[0] = time.perf_counter()
+        received[0] += len(publishes)
+        assert isinstance(client, BufferedClient)
+        client.ack_many([publish.mid for publish in publishes if publish.qos == 1])
+        if received[0] >= expected:
+            done.set()
+
+    if isinstance(client, BufferedClient):
+        client.manual_ack_set(True)
+        client.on_publishes = on_publishes
     subscribed = threading.Event()
     client.on_message = on_message
     client.on_subscribe = lambda *_: subscribed.set()
@@ -177,12 +213,15 @@ def bare_subscriber(port: int, client_id: str, expected: int, subscribe_only: bo
     print(f"{received[0]} {elapsed:.3f} {peak_rss_mb(os.getpid()):.1f}")
 
 
-def measure_bare_paho(port: int, messages: list[Message]) -> tuple[float, float]:
+def measure_bare_paho(port: int, messages: list[Message], buffered: bool = False) -> tuple[float, float]:
     run = [sys.executable, __file__, "--bare-subscriber", str(port), str(len(messages))]
+    if buffered:
+        run.append("--buffered")
     subprocess.run([*run, "--subscribe-only"], check=True)
     publish_all(port, messages)
     output = subprocess.run(run, check=True, capture_output=True, text=True).stdout.split()
     received, elapsed, rss = int(output[0]), float(output[1]), float(output[2])
+    forget_sessions(port, ["bench-buffered" if buffered else "bench-bare"])
     return received / elapsed, rss
 
 
@@ -352,6 +391,8 @@ def measure_bridges(
     for process in running:
         process.send_signal(signal.SIGINT)
         process.wait(60)
+    sessions = [f"lorakom-bench-{kind}-{name}" for kind in ("tts", "chirpstack") for name in names]
+    forget_sessions(port, sessions)
     return rate, rss
 
 
@@ -408,10 +449,12 @@ def main() -> None:
     parser.add_argument("--only-bridge", action="store_true", help="skip the ceilings (for quick iterations)")
     parser.add_argument("--bare-subscriber", nargs=2, metavar=("PORT", "EXPECTED"))
     parser.add_argument("--subscribe-only", action="store_true")
+    parser.add_argument("--buffered", action="store_true")
     args = parser.parse_args()
     if args.bare_subscriber:
         port, expected = (int(v) for v in args.bare_subscriber)
-        bare_subscriber(port, "bench-bare", expected, args.subscribe_only)
+        client_id = "bench-buffered" if args.buffered else "bench-bare"
+        bare_subscriber(port, client_id, expected, args.subscribe_only, args.buffered)
         return
 
     workdir = Path(tempfile.mkdtemp(prefix="lorakom-bench-"))
@@ -430,6 +473,10 @@ def main() -> None:
         print(
             f"(a) bare paho subscriber, QoS 1:           {bare_rate:9,.0f} msg/s   peak RSS {bare_rss:.0f} MB"
         )
+        buffered_rate = (
+            float("nan") if args.only_bridge else measure_bare_paho(port, messages, buffered=True)[0]
+        )
+        print(f"(a') the bridge's client, receive only:    {buffered_rate:9,.0f} msg/s")
 
         url = fresh_database(server_url, "lorakom_bench_copy")
         batches, stage_costs = pipeline_records(url, messages[: 20_000 if args.only_bridge else None])
@@ -456,9 +503,8 @@ def main() -> None:
                 f"{two_rate / 10_000:.0%} of 10,000 target   peak RSS {rss_text} MB"
             )
         write_us = 1e6 / merged
-        paho_us = 1e6 / bare_rate
         print("\nwhere one uplink's time goes in the bridge process (µs, measured separately):")
-        print(f"  paho receive + ack   {paho_us:6.1f}")
+        print(f"  receive + ack        {1e6 / buffered_rate:6.1f}   (bare paho: {1e6 / bare_rate:.1f})")
         print(f"  parse (adapters)     {stage_costs['parse_us']:6.1f}")
         print(f"  decode (decoders)    {stage_costs['decode_us']:6.1f}")
         print(f"  write (COPY+merge)   {write_us:6.1f}   (client and server together)")
