@@ -8,10 +8,11 @@ in one step that the caller's key may do that kind of thing there (`api.access`)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -32,12 +33,14 @@ api_key_scheme = APIKeyHeader(
 )
 
 
-def get_engine(request: Request) -> Engine:
+# Dependencies that only read app state are `async def`: FastAPI runs a plain `def`
+# dependency in its thread pool, and a hop there and back cost more than the lookup.
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     settings: ApiSettings = request.app.state.settings
     return settings
 
@@ -46,42 +49,66 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 
 
-def get_session(engine: EngineDep) -> Iterator[Session]:
-    """One session per request; a lost database connection becomes `StorageUnavailable` (503)."""
-    with Session(engine, expire_on_commit=False) as session:
-        try:
-            yield session
-        except OperationalError as exc:
-            raise StorageUnavailable("the database cannot be reached right now") from exc
-        except PoolTimeout as exc:  # every pooled connection busy: ask the client to come back
-            raise StorageUnavailable("the database is busy, retry shortly") from exc
+async def get_session(engine: EngineDep) -> AsyncIterator[Session]:
+    """One session per request; a lost database connection becomes `StorageUnavailable` (503).
+
+    Opening a session touches no connection, so it happens on the event loop; closing
+    may roll back on the server and goes to the thread pool.
+    """
+    session = Session(engine, expire_on_commit=False)
+    try:
+        yield session
+    except OperationalError as exc:
+        raise StorageUnavailable("the database cannot be reached right now") from exc
+    except PoolTimeout as exc:  # every pooled connection busy: ask the client to come back
+        raise StorageUnavailable("the database is busy, retry shortly") from exc
+    finally:
+        await run_in_threadpool(session.close)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+HeaderKeyDep = Annotated[str | None, Depends(api_key_scheme)]
 
 
-def get_current_key(
-    session: SessionDep,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    header_key: Annotated[str | None, Depends(api_key_scheme)],
-) -> ApiKey:
+def _authenticated(request: Request, session: Session, bearer: BearerDep, header_key: HeaderKeyDep) -> ApiKey:
+    """The caller's key, checked against the database once per request (kept on `request.state`).
+
+    Called from the dependencies that run in the thread pool anyway (a municipality's,
+    the key's own), so that checking the key costs no hop of its own.
+    """
+    known: ApiKey | None = getattr(request.state, "api_key", None)
+    if known is not None:
+        return known
     presented = bearer.credentials if bearer is not None else header_key
     if not presented:
         raise InvalidApiKey("send an API key as `Authorization: Bearer …` or `X-API-Key: …`")
     try:
-        return authenticate(session, presented)
+        key = authenticate(session, presented)
     except OperationalError as exc:
         raise StorageUnavailable("the database cannot be reached right now") from exc
+    request.state.api_key = key
+    return key
+
+
+def get_current_key(
+    request: Request, session: SessionDep, bearer: BearerDep, header_key: HeaderKeyDep
+) -> ApiKey:
+    return _authenticated(request, session, bearer, header_key)
 
 
 CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
 SlugPath = Annotated[str, Path(pattern=SLUG_PATTERN, max_length=63, examples=["wendlingen"])]
+MunicipalityResolver = Callable[[str, Request, Session, BearerDep, HeaderKeyDep], Municipality]
 
 
-def municipality_for(action: Action) -> Callable[[str, CurrentKey, Session], Municipality]:
+def municipality_for(action: Action) -> MunicipalityResolver:
     """A dependency resolving `{slug}` to a municipality the key may do `action` in."""
 
-    def municipality(slug: SlugPath, key: CurrentKey, session: SessionDep) -> Municipality:
+    def municipality(
+        slug: SlugPath, request: Request, session: SessionDep, bearer: BearerDep, header_key: HeaderKeyDep
+    ) -> Municipality:
+        key = _authenticated(request, session, bearer, header_key)
         found = get_municipality(session, slug)
         require_in(key, found, action)
         return found
@@ -89,13 +116,14 @@ def municipality_for(action: Action) -> Callable[[str, CurrentKey, Session], Mun
     return municipality
 
 
-def municipality_for_use_case(
-    action: Action, use_case: SharedUseCase
-) -> Callable[[str, CurrentKey, Session], Municipality]:
+def municipality_for_use_case(action: Action, use_case: SharedUseCase) -> MunicipalityResolver:
     """`municipality_for`, for the routes of one use case: another municipality's data may be
     read where it shares `use_case` with the key's municipality or with the region."""
 
-    def municipality(slug: SlugPath, key: CurrentKey, session: SessionDep) -> Municipality:
+    def municipality(
+        slug: SlugPath, request: Request, session: SessionDep, bearer: BearerDep, header_key: HeaderKeyDep
+    ) -> Municipality:
+        key = _authenticated(request, session, bearer, header_key)
         found = get_municipality(session, slug)
 
         def shared_with(reader_id: int) -> bool:
@@ -107,10 +135,10 @@ def municipality_for_use_case(
     return municipality
 
 
-def key_allowed(action: Action) -> Callable[[ApiKey], ApiKey]:
+def key_allowed(action: Action) -> Callable[[ApiKey], Awaitable[ApiKey]]:
     """A dependency for routes outside a municipality (e.g. creating one)."""
 
-    def allowed(key: CurrentKey) -> ApiKey:
+    async def allowed(key: CurrentKey) -> ApiKey:
         require(key, action)
         return key
 

@@ -23,7 +23,7 @@ from api.deps import EngineDep, MunicipalityDep, SessionDep, SettingsDep, munici
 from api.exports import EXPORT_RESPONSES, ExportFormat, ExportRow, export_response, negotiate
 from api.pagination import CursorQuery, LimitQuery, Page, encode_cursor, int_cursor, time_cursor
 from api.problems import problem_responses
-from api.responses import json_response, page_response
+from api.responses import json_page_response, json_response
 from api.schemas.readings import HistoryPointOut, LatestDeviceOut
 from domain.errors import NotFound
 from domain.ids import parse_dev_eui
@@ -39,6 +39,7 @@ from storage.readings import (
     HistoryQuery,
     history_page,
     latest_values,
+    latest_values_json,
 )
 
 router = APIRouter(prefix="/municipalities/{slug}/readings", tags=["readings"])
@@ -97,7 +98,7 @@ def latest(
     limit: LimitQuery = 100,
     cursor: CursorQuery = None,
 ) -> Response:
-    rows = latest_values(
+    page = latest_values_json(
         session,
         municipality_id=municipality.id,
         after_device_id=int_cursor(cursor),
@@ -107,7 +108,9 @@ def latest(
         tag=tag,
         bbox=_bbox(bbox),
     )
-    return page_response(rows, limit, item=LatestDeviceOut.body, position=lambda row: row.device.id)
+    last = page.last_device_id
+    next_cursor = encode_cursor(last) if page.more and last is not None else None
+    return json_page_response(page.items_json, next_cursor)
 
 
 LATEST_COLUMNS = (

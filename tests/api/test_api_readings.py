@@ -8,13 +8,17 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from api.app import create_app
+from api.responses import JSON_OPTIONS
+from api.schemas.readings import LatestDeviceOut
 from api.settings import ApiSettings
-from storage.readings import date_bin_bucket
+from storage.readings import BoundingBox, date_bin_bucket, latest_values
 from storage.timescale import AGGREGATE_COLUMNS, aggregate_history_sql, bucket_expression, raw_aggregate_sql
 from tests.api.data import Tenant, add_readings, device_id, register
 
@@ -55,6 +59,57 @@ def test_latest_values_per_device(client: TestClient, engine: Engine, tenant: Te
     assert by_eui[spot_eui]["values"] == {
         "occupied": {"value": 1.0, "time": "2026-11-02T10:00:00Z", "quality": 0}
     }
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"use_case": "waste"}, {"quantity": "battery"}, {"tag": "altstadt"}, {"bbox": "9.3,48.6,9.45,48.7"}],
+)
+def test_latest_page_written_by_the_database_equals_the_python_one(
+    client: TestClient, engine: Engine, tenant: Tenant, params: dict[str, str]
+) -> None:
+    """The route's JSON comes from PostgreSQL; the export's rows and `LatestDeviceOut.body` from
+    Python. Page by page (one device each) they must say the same, down to the time strings."""
+    seeded(client, engine, tenant)
+    third = register(client, tenant, use_case="waste", tags=["altstadt"], latitude=48.671, longitude=9.371)
+    third_id = device_id(engine, third["dev_eui"])
+    moment = T0 + timedelta(minutes=7, seconds=3, microseconds=120_500)
+    add_readings(
+        engine,
+        [
+            (moment, third_id, "fill_percent", 0.1 + 0.2),
+            (moment, third_id, "battery", -1e-7),
+            (T0, third_id, "level", 3e300),
+        ],
+    )
+    pages: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        query = {**params, "limit": 1} | ({"cursor": cursor} if cursor else {})
+        answer = client.get(tenant.url("/readings/latest"), params=query, headers=tenant.headers("viewer"))
+        page = answer.json()
+        pages.append(page)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    with Session(engine) as session:
+        found = latest_values(
+            session,
+            municipality_id=tenant.id,
+            after_device_id=None,
+            limit=1000,
+            use_case=params.get("use_case"),
+            quantity=params.get("quantity"),
+            tag=params.get("tag"),
+            bbox=BoundingBox(*(float(v) for v in params["bbox"].split(","))) if "bbox" in params else None,
+        )
+    expected = [json.loads(orjson.dumps(LatestDeviceOut.body(row), option=JSON_OPTIONS)) for row in found]
+    assert [item for page in pages for item in page["items"]] == expected
+    assert len(pages) == max(len(expected), 1)
+    if expected and not params:
+        third_item = next(item for item in expected if item["dev_eui"] == third["dev_eui"])
+        assert third_item["values"]["fill_percent"]["time"] == "2026-11-02T10:07:03.120500Z"
 
 
 @pytest.mark.parametrize(
