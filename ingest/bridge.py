@@ -478,7 +478,7 @@ class Bridge:
             self.on_devices_changed(changed)
 
     def _build_batch(self, deliveries: list[Delivery], *, count_received: bool = True) -> IngestBatch:
-        builder = self.pipeline.new_batch()
+        builder = self.pipeline.new_batch(counted=count_received)
         received: dict[str, int] = {}
         for delivery in deliveries:
             if delivery.connection is not None:
@@ -494,6 +494,7 @@ class Bridge:
 
     def _write_with_retry(self, deliveries: list[Delivery], batch: IngestBatch) -> None:
         delay = 0.2
+        counted = False
         while True:
             started = time.perf_counter()
             try:
@@ -501,7 +502,8 @@ class Bridge:
                 break
             except UnstorableBatch as exc:
                 log.warning("batch of %d refused (%s); writing its messages one by one", len(deliveries), exc)
-                result = self._write_one_by_one(deliveries)
+                result = self._write_one_by_one(deliveries)  # counts each message it writes
+                counted = True
                 break
             except (TransientWriteError, psycopg.OperationalError) as exc:
                 WRITE_RETRIES.inc()
@@ -518,7 +520,8 @@ class Bridge:
         self.batches_written += 1
         if self.on_committed is not None and result.readings_new:
             self.on_committed()
-        self._count(batch, result.new_by_source)
+        if not counted:
+            self._count(batch, result.new_by_source)
         by_connection: dict[MqttConnection, list[Delivery]] = {}
         for delivery in deliveries:
             if delivery.connection is not None:
@@ -529,7 +532,10 @@ class Bridge:
     def _write_one_by_one(self, deliveries: list[Delivery]) -> BatchResult:
         """Find the message that spoils a batch; keep it as rejected so the rest goes in.
 
-        Transient errors here propagate to the caller's retry loop like any other.
+        Each message is counted as it is written, so the refused one counts as rejected
+        only, not also as a duplicate of the batch. Transient errors here propagate to
+        the caller's retry loop like any other (messages already written then come again
+        as duplicates).
         """
         new_by_source: dict[str, int] = {}
         readings_new = 0
@@ -546,6 +552,7 @@ class Bridge:
                 write_batch(self._connection(), IngestBatch(rejected=[rejected]))
                 self.counters.add(delivery.source.name, Outcome.REJECTED)
                 continue
+            self._count(single, outcome.new_by_source)
             readings_new += outcome.readings_new
             for source, count in outcome.new_by_source.items():
                 new_by_source[source] = new_by_source.get(source, 0) + count

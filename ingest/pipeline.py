@@ -92,8 +92,9 @@ class Pipeline:
         self.municipality_ids = municipality_ids
         self.counters = counters
 
-    def new_batch(self) -> BatchBuilder:
-        return BatchBuilder(self)
+    def new_batch(self, *, counted: bool = True) -> BatchBuilder:
+        """`counted=False` for a batch built again from messages already counted once (a retry)."""
+        return BatchBuilder(self, counted=counted)
 
 
 @dataclass(slots=True)
@@ -118,8 +119,9 @@ class BatchBuilder:
     rows without their decode results cannot be written by mistake.
     """
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, *, counted: bool = True) -> None:
         self._pipeline = pipeline
+        self._counted = counted
         self._batch = IngestBatch()
         self._uplinks: list[UplinkRecord | _Undecoded] = []
         self._finished = False
@@ -144,7 +146,8 @@ class BatchBuilder:
 
     def add_rejected(self, source: SourceConfig, rejected: RejectedRecord) -> None:
         self._batch.rejected.append(rejected)
-        self._pipeline.counters.add(source.name, Outcome.REJECTED)
+        if self._counted:
+            self._pipeline.counters.add(source.name, Outcome.REJECTED)
 
     def add_event(self, source: SourceConfig, event: NetworkEvent) -> None:
         batch = self._batch
@@ -164,7 +167,8 @@ class BatchBuilder:
             else:
                 self._uplinks.append(_Undecoded(event, profile, source.name))
             return
-        self._pipeline.counters.add(source.name, Outcome.OTHER_EVENT)
+        if self._counted:
+            self._pipeline.counters.add(source.name, Outcome.OTHER_EVENT)
         if isinstance(event, Join):
             batch.joins.append((source.name, municipality_id, event))
         elif isinstance(event, DeviceStatus):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import psycopg
 
+from ingest.metrics import Outcome
 from tests.conftest import Broker
 from tests.ingest.harness import publish, scalar, start_bridge, wait_for_uplinks, wait_until
 from tests.ingest.messages import Traffic
@@ -40,13 +41,20 @@ def test_a_refused_message_is_rejected_and_the_batch_goes_in(
     bridge = start_bridge(
         fresh_db_url, traffic.sources_toml(broker.host, broker.port), tmp_path, instance="poison"
     )
+    garbage = (traffic.tts_uplink(99)[0], b"{not json")
     try:
-        publish(broker.host, broker.port, traffic.mixed(60))
+        # The garbage shares a batch with the poison: writing one by one builds it again.
+        publish(broker.host, broker.port, [*traffic.mixed(30), garbage, *traffic.mixed(60)[30:]])
         assert wait_for_uplinks(fresh_db_url, sources, 59) == 59
-        assert wait_until(lambda: scalar(fresh_db_url, "SELECT count(*) FROM rejected_message") == 1)
+        assert wait_until(lambda: scalar(fresh_db_url, "SELECT count(*) FROM rejected_message") == 2)
     finally:
         bridge.stop()
-    reason = scalar(fresh_db_url, "SELECT reason FROM rejected_message")
+    # Every message counted once, though the batch was built twice.
+    assert bridge.counters.total(Outcome.RECEIVED) == 61
+    assert bridge.counters.total(Outcome.REJECTED) == 2
+    assert bridge.counters.total(Outcome.STORED) == 59
+    assert bridge.counters.total(Outcome.DUPLICATE) == 0
+    reason = scalar(fresh_db_url, "SELECT reason FROM rejected_message WHERE reason LIKE %s", "could not%")
     assert reason.startswith("could not be stored")
     assert "value out of range for this test" in reason
     assert scalar(fresh_db_url, "SELECT count(*) FROM uplink WHERE f_cnt = %s", POISON_F_CNT) == 0
