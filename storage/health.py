@@ -84,7 +84,10 @@ def activity_times(
         )
         .group_by(GatewayActivity.gateway_id)
     )
-    found: dict[str, Sequence[float]] = {gateway_id: bins for gateway_id, bins in session.execute(heard)}
+    # Column queries go through the Core connection: the ORM's compile and result layers
+    # cost more than these queries (health is polled by phones in the field).
+    core = session.connection()
+    found: dict[str, Sequence[float]] = {gateway_id: bins for gateway_id, bins in core.execute(heard)}
     beat_bin = date_bin_bucket(ACTIVITY_BIN, GatewayHeartbeat.time, BUCKET_ORIGIN)
     beats = (
         select(GatewayHeartbeat.gateway_id, epoch_of(beat_bin))
@@ -96,7 +99,7 @@ def activity_times(
         .distinct()
     )
     beat_bins: dict[str, list[float]] = defaultdict(list)
-    for gateway_id, moment in session.execute(beats):
+    for gateway_id, moment in core.execute(beats):
         beat_bins[gateway_id].append(moment)
     series = {}
     for gateway_id in gateway_ids:
@@ -132,15 +135,16 @@ def _traffic(
     """Per gateway: receptions in the last day (to the 5-minute bin), and how many of the
     municipality's devices it heard then (to the hour, see `GatewayDevice`)."""
     since = now - TRAFFIC_WINDOW
+    core = session.connection()  # Core, not ORM: see `activity_times`
     receptions = dict(
-        session.execute(
+        core.execute(
             select(GatewayActivity.gateway_id, func.sum(GatewayActivity.receptions))
             .where(GatewayActivity.gateway_id.in_(gateway_ids), GatewayActivity.bin_start > since)
             .group_by(GatewayActivity.gateway_id)
         ).all()
     )
     devices = dict(
-        session.execute(
+        core.execute(
             select(GatewayDevice.gateway_id, func.count())
             .join(Device, Device.dev_eui == GatewayDevice.dev_eui)
             .where(
