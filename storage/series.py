@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     Integer,
+    LargeBinary,
     func,
     literal,
     select,
@@ -57,8 +58,21 @@ def epoch_of(moment: ColumnExpressionArgument[datetime]) -> ColumnElement[float]
 _EPOCH = epoch_of(Reading.time)
 
 
-def _ordered_array(column: ColumnExpressionArgument[float]) -> ColumnElement[Sequence[float]]:
-    return func.array_agg(aggregate_order_by(column, Reading.time), type_=ARRAY(Float))
+def _packed_doubles(column: ColumnExpressionArgument[float]) -> ColumnElement[bytes]:
+    """The column's values in time order as one string of big-endian doubles (`float8send`).
+
+    numpy reads it with no work per value; a float8[] array costs a parse per element
+    in psycopg and another pass in SQLAlchemy's ARRAY result processor.
+    """
+    return func.string_agg(
+        func.float8send(column),
+        aggregate_order_by(literal(b"", LargeBinary), Reading.time),
+        type_=LargeBinary,
+    )
+
+
+def _doubles(packed: bytes | None) -> Floats:
+    return np.frombuffer(packed or b"", dtype=">f8").astype(np.float64)
 
 
 def device_series(
@@ -79,9 +93,12 @@ def device_series(
     moves the start of some devices' series later (never earlier than `start`), for
     callers that know the older readings cannot change their answer.
     """
-    found: Collected = {device_id: ([], []) for device_id in device_ids}
     if not device_ids:
         return {}
+    # Column queries go through the Core connection: the ORM's compile and result layers
+    # cost more than the rows here.
+    core = session.connection()
+    before_points: dict[int, tuple[float, float]] = {}
     if with_state_before:
         # One index probe per device (LATERAL ... LIMIT 1 walks the key backwards from
         # `start`); DISTINCT ON would read and sort every device's whole earlier history.
@@ -98,12 +115,11 @@ def device_series(
         before = select(devices.c.device_id, last.c.moment, last.c.value).select_from(
             devices.join(last, true())
         )
-        for device_id, moment, value in session.execute(before):
-            found[device_id][0].append(moment)
-            found[device_id][1].append(value)
-    # One row of two arrays per device, each device's aggregate fed by its own walk of
-    # the reading key: psycopg reads arrays in C, where thousands of rows each cost a
-    # trip through the result machinery, and no sort of the whole set is needed.
+        for device_id, moment, value in core.execute(before):
+            before_points[device_id] = (moment, value)
+    # One row of two packed arrays per device, each device's aggregate fed by its own
+    # walk of the reading key: thousands of rows would each cost a trip through the
+    # result machinery, and no sort of the whole set is needed.
     starts = [max(start, (later_starts or {}).get(device_id, start)) for device_id in device_ids]
     bounds = select(
         func.unnest(literal(list(device_ids), ARRAY(Integer))).label("device_id"),
@@ -111,8 +127,8 @@ def device_series(
     ).subquery()
     arrays = (
         select(
-            _ordered_array(_EPOCH).label("moments"),
-            _ordered_array(Reading.value).label("measured"),
+            _packed_doubles(_EPOCH).label("moments"),
+            _packed_doubles(Reading.value).label("measured"),
         )
         .where(
             Reading.device_id == bounds.c.device_id,
@@ -125,11 +141,13 @@ def device_series(
     rows = select(bounds.c.device_id, arrays.c.moments, arrays.c.measured).select_from(
         bounds.join(arrays, true())
     )
-    for device_id, moments, values in session.execute(rows):
-        if moments:
-            found[device_id][0].extend(moments)
-            found[device_id][1].extend(values)
-    return _as_series(found)
+    series = {device_id: Series(_doubles(None), _doubles(None)) for device_id in device_ids}
+    for device_id, moments, values in core.execute(rows):
+        series[device_id] = Series(_doubles(moments), _doubles(values))
+    for device_id, (moment, value) in before_points.items():
+        found = series[device_id]
+        series[device_id] = Series(np.insert(found.times_s, 0, moment), np.insert(found.values, 0, value))
+    return series
 
 
 def daily_means(
