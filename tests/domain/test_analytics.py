@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from domain.analytics import (
     HOURS_PER_WEEK,
@@ -18,12 +20,21 @@ from domain.analytics import (
     forecast_fill,
     frame_loss,
     hour_of_week_profile,
+    median,
     signal_percentiles,
     step_means,
     theil_sen,
 )
 
 HOUR = 3600.0
+
+
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64), min_size=1, max_size=60))
+def test_median_is_numpys(values: list[float]) -> None:
+    array = np.asarray(values, dtype=np.float64)
+    expected = float(np.median(array))
+    assert median(array) == expected
+    assert array.tolist() == values  # the input is not reordered
 
 
 def test_theil_sen_ignores_a_few_wild_values() -> None:
