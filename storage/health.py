@@ -13,14 +13,12 @@ neighbour's sensors.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import Float, func, literal, select
-from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy import func, literal, select, text
 from sqlalchemy.orm import Session, aliased
 
 from domain.analytics import (
@@ -38,14 +36,12 @@ from storage.models import (
     Device,
     DeviceActivity,
     Gateway,
-    GatewayActivity,
     GatewayDevice,
-    GatewayHeartbeat,
     Reception,
     Uplink,
 )
-from storage.readings import BUCKET_ORIGIN, date_bin_bucket
-from storage.series import Series, daily_means, epoch_of, epoch_seconds, from_epoch
+from storage.readings import BUCKET_ORIGIN
+from storage.series import Series, daily_means, doubles, epoch_of, epoch_seconds, from_epoch
 from storage.uplinks import GATEWAY_ACTIVITY_BIN
 
 ACTIVITY_BIN = GATEWAY_ACTIVITY_BIN
@@ -60,54 +56,80 @@ DEFAULT_DEVICE_INTERVAL = timedelta(hours=1)
 BATTERY = "battery"
 
 
-def activity_times(
-    session: Session, gateway_ids: Sequence[str], *, start: datetime, end: datetime
-) -> dict[str, Series]:
-    """For each gateway the start times (epoch s) of the bins in which it was heard.
+@dataclass(frozen=True, slots=True)
+class GatewaySignals:
+    """What a gateway's status rests on: when it was heard (bin starts, epoch s), and in the
+    traffic window its receptions and how many of the municipality's devices it heard."""
 
-    Receptions come from ingest's `gateway_activity` bins, one array per gateway (a
-    month of bins is thousands of rows, cheap as one value); heartbeats are binned
-    here, being few, and the two are merged in numpy.
+    heard: Series
+    receptions: int = 0
+    devices_heard: int = 0
+
+
+_SIGNALS_SQL = """
+SELECT g.gateway_id,
+    (SELECT string_agg(float8send(date_part('epoch', a.bin_start)), ''::bytea ORDER BY a.bin_start)
+       FROM gateway_activity a
+      WHERE a.gateway_id = g.gateway_id AND a.bin_start > :first_bin AND a.bin_start <= :end_at),
+    (SELECT string_agg(float8send(b.moment), ''::bytea ORDER BY b.moment)
+       FROM (SELECT DISTINCT date_part('epoch', date_bin(:bin, h.time, :origin)) AS moment
+               FROM gateway_heartbeat h
+              WHERE h.gateway_id = g.gateway_id AND h.online AND h.time BETWEEN :start_at AND :end_at) AS b),
+    @TRAFFIC@
+FROM unnest(CAST(:gateway_ids AS text[])) AS g(gateway_id)
+"""
+_TRAFFIC_SQL = """
+    (SELECT coalesce(sum(a.receptions), 0) FROM gateway_activity a
+      WHERE a.gateway_id = g.gateway_id AND a.bin_start > :traffic_since),
+    (SELECT count(*) FROM gateway_device gd JOIN device d ON d.dev_eui = gd.dev_eui
+      WHERE gd.gateway_id = g.gateway_id AND gd.heard_at > :traffic_since
+        AND d.municipality_id = :municipality_id)"""
+
+
+def gateway_signals(
+    session: Session,
+    gateway_ids: Sequence[str],
+    *,
+    start: datetime,
+    end: datetime,
+    traffic_of: tuple[int, datetime] | None = None,
+) -> dict[str, GatewaySignals]:
+    """For each gateway the start times (epoch s) of the bins in [start, end] in which it was
+    heard, and with `traffic_of=(municipality id, since)` its traffic since then.
+
+    Receptions come from ingest's `gateway_activity` bins, heartbeats are binned here
+    (being few), and the two are merged in numpy. One statement for all gateways,
+    each list packed as big-endian doubles (see `storage.series`): the health list is
+    polled from phones in the field, and per-gateway queries cost more than their rows.
     """
     if not gateway_ids:
         return {}
-    moments = epoch_of(GatewayActivity.bin_start)
-    heard = (
-        select(
-            GatewayActivity.gateway_id,
-            func.array_agg(aggregate_order_by(moments, GatewayActivity.bin_start), type_=ARRAY(Float)),
-        )
-        .where(
-            GatewayActivity.gateway_id.in_(gateway_ids),
-            GatewayActivity.bin_start > start - ACTIVITY_BIN,
-            GatewayActivity.bin_start <= end,
-        )
-        .group_by(GatewayActivity.gateway_id)
-    )
-    # Column queries go through the Core connection: the ORM's compile and result layers
-    # cost more than these queries (health is polled by phones in the field).
-    core = session.connection()
-    found: dict[str, Sequence[float]] = {gateway_id: bins for gateway_id, bins in core.execute(heard)}
-    beat_bin = date_bin_bucket(ACTIVITY_BIN, GatewayHeartbeat.time, BUCKET_ORIGIN)
-    beats = (
-        select(GatewayHeartbeat.gateway_id, epoch_of(beat_bin))
-        .where(
-            GatewayHeartbeat.gateway_id.in_(gateway_ids),
-            GatewayHeartbeat.online.is_(True),
-            GatewayHeartbeat.time.between(start, end),
-        )
-        .distinct()
-    )
-    beat_bins: dict[str, list[float]] = defaultdict(list)
-    for gateway_id, moment in core.execute(beats):
-        beat_bins[gateway_id].append(moment)
-    series = {}
-    for gateway_id in gateway_ids:
-        times = np.asarray(found.get(gateway_id, ()), dtype=np.float64)
-        if gateway_id in beat_bins:
-            times = np.union1d(times, np.asarray(beat_bins[gateway_id], dtype=np.float64))
-        series[gateway_id] = Series(times, np.ones(times.size))
-    return series
+    statement = text(_SIGNALS_SQL.replace("@TRAFFIC@", _TRAFFIC_SQL if traffic_of else "0, 0"))
+    parameters: dict[str, object] = {
+        "gateway_ids": list(gateway_ids),
+        "first_bin": start - ACTIVITY_BIN,
+        "start_at": start,
+        "end_at": end,
+        "bin": ACTIVITY_BIN,
+        "origin": BUCKET_ORIGIN,
+    }
+    if traffic_of is not None:
+        parameters |= {"municipality_id": traffic_of[0], "traffic_since": traffic_of[1]}
+    found = {}
+    for gateway_id, heard, beats, receptions, devices in session.connection().execute(statement, parameters):
+        times = doubles(heard)
+        if beats:
+            times = np.union1d(times, doubles(beats))
+        found[gateway_id] = GatewaySignals(Series(times, np.ones(times.size)), int(receptions), int(devices))
+    return found
+
+
+def activity_times(
+    session: Session, gateway_ids: Sequence[str], *, start: datetime, end: datetime
+) -> dict[str, Series]:
+    """For each gateway the start times (epoch s) of the bins in which it was heard."""
+    signals = gateway_signals(session, gateway_ids, start=start, end=end)
+    return {gateway_id: found.heard for gateway_id, found in signals.items()}
 
 
 def gateway_availability(gateway: Gateway, heard: Series, *, start: datetime, now: datetime) -> Availability:
@@ -129,49 +151,19 @@ class GatewayHealth:
     devices_heard: int
 
 
-def _traffic(
-    session: Session, gateway_ids: Sequence[str], municipality_id: int, *, now: datetime
-) -> dict[str, tuple[int, int]]:
-    """Per gateway: receptions in the last day (to the 5-minute bin), and how many of the
-    municipality's devices it heard then (to the hour, see `GatewayDevice`)."""
-    since = now - TRAFFIC_WINDOW
-    core = session.connection()  # Core, not ORM: see `activity_times`
-    receptions = dict(
-        core.execute(
-            select(GatewayActivity.gateway_id, func.sum(GatewayActivity.receptions))
-            .where(GatewayActivity.gateway_id.in_(gateway_ids), GatewayActivity.bin_start > since)
-            .group_by(GatewayActivity.gateway_id)
-        ).all()
-    )
-    devices = dict(
-        core.execute(
-            select(GatewayDevice.gateway_id, func.count())
-            .join(Device, Device.dev_eui == GatewayDevice.dev_eui)
-            .where(
-                GatewayDevice.gateway_id.in_(gateway_ids),
-                GatewayDevice.heard_at > since,
-                Device.municipality_id == municipality_id,
-            )
-            .group_by(GatewayDevice.gateway_id)
-        ).all()
-    )
-    return {
-        gateway_id: (int(receptions.get(gateway_id) or 0), int(devices.get(gateway_id) or 0))
-        for gateway_id in gateway_ids
-    }
-
-
 def gateway_health(
     session: Session, views: list[GatewayView], municipality_id: int, *, now: datetime
 ) -> list[GatewayHealth]:
     ids = [view.gateway.gateway_id for view in views]
-    heard = activity_times(session, ids, start=now - STATUS_WINDOW, end=now)
-    traffic = _traffic(session, ids, municipality_id, now=now)
+    signals = gateway_signals(
+        session, ids, start=now - STATUS_WINDOW, end=now, traffic_of=(municipality_id, now - TRAFFIC_WINDOW)
+    )
     found = []
     for view in views:
-        times = heard[view.gateway.gateway_id]
+        gateway_signal = signals[view.gateway.gateway_id]
+        times = gateway_signal.heard
         last_bin = from_epoch(float(times.times_s[-1])) if len(times) else None
-        frames, devices = traffic.get(view.gateway.gateway_id, (0, 0))
+        frames, devices = gateway_signal.receptions, gateway_signal.devices_heard
         candidates = [moment for moment in (view.gateway.last_seen_at, last_bin) if moment is not None]
         found.append(
             GatewayHealth(

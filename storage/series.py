@@ -58,7 +58,7 @@ def epoch_of(moment: ColumnExpressionArgument[datetime]) -> ColumnElement[float]
 _EPOCH = epoch_of(Reading.time)
 
 
-def _packed_doubles(column: ColumnExpressionArgument[float]) -> ColumnElement[bytes]:
+def _packeddoubles(column: ColumnExpressionArgument[float]) -> ColumnElement[bytes]:
     """The column's values in time order as one string of big-endian doubles (`float8send`).
 
     numpy reads it with no work per value; a float8[] array costs a parse per element
@@ -71,7 +71,8 @@ def _packed_doubles(column: ColumnExpressionArgument[float]) -> ColumnElement[by
     )
 
 
-def _doubles(packed: bytes | None) -> Floats:
+def doubles(packed: bytes | None) -> Floats:
+    """Big-endian doubles packed by the database (`float8send`) as a native array."""
     return np.frombuffer(packed or b"", dtype=">f8").astype(np.float64)
 
 
@@ -127,8 +128,8 @@ def device_series(
     ).subquery()
     arrays = (
         select(
-            _packed_doubles(_EPOCH).label("moments"),
-            _packed_doubles(Reading.value).label("measured"),
+            _packeddoubles(_EPOCH).label("moments"),
+            _packeddoubles(Reading.value).label("measured"),
         )
         .where(
             Reading.device_id == bounds.c.device_id,
@@ -141,9 +142,9 @@ def device_series(
     rows = select(bounds.c.device_id, arrays.c.moments, arrays.c.measured).select_from(
         bounds.join(arrays, true())
     )
-    series = {device_id: Series(_doubles(None), _doubles(None)) for device_id in device_ids}
+    series = {device_id: Series(doubles(None), doubles(None)) for device_id in device_ids}
     for device_id, moments, values in core.execute(rows):
-        series[device_id] = Series(_doubles(moments), _doubles(values))
+        series[device_id] = Series(doubles(moments), doubles(values))
     for device_id, (moment, value) in before_points.items():
         found = series[device_id]
         series[device_id] = Series(np.insert(found.times_s, 0, moment), np.insert(found.values, 0, value))

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, insert, text
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
-from storage.models import Reception, Uplink
+from storage.models import GatewayHeartbeat, Reception, Uplink
 from storage.uplinks import gateway_rollup_statements
 from tests.api.data import Tenant, add_activity, add_gateway, add_readings, device_id, register
 
@@ -88,6 +88,9 @@ def test_gateway_health_status_sole_devices_and_uptime(
     assert listed[schule]["online"] is False
     assert datetime.fromisoformat(listed[schule]["status_since"]) < NOW - timedelta(hours=5)
     assert listed[rathaus]["uplinks_per_hour"] == pytest.approx(12.0, abs=0.5)
+    # in the last 24 hours Rathaus heard only `lonely`, Schule nothing
+    assert (listed[rathaus]["devices_heard"], listed[schule]["devices_heard"]) == (1, 0)
+    assert listed[schule]["uplinks_per_hour"] == 0
     offline = client.get(tenant.url("/health/gateways"), params={"offline_only": True}, headers=viewer).json()
     assert [row["gateway_id"] for row in offline["items"]] == [schule]
 
@@ -153,3 +156,29 @@ def test_device_health_silence_loss_and_battery(client: TestClient, engine: Engi
     detail = client.get(tenant.url(f"/health/devices/{talking}"), headers=viewer).json()
     assert [signal["gateway_id"] for signal in detail["gateways"]] == [gateway]
     assert detail["gateways"][0]["receptions"] == len(frames)
+
+
+def test_heartbeats_alone_keep_a_gateway_online(client: TestClient, engine: Engine, tenant: Tenant) -> None:
+    """A gateway that carries no uplinks but reports itself every 5 minutes is up; one whose
+    reports stopped three hours ago is down since then (bins of heartbeats, no receptions)."""
+    quiet = add_gateway(engine, tenant.id, name="Funkturm", first_seen_at=NOW - timedelta(days=3))
+    stopped = add_gateway(engine, tenant.id, name="Wasserturm", first_seen_at=NOW - timedelta(days=3))
+    beats = [
+        {"time": NOW - timedelta(minutes=5 * step), "gateway_id": gateway, "online": True}
+        for gateway, first_step in ((quiet, 0), (stopped, 36))
+        for step in range(first_step, 2 * 288)
+    ]
+    with Session(engine) as session:
+        session.execute(insert(GatewayHeartbeat), beats)
+        session.commit()
+    listed = {
+        row["gateway_id"]: row
+        for row in client.get(tenant.url("/health/gateways"), headers=tenant.headers("technician")).json()[
+            "items"
+        ]
+    }
+    assert listed[quiet]["online"] is True
+    assert listed[stopped]["online"] is False
+    since = datetime.fromisoformat(listed[stopped]["status_since"])
+    assert NOW - timedelta(hours=3) < since < NOW - timedelta(hours=2)
+    assert listed[quiet]["uplinks_per_hour"] == 0
