@@ -453,29 +453,24 @@ def availability(
     offline_after = max(MIN_OFFLINE_AFTER_S, OFFLINE_FACTOR * interval_s)
     t = np.unique(_floats(event_times_s))
     t = t[(t >= start_s - offline_after) & (t <= now_s)]
-    online = False
-    since: float | None = None
-    online_from = 0.0
-    online_time = 0.0
-    streak = 0
-    previous: float | None = None
-    for moment in t:
-        gap_ok = previous is not None and moment - previous <= offline_after
-        if online and not gap_ok:
-            assert previous is not None
-            went_off = previous + offline_after
-            online_time += max(0.0, went_off - max(online_from, start_s))
-            online, since = False, went_off
-        streak = streak + 1 if gap_ok else 1
-        if not online and streak >= confirming_events:
-            online, since, online_from = True, float(moment), float(moment)
-        previous = float(moment)
-    if online and previous is not None and now_s - previous > offline_after:
-        went_off = previous + offline_after
-        online_time += max(0.0, went_off - max(online_from, start_s))
-        online, since = False, went_off
-    elif online:
-        online_time += max(0.0, now_s - max(online_from, start_s))
     span = now_s - start_s
+    if t.size == 0:
+        return Availability(False, None, None if span <= 0 else 0.0, offline_after)
+    # Runs of events with no silence longer than `offline_after` between them; a run
+    # brings the gateway online at its `confirming_events`-th event and takes it off
+    # `offline_after` after its last one (or not yet, for a last run still going on).
+    breaks = np.flatnonzero(np.diff(t) > offline_after)
+    run_starts = np.concatenate(([0], breaks + 1))
+    run_ends = np.concatenate((breaks, [t.size - 1]))
+    confirmed = run_ends - run_starts + 1 >= confirming_events
+    went_on = t[run_starts[confirmed] + confirming_events - 1]
+    went_off = t[run_ends[confirmed]] + offline_after
+    online = bool(went_on.size and run_ends[confirmed][-1] == t.size - 1 and now_s - t[-1] <= offline_after)
+    if online:
+        went_off[-1] = now_s
+    online_time = float(np.maximum(0.0, went_off - np.maximum(went_on, start_s)).sum())
+    since: float | None = None
+    if went_on.size:
+        since = float(went_on[-1] if online else went_off[-1])
     fraction = None if span <= 0 else min(1.0, online_time / span)
     return Availability(online, since, fraction, offline_after)

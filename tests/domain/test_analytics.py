@@ -10,7 +10,10 @@ from hypothesis import strategies as st
 
 from domain.analytics import (
     HOURS_PER_WEEK,
+    MIN_OFFLINE_AFTER_S,
+    OFFLINE_FACTOR,
     SECONDS_PER_DAY,
+    Availability,
     availability,
     battery_trend,
     debounce,
@@ -29,7 +32,7 @@ from domain.analytics import (
 HOUR = 3600.0
 
 
-@given(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64), min_size=1, max_size=60))
+@given(st.lists(st.floats(min_value=-1e300, max_value=1e300), min_size=1, max_size=60))
 def test_median_is_numpys(values: list[float]) -> None:
     array = np.asarray(values, dtype=np.float64)
     expected = float(np.median(array))
@@ -206,3 +209,58 @@ def test_gateway_stays_online_through_its_usual_gaps() -> None:
     assert result.online is True
     assert result.since_s == 7 * minute
     assert result.online_fraction == pytest.approx((600 - 7) / 600, abs=0.01)
+
+
+def availability_step_by_step(
+    times: list[float], *, start_s: float, now_s: float, interval_s: float, confirming_events: int = 2
+) -> Availability:
+    """The status machine event by event, as first written: the oracle for the vectorised one."""
+    offline_after = max(MIN_OFFLINE_AFTER_S, OFFLINE_FACTOR * interval_s)
+    t = np.unique(np.asarray(times, dtype=np.float64))
+    t = t[(t >= start_s - offline_after) & (t <= now_s)]
+    online, since, online_from, online_time, streak = False, None, 0.0, 0.0, 0
+    previous: float | None = None
+    for moment in t.tolist():
+        gap_ok = previous is not None and moment - previous <= offline_after
+        if online and not gap_ok:
+            assert previous is not None
+            went_off = previous + offline_after
+            online_time += max(0.0, went_off - max(online_from, start_s))
+            online, since = False, went_off
+        streak = streak + 1 if gap_ok else 1
+        if not online and streak >= confirming_events:
+            online, since, online_from = True, moment, moment
+        previous = moment
+    if online and previous is not None and now_s - previous > offline_after:
+        went_off = previous + offline_after
+        online_time += max(0.0, went_off - max(online_from, start_s))
+        online, since = False, went_off
+    elif online:
+        online_time += max(0.0, now_s - max(online_from, start_s))
+    span = now_s - start_s
+    fraction = None if span <= 0 else min(1.0, online_time / span)
+    return Availability(online, since, fraction, offline_after)
+
+
+@given(
+    st.lists(st.integers(min_value=-3000, max_value=200_000), max_size=80),
+    st.integers(min_value=0, max_value=150_000),
+    st.integers(min_value=0, max_value=200_000),
+    st.sampled_from([60.0, 300.0, 900.0]),
+    st.integers(min_value=1, max_value=3),
+)
+def test_availability_agrees_with_the_step_by_step_machine(
+    times: list[int], start: int, now: int, interval: float, confirming: int
+) -> None:
+    events = [float(moment) for moment in times]
+    expected = availability_step_by_step(
+        events, start_s=start, now_s=now, interval_s=interval, confirming_events=confirming
+    )
+    found = availability(events, start_s=start, now_s=now, interval_s=interval, confirming_events=confirming)
+    assert found.online == expected.online
+    assert found.since_s == expected.since_s
+    assert found.offline_after_s == expected.offline_after_s
+    if expected.online_fraction is None:
+        assert found.online_fraction is None
+    else:
+        assert found.online_fraction == pytest.approx(expected.online_fraction, abs=1e-9)
