@@ -19,6 +19,8 @@ from sqlalchemy import (
     Float,
     Integer,
     LargeBinary,
+    Select,
+    bindparam,
     func,
     literal,
     select,
@@ -58,7 +60,7 @@ def epoch_of(moment: ColumnExpressionArgument[datetime]) -> ColumnElement[float]
 _EPOCH = epoch_of(Reading.time)
 
 
-def _packeddoubles(column: ColumnExpressionArgument[float]) -> ColumnElement[bytes]:
+def _packed_doubles(column: ColumnExpressionArgument[float]) -> ColumnElement[bytes]:
     """The column's values in time order as one string of big-endian doubles (`float8send`).
 
     numpy reads it with no work per value; a float8[] array costs a parse per element
@@ -74,6 +76,54 @@ def _packeddoubles(column: ColumnExpressionArgument[float]) -> ColumnElement[byt
 def doubles(packed: bytes | None) -> Floats:
     """Big-endian doubles packed by the database (`float8send`) as a native array."""
     return np.frombuffer(packed or b"", dtype=">f8").astype(np.float64)
+
+
+def _state_before_statement() -> Select[int, float, float]:
+    """Each device's last reading before `:start`: one index probe per device (LATERAL ...
+    LIMIT 1 walks the key backwards); DISTINCT ON would read and sort whole histories."""
+    devices = select(func.unnest(bindparam("device_ids", type_=ARRAY(Integer))).label("device_id")).subquery()
+    last = (
+        select(_EPOCH.label("moment"), Reading.value)
+        .where(
+            Reading.device_id == devices.c.device_id,
+            Reading.quantity == bindparam("quantity"),
+            Reading.time < bindparam("start"),
+        )
+        .order_by(Reading.time.desc())
+        .limit(1)
+        .lateral()
+    )
+    return select(devices.c.device_id, last.c.moment, last.c.value).select_from(devices.join(last, true()))
+
+
+def _packed_series_statement() -> Select[int, bytes, bytes]:
+    """One row of two packed arrays per device (from its own start to `:end`), each device's
+    aggregate fed by its own walk of the reading key: thousands of rows would each cost a
+    trip through the result machinery, and no sort of the whole set is needed."""
+    bounds = select(
+        func.unnest(bindparam("device_ids", type_=ARRAY(Integer))).label("device_id"),
+        func.unnest(bindparam("starts", type_=ARRAY(DateTime(timezone=True)))).label("start"),
+    ).subquery()
+    arrays = (
+        select(
+            _packed_doubles(_EPOCH).label("moments"),
+            _packed_doubles(Reading.value).label("measured"),
+        )
+        .where(
+            Reading.device_id == bounds.c.device_id,
+            Reading.quantity == bindparam("quantity"),
+            Reading.time >= bounds.c.start,
+            Reading.time <= bindparam("end"),
+        )
+        .lateral()
+    )
+    return select(bounds.c.device_id, arrays.c.moments, arrays.c.measured).select_from(
+        bounds.join(arrays, true())
+    )
+
+
+_STATE_BEFORE = _state_before_statement()
+_PACKED_SERIES = _packed_series_statement()
 
 
 def device_series(
@@ -97,53 +147,18 @@ def device_series(
     if not device_ids:
         return {}
     # Column queries go through the Core connection: the ORM's compile and result layers
-    # cost more than the rows here.
+    # cost more than the rows here; the statements are built once, every value bound.
     core = session.connection()
     before_points: dict[int, tuple[float, float]] = {}
     if with_state_before:
-        # One index probe per device (LATERAL ... LIMIT 1 walks the key backwards from
-        # `start`); DISTINCT ON would read and sort every device's whole earlier history.
-        devices = select(func.unnest(list(device_ids)).label("device_id")).subquery()
-        last = (
-            select(_EPOCH.label("moment"), Reading.value)
-            .where(
-                Reading.device_id == devices.c.device_id, Reading.quantity == quantity, Reading.time < start
-            )
-            .order_by(Reading.time.desc())
-            .limit(1)
-            .lateral()
-        )
-        before = select(devices.c.device_id, last.c.moment, last.c.value).select_from(
-            devices.join(last, true())
-        )
-        for device_id, moment, value in core.execute(before):
+        parameters = {"device_ids": list(device_ids), "quantity": quantity, "start": start}
+        for device_id, moment, value in core.execute(_STATE_BEFORE, parameters):
             before_points[device_id] = (moment, value)
-    # One row of two packed arrays per device, each device's aggregate fed by its own
-    # walk of the reading key: thousands of rows would each cost a trip through the
-    # result machinery, and no sort of the whole set is needed.
     starts = [max(start, (later_starts or {}).get(device_id, start)) for device_id in device_ids]
-    bounds = select(
-        func.unnest(literal(list(device_ids), ARRAY(Integer))).label("device_id"),
-        func.unnest(literal(starts, ARRAY(DateTime(timezone=True)))).label("start"),
-    ).subquery()
-    arrays = (
-        select(
-            _packeddoubles(_EPOCH).label("moments"),
-            _packeddoubles(Reading.value).label("measured"),
-        )
-        .where(
-            Reading.device_id == bounds.c.device_id,
-            Reading.quantity == quantity,
-            Reading.time >= bounds.c.start,
-            Reading.time <= end,
-        )
-        .lateral()
-    )
-    rows = select(bounds.c.device_id, arrays.c.moments, arrays.c.measured).select_from(
-        bounds.join(arrays, true())
-    )
+    parameters = {"device_ids": list(device_ids), "starts": starts, "quantity": quantity, "end": end}
+    rows = core.execute(_PACKED_SERIES, parameters)
     series = {device_id: Series(doubles(None), doubles(None)) for device_id in device_ids}
-    for device_id, moments, values in core.execute(rows):
+    for device_id, moments, values in rows:
         series[device_id] = Series(doubles(moments), doubles(values))
     for device_id, (moment, value) in before_points.items():
         found = series[device_id]
