@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import func, literal, select, text
+from sqlalchemy import ColumnElement, DateTime, Select, String, bindparam, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
 
 from domain.analytics import (
@@ -36,12 +37,14 @@ from storage.models import (
     Device,
     DeviceActivity,
     Gateway,
+    GatewayActivity,
     GatewayDevice,
+    GatewayHeartbeat,
     Reception,
     Uplink,
 )
-from storage.readings import BUCKET_ORIGIN
-from storage.series import Series, daily_means, doubles, epoch_of, epoch_seconds, from_epoch
+from storage.readings import BUCKET_ORIGIN, date_bin_bucket
+from storage.series import Series, daily_means, doubles, epoch_of, epoch_seconds, from_epoch, packed_doubles
 from storage.uplinks import GATEWAY_ACTIVITY_BIN
 
 ACTIVITY_BIN = GATEWAY_ACTIVITY_BIN
@@ -66,24 +69,61 @@ class GatewaySignals:
     devices_heard: int = 0
 
 
-_SIGNALS_SQL = """
-SELECT g.gateway_id,
-    (SELECT string_agg(float8send(date_part('epoch', a.bin_start)), ''::bytea ORDER BY a.bin_start)
-       FROM gateway_activity a
-      WHERE a.gateway_id = g.gateway_id AND a.bin_start > :first_bin AND a.bin_start <= :end_at),
-    (SELECT string_agg(float8send(b.moment), ''::bytea ORDER BY b.moment)
-       FROM (SELECT DISTINCT date_part('epoch', date_bin(:bin, h.time, :origin)) AS moment
-               FROM gateway_heartbeat h
-              WHERE h.gateway_id = g.gateway_id AND h.online AND h.time BETWEEN :start_at AND :end_at) AS b),
-    @TRAFFIC@
-FROM unnest(CAST(:gateway_ids AS text[])) AS g(gateway_id)
-"""
-_TRAFFIC_SQL = """
-    (SELECT coalesce(sum(a.receptions), 0) FROM gateway_activity a
-      WHERE a.gateway_id = g.gateway_id AND a.bin_start > :traffic_since),
-    (SELECT count(*) FROM gateway_device gd JOIN device d ON d.dev_eui = gd.dev_eui
-      WHERE gd.gateway_id = g.gateway_id AND gd.heard_at > :traffic_since
-        AND d.municipality_id = :municipality_id)"""
+def _signals_statement(*, with_traffic: bool) -> Select[str, bytes | None, bytes | None, int, int]:
+    """Bins heard, heartbeat bins and (optionally) 24-hour traffic of every listed gateway.
+
+    One row per gateway from correlated subqueries on an `unnest` of the ids: each
+    walks one gateway's slice of its table's key, which per-gateway queries would do
+    too, but at one round trip and one plan for the whole list.
+    """
+    listed = func.unnest(bindparam("gateway_ids", type_=ARRAY(String)))
+    gateways = listed.table_valued("gateway_id").render_derived(name="g")
+    heard = (
+        select(packed_doubles(epoch_of(GatewayActivity.bin_start), GatewayActivity.bin_start))
+        .where(
+            GatewayActivity.gateway_id == gateways.c.gateway_id,
+            GatewayActivity.bin_start > bindparam("first_bin"),
+            GatewayActivity.bin_start <= bindparam("end_at"),
+        )
+        .scalar_subquery()
+    )
+    beat_bins = (
+        select(epoch_of(date_bin_bucket(ACTIVITY_BIN, GatewayHeartbeat.time, BUCKET_ORIGIN)).label("moment"))
+        .distinct()
+        .where(
+            GatewayHeartbeat.gateway_id == gateways.c.gateway_id,
+            GatewayHeartbeat.online,
+            GatewayHeartbeat.time.between(bindparam("start_at"), bindparam("end_at")),
+        )
+        .correlate(gateways)
+        .subquery("beat_bins")
+    )
+    beats = select(packed_doubles(beat_bins.c.moment, beat_bins.c.moment)).scalar_subquery()
+    receptions: ColumnElement[int] = literal(0)
+    devices_heard: ColumnElement[int] = literal(0)
+    if with_traffic:
+        since = bindparam("traffic_since", type_=DateTime(timezone=True))
+        receptions = (
+            select(func.coalesce(func.sum(GatewayActivity.receptions), 0))
+            .where(GatewayActivity.gateway_id == gateways.c.gateway_id, GatewayActivity.bin_start > since)
+            .scalar_subquery()
+        )
+        devices_heard = (
+            select(func.count())
+            .select_from(GatewayDevice)
+            .join(Device, Device.dev_eui == GatewayDevice.dev_eui)
+            .where(
+                GatewayDevice.gateway_id == gateways.c.gateway_id,
+                GatewayDevice.heard_at > since,
+                Device.municipality_id == bindparam("municipality_id"),
+            )
+            .scalar_subquery()
+        )
+    return select(gateways.c.gateway_id, heard, beats, receptions, devices_heard)
+
+
+_SIGNALS = _signals_statement(with_traffic=False)
+_SIGNALS_WITH_TRAFFIC = _signals_statement(with_traffic=True)
 
 
 def gateway_signals(
@@ -104,14 +144,12 @@ def gateway_signals(
     """
     if not gateway_ids:
         return {}
-    statement = text(_SIGNALS_SQL.replace("@TRAFFIC@", _TRAFFIC_SQL if traffic_of else "0, 0"))
+    statement = _SIGNALS_WITH_TRAFFIC if traffic_of else _SIGNALS
     parameters: dict[str, object] = {
         "gateway_ids": list(gateway_ids),
         "first_bin": start - ACTIVITY_BIN,
         "start_at": start,
         "end_at": end,
-        "bin": ACTIVITY_BIN,
-        "origin": BUCKET_ORIGIN,
     }
     if traffic_of is not None:
         parameters |= {"municipality_id": traffic_of[0], "traffic_since": traffic_of[1]}

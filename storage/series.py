@@ -60,15 +60,17 @@ def epoch_of(moment: ColumnExpressionArgument[datetime]) -> ColumnElement[float]
 _EPOCH = epoch_of(Reading.time)
 
 
-def _packed_doubles(column: ColumnExpressionArgument[float]) -> ColumnElement[bytes]:
-    """The column's values in time order as one string of big-endian doubles (`float8send`).
+def packed_doubles(
+    column: ColumnExpressionArgument[float], order_by: ColumnExpressionArgument[object]
+) -> ColumnElement[bytes]:
+    """The column's values in `order_by` order as one string of big-endian doubles (`float8send`).
 
     numpy reads it with no work per value; a float8[] array costs a parse per element
     in psycopg and another pass in SQLAlchemy's ARRAY result processor.
     """
     return func.string_agg(
         func.float8send(column),
-        aggregate_order_by(literal(b"", LargeBinary), Reading.time),
+        aggregate_order_by(literal(b"", LargeBinary), order_by),
         type_=LargeBinary,
     )
 
@@ -106,8 +108,8 @@ def _packed_series_statement() -> Select[int, bytes, bytes]:
     ).subquery()
     arrays = (
         select(
-            _packed_doubles(_EPOCH).label("moments"),
-            _packed_doubles(Reading.value).label("measured"),
+            packed_doubles(_EPOCH, Reading.time).label("moments"),
+            packed_doubles(Reading.value, Reading.time).label("measured"),
         )
         .where(
             Reading.device_id == bounds.c.device_id,
