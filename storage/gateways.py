@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, String, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from domain.errors import NotFound
@@ -26,7 +27,9 @@ class GatewayView:
     owner_slug: str | None
 
 
-def _visible_to(municipality_id: int) -> ColumnElement[bool]:
+def _visible() -> ColumnElement[bool]:
+    """Gateways that municipality `:municipality_id` owns or that carry its devices."""
+    municipality_id = bindparam("municipality_id", type_=Integer)
     # `gateway_heard` is kept by ingest (one row per gateway and municipality), so this
     # is an index lookup instead of a scan of a month of receptions.
     heard_recently = select(GatewayHeard.gateway_id).where(
@@ -45,33 +48,38 @@ def _visible_to(municipality_id: int) -> ColumnElement[bool]:
     )
 
 
+_WITH_OWNER = select(Gateway, Municipality.slug).outerjoin(
+    Municipality, Municipality.id == Gateway.municipality_id
+)
+
+
+@cache
+def _listing(*, scoped: bool, paged: bool) -> Select[Gateway, str | None]:
+    """Built once per shape with every value bound: the health list is polled from phones,
+    and building this statement cost more than running it."""
+    query = _WITH_OWNER.order_by(Gateway.gateway_id).limit(bindparam("limit", type_=Integer))
+    if scoped:
+        query = query.where(_visible())
+    if paged:
+        query = query.where(Gateway.gateway_id > bindparam("after_id", type_=String))
+    return query
+
+
 def list_gateways(
     session: Session, *, municipality_id: int | None, after_id: str | None, limit: int
 ) -> list[GatewayView]:
     """Gateways by id, at most `limit + 1`; `municipality_id=None` lists every gateway (region view)."""
-    query = (
-        select(Gateway, Municipality.slug)
-        .outerjoin(Municipality, Municipality.id == Gateway.municipality_id)
-        .order_by(Gateway.gateway_id)
-        .limit(limit + 1)
-    )
-    if municipality_id is not None:
-        query = query.where(_visible_to(municipality_id))
-    if after_id is not None:
-        query = query.where(Gateway.gateway_id > after_id)
-    return [GatewayView(gateway, slug) for gateway, slug in session.execute(query)]
+    query = _listing(scoped=municipality_id is not None, paged=after_id is not None)
+    parameters = {"municipality_id": municipality_id, "after_id": after_id, "limit": limit + 1}
+    return [GatewayView(gateway, slug) for gateway, slug in session.execute(query, parameters)]
 
 
 def get_gateway(session: Session, *, municipality_id: int | None, gateway_id: str) -> GatewayView:
     """One gateway the municipality can see (any gateway for `None`); others are not found."""
-    query = (
-        select(Gateway, Municipality.slug)
-        .outerjoin(Municipality, Municipality.id == Gateway.municipality_id)
-        .where(Gateway.gateway_id == gateway_id)
-    )
+    query = _WITH_OWNER.where(Gateway.gateway_id == gateway_id)
     if municipality_id is not None:
-        query = query.where(_visible_to(municipality_id))
-    found = session.execute(query).first()
+        query = query.where(_visible())
+    found = session.execute(query, {"municipality_id": municipality_id}).first()
     if found is None:
         raise NotFound(f"no gateway {gateway_id}")
     return GatewayView(*found)

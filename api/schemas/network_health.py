@@ -55,21 +55,26 @@ class GatewayHealthOut(BaseModel):
     uplinks_per_hour: float = Field(description="Mean over the last 24 hours")
     devices_heard: int = Field(description="This municipality's devices heard in the last 24 hours")
 
+    @staticmethod
+    def body(health: GatewayHealth) -> dict[str, object]:
+        """The JSON object of one gateway, built without model validation (see `api.responses`)."""
+        gateway = health.view.gateway
+        return {
+            "gateway_id": gateway.gateway_id,
+            "name": gateway.name,
+            "owner": health.view.owner_slug,
+            "online": health.status.online,
+            "status_since": from_epoch(health.status.since_s) if health.status.since_s is not None else None,
+            "offline_after_s": float(health.status.offline_after_s),
+            "network_server_online": gateway.online,
+            "last_heard_at": health.last_heard_at,
+            "uplinks_per_hour": round(float(health.uplinks_per_hour), 2),
+            "devices_heard": health.devices_heard,
+        }
+
     @classmethod
     def of(cls, health: GatewayHealth) -> GatewayHealthOut:
-        gateway = health.view.gateway
-        return cls(
-            gateway_id=gateway.gateway_id,
-            name=gateway.name,
-            owner=health.view.owner_slug,
-            online=health.status.online,
-            status_since=from_epoch(health.status.since_s) if health.status.since_s is not None else None,
-            offline_after_s=health.status.offline_after_s,
-            network_server_online=gateway.online,
-            last_heard_at=health.last_heard_at,
-            uplinks_per_hour=round(health.uplinks_per_hour, 2),
-            devices_heard=health.devices_heard,
-        )
+        return cls.model_validate(cls.body(health))
 
 
 class GatewayDetailOut(GatewayHealthOut):

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, insert, text
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
+from api.schemas.network_health import GatewayHealthOut
 from storage.models import GatewayHeartbeat, Reception, Uplink
 from storage.uplinks import gateway_rollup_statements
 from tests.api.data import Tenant, add_activity, add_gateway, add_readings, device_id, register
@@ -84,6 +85,9 @@ def test_gateway_health_status_sole_devices_and_uptime(
         row["gateway_id"]: row
         for row in client.get(tenant.url("/health/gateways"), headers=viewer).json()["items"]
     }
+    # the body is written without the model: it must still read as the documented model writes it
+    for row in listed.values():
+        assert GatewayHealthOut.model_validate(row).model_dump(mode="json") == row
     assert listed[rathaus]["online"] is True
     assert listed[schule]["online"] is False
     assert datetime.fromisoformat(listed[schule]["status_since"]) < NOW - timedelta(hours=5)

@@ -24,6 +24,7 @@ from domain.analytics import (
     frame_loss,
     hour_of_week_profile,
     median,
+    quantile,
     signal_percentiles,
     step_means,
     theil_sen,
@@ -37,6 +38,17 @@ def test_median_is_numpys(values: list[float]) -> None:
     array = np.asarray(values, dtype=np.float64)
     expected = float(np.median(array))
     assert median(array) == expected
+    assert array.tolist() == values  # the input is not reordered
+
+
+@given(
+    st.lists(st.floats(min_value=-1e6, max_value=1e6), min_size=1, max_size=60),
+    st.floats(min_value=0.0, max_value=1.0),
+)
+def test_quantile_is_numpys(values: list[float], fraction: float) -> None:
+    array = np.asarray(values, dtype=np.float64)
+    expected = float(np.quantile(array, fraction))
+    assert quantile(array, fraction) == pytest.approx(expected, rel=1e-12, abs=1e-9)
     assert array.tolist() == values  # the input is not reordered
 
 
