@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from api.access import Action, require, require_in, require_in_or_shared
 from api.settings import ApiSettings
 from domain.errors import StorageUnavailable
-from storage.api_keys import InvalidApiKey, authenticate
+from storage.api_keys import InvalidApiKey, authenticate, authenticate_in
 from storage.models import ApiKey, Municipality
 from storage.municipalities import SLUG_PATTERN, get_municipality
 from storage.sharing import SharedUseCase, is_shared
@@ -71,6 +71,13 @@ BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme
 HeaderKeyDep = Annotated[str | None, Depends(api_key_scheme)]
 
 
+def _presented(bearer: HTTPAuthorizationCredentials | None, header_key: str | None) -> str:
+    presented = bearer.credentials if bearer is not None else header_key
+    if not presented:
+        raise InvalidApiKey("send an API key as `Authorization: Bearer …` or `X-API-Key: …`")
+    return presented
+
+
 def _authenticated(request: Request, session: Session, bearer: BearerDep, header_key: HeaderKeyDep) -> ApiKey:
     """The caller's key, checked against the database once per request (kept on `request.state`).
 
@@ -80,15 +87,27 @@ def _authenticated(request: Request, session: Session, bearer: BearerDep, header
     known: ApiKey | None = getattr(request.state, "api_key", None)
     if known is not None:
         return known
-    presented = bearer.credentials if bearer is not None else header_key
-    if not presented:
-        raise InvalidApiKey("send an API key as `Authorization: Bearer …` or `X-API-Key: …`")
     try:
-        key = authenticate(session, presented)
+        key = authenticate(session, _presented(bearer, header_key))
     except OperationalError as exc:
         raise StorageUnavailable("the database cannot be reached right now") from exc
     request.state.api_key = key
     return key
+
+
+def _authenticated_in(
+    slug: str, request: Request, session: Session, bearer: BearerDep, header_key: HeaderKeyDep
+) -> tuple[ApiKey, Municipality]:
+    """The caller's key and the municipality of `slug`, read together on a request's first check."""
+    known: ApiKey | None = getattr(request.state, "api_key", None)
+    if known is not None:
+        return known, get_municipality(session, slug)
+    try:
+        key, municipality = authenticate_in(session, _presented(bearer, header_key), slug)
+    except OperationalError as exc:
+        raise StorageUnavailable("the database cannot be reached right now") from exc
+    request.state.api_key = key
+    return key, municipality
 
 
 def get_current_key(
@@ -108,8 +127,7 @@ def municipality_for(action: Action) -> MunicipalityResolver:
     def municipality(
         slug: SlugPath, request: Request, session: SessionDep, bearer: BearerDep, header_key: HeaderKeyDep
     ) -> Municipality:
-        key = _authenticated(request, session, bearer, header_key)
-        found = get_municipality(session, slug)
+        key, found = _authenticated_in(slug, request, session, bearer, header_key)
         require_in(key, found, action)
         return found
 
@@ -123,8 +141,7 @@ def municipality_for_use_case(action: Action, use_case: SharedUseCase) -> Munici
     def municipality(
         slug: SlugPath, request: Request, session: SessionDep, bearer: BearerDep, header_key: HeaderKeyDep
     ) -> Municipality:
-        key = _authenticated(request, session, bearer, header_key)
-        found = get_municipality(session, slug)
+        key, found = _authenticated_in(slug, request, session, bearer, header_key)
 
         def shared_with(reader_id: int) -> bool:
             return is_shared(session, owner_id=found.id, use_case=use_case.value, reader_id=reader_id)

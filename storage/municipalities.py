@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,11 +28,18 @@ def parse_slug(text: str) -> str:
     return text
 
 
+_BY_SLUG = select(Municipality).where(Municipality.slug == bindparam("slug"))
+
+
 def get_municipality(session: Session, slug: str) -> Municipality:
-    municipality = session.scalar(select(Municipality).where(Municipality.slug == slug))
-    if municipality is None:
+    return known_municipality(session.scalar(_BY_SLUG, {"slug": slug}), slug)
+
+
+def known_municipality(found: Municipality | None, slug: str) -> Municipality:
+    """`found`, or the not-found error every lookup of a slug gives."""
+    if found is None:
         raise NotFound(f"no municipality {slug!r}")
-    return municipality
+    return found
 
 
 def list_municipalities(

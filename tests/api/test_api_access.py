@@ -34,6 +34,18 @@ def test_a_wrong_secret_with_a_real_prefix_answers_401(client: TestClient, tenan
     assert client.get(tenant.url(), headers=auth(f"lk_{prefix}_guessed")).status_code == 401
 
 
+def test_the_key_is_judged_before_the_municipality_is_looked_up(client: TestClient, tenant: Tenant) -> None:
+    """Key and municipality are read in one statement; a stranger must still learn nothing of
+    which municipalities exist, and a known key learns only that one does not."""
+    prefix = tenant.keys["viewer"].split("_")[1]
+    missing = "/v1/municipalities/" + unique_slug() + "/devices"
+    for stranger in (f"lk_{prefix}_guessed", "lk_000000000000_wrong-secret"):
+        assert client.get(missing, headers=auth(stranger)).status_code == 401
+        assert client.get(tenant.url("/devices"), headers=auth(stranger)).status_code == 401
+    assert client.get(missing, headers=tenant.headers("viewer")).status_code == 404
+    assert client.get(tenant.url("/devices"), headers=tenant.headers("viewer")).status_code == 200
+
+
 def test_bearer_and_x_api_key_both_authenticate(client: TestClient, tenant: Tenant) -> None:
     key = tenant.keys["viewer"]
     assert client.get(tenant.url(), headers={"Authorization": f"Bearer {key}"}).status_code == 200
