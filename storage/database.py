@@ -24,7 +24,10 @@ class DatabaseSettings(BaseSettings):
 
     url: SecretStr | None = None
     embedded_dir: str = DEFAULT_EMBEDDED_DIR
-    pool_size: int = 5
+    pool_size: int = 20
+    """Connections the API keeps once its concurrency has asked for them (opened lazily).
+    Beyond it the pool opens overflow connections and closes them after each use: a new
+    PostgreSQL backend, and a cold plan cache, for every request."""
     readings_retention_days: int | None = None
     raw_retention_days: int | None = None
     compress_after_days: int = 7
