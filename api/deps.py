@@ -53,7 +53,10 @@ async def get_session(engine: EngineDep) -> AsyncIterator[Session]:
     """One session per request; a lost database connection becomes `StorageUnavailable` (503).
 
     Opening a session touches no connection, so it happens on the event loop; closing
-    may roll back on the server and goes to the thread pool.
+    may roll back on the server and goes to the thread pool. It closes as soon as the
+    response is built, before it is sent (`scope="function"`): closed after sending, a
+    client's next request could start before its last one gave back its connection,
+    and under load the pool opened a connection per request beyond its size.
     """
     session = Session(engine, expire_on_commit=False)
     try:
@@ -66,7 +69,7 @@ async def get_session(engine: EngineDep) -> AsyncIterator[Session]:
         await run_in_threadpool(session.close)
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 HeaderKeyDep = Annotated[str | None, Depends(api_key_scheme)]
 
