@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cache
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     BindParameter,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Integer,
     Interval,
     Select,
+    String,
     Text,
     and_,
     bindparam,
@@ -68,6 +70,84 @@ def date_bin_bucket(
 def bucket_start(moment: datetime, width: timedelta, origin: datetime = BUCKET_ORIGIN) -> datetime:
     """The same floor as the SQL expressions, in Python, to lay out the buckets that have no rows."""
     return origin + ((moment - origin) // width) * width
+
+
+DAY = timedelta(days=1)
+_WALL_ORIGIN = BUCKET_ORIGIN.replace(tzinfo=None)
+
+
+@dataclass(frozen=True, slots=True)
+class BucketGrid:
+    """Where buckets of `width` begin.
+
+    With a `zone`, buckets of whole days begin at its local midnight, so a town's day
+    is its own (a day across a change to or from summer time lasts 23 or 25 hours).
+    Shorter buckets stay on UTC: in every zone with whole-hour offsets they begin at
+    the same instants anyway, and where clocks go back an hour-long local bucket would
+    hold two hours. Without a zone every bucket is laid on UTC from `BUCKET_ORIGIN`.
+    """
+
+    width: timedelta
+    zone: ZoneInfo | None = None
+
+    @property
+    def local(self) -> bool:
+        """Whether buckets follow the zone's calendar (and not UTC's)."""
+        return self.zone is not None and self.width % DAY == timedelta(0)
+
+    def floor(self, moment: datetime) -> datetime:
+        """The start of the bucket `moment` falls into."""
+        if self.zone is None or not self.local:
+            return bucket_start(moment, self.width)
+        return self._instant(self._wall_start(moment, self.zone))
+
+    def shift(self, start: datetime, count: int) -> datetime:
+        """The start of the bucket `count` buckets after the one starting at `start`."""
+        if self.zone is None or not self.local:
+            return start + count * self.width
+        # From the bucket's wall-clock midnight, not from `start` read as local time: where
+        # clocks went forward at midnight, that midnight never showed and `start` reads 01:00.
+        return self._instant(self._wall_start(start, self.zone) + count * self.width)
+
+    def _wall_start(self, moment: datetime, zone: ZoneInfo) -> datetime:
+        wall = moment.astimezone(zone).replace(tzinfo=None)
+        return _WALL_ORIGIN + ((wall - _WALL_ORIGIN) // self.width) * self.width
+
+    def starts(self, start: datetime, end: datetime) -> list[datetime]:
+        """Every bucket start in [start, end), `start` being one.
+
+        A local day that never was (Samoa skipped 30 December 2011) has no bucket.
+        """
+        found: list[datetime] = []
+        if self.zone is None or not self.local:
+            moment = start
+            while moment < end:
+                found.append(moment)
+                moment += self.width
+            return found
+        wall = self._wall_start(start, self.zone)
+        while (moment := self._instant(wall)) < end:
+            if not found or moment > found[-1]:
+                found.append(moment)
+            wall += self.width
+        return found
+
+    def column(self, time: ColumnExpressionArgument[datetime]) -> ColumnElement[datetime]:
+        """`floor` in SQL, for local buckets: `date_bin` on the zone's wall-clock time.
+
+        The same on plain PostgreSQL and TimescaleDB, so both backends answer alike;
+        continuous aggregates, being binned in UTC, cannot serve these buckets.
+        """
+        assert self.zone is not None, "local buckets only"
+        name = literal(self.zone.key, String())
+        origin = literal(_WALL_ORIGIN, DateTime())
+        wall_bucket = func.date_bin(literal(self.width, Interval()), func.timezone(name, time), origin)
+        return func.timezone(name, wall_bucket, type_=DateTime(timezone=True))
+
+    def _instant(self, wall: datetime) -> datetime:
+        # fold=0: a wall time that never showed is read with the offset before the change,
+        # as PostgreSQL's `AT TIME ZONE` reads it
+        return wall.replace(tzinfo=self.zone).astimezone(UTC)
 
 
 class Aggregate(StrEnum):
@@ -378,6 +458,8 @@ class HistoryQuery:
     quantities: Sequence[str] | None = None
     bucket: timedelta | None = None
     agg: Aggregate = Aggregate.AVG
+    zone: ZoneInfo | None = None
+    """Whose midnight begins a day bucket (see `BucketGrid`); None for UTC."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,16 +560,19 @@ def _bucketed_page(
 ) -> HistoryPage:
     series = _series(session, query)
     buckets_per_page = max(1, limit // max(1, len(series)))
+    grid = BucketGrid(width, query.zone)
     # Whole buckets at both ends, as TimescaleDB's continuous aggregates serve them: a day
     # bucket always means the whole day, whichever backend answers.
-    last_start = bucket_start(query.end, width)
-    covered_end = last_start + width if last_start < query.end else last_start
-    page_start = bucket_start(query.start, width)
+    last_start = grid.floor(query.end)
+    covered_end = grid.shift(last_start, 1) if last_start < query.end else last_start
+    page_start = grid.floor(query.start)
     if cursor is not None:
         # Clamped into the query's range, so a cursor edited by hand cannot reach odd times.
-        page_start = max(page_start, min(covered_end, bucket_start(cursor.time, width)))
-    page_end = min(covered_end, page_start + buckets_per_page * width)
-    precomputed = aggregate_source(width, query.agg.value) if aggregate_source is not None else None
+        page_start = max(page_start, min(covered_end, grid.floor(cursor.time)))
+    page_end = min(covered_end, grid.shift(page_start, buckets_per_page))
+    precomputed = None
+    if aggregate_source is not None and not grid.local:
+        precomputed = aggregate_source(width, query.agg.value)
     rows: Executable
     if precomputed is not None:
         quantities = query.quantities if query.quantities is not None else sorted({q for _, q in series})
@@ -495,7 +580,9 @@ def _bucketed_page(
             device_ids=list(query.device_ids), quantities=list(quantities), start=page_start, end=page_end
         )
     else:
-        bucket = bucket_expression(width, Reading.time, BUCKET_ORIGIN).label("bucket")
+        bucket = (
+            grid.column(Reading.time) if grid.local else bucket_expression(width, Reading.time, BUCKET_ORIGIN)
+        ).label("bucket")
         rows = (
             select(bucket, Reading.device_id, Reading.quantity, _aggregate(query.agg), func.count())
             .where(
@@ -513,10 +600,8 @@ def _bucketed_page(
     }
     seen_series = sorted(set(series) | {(device_id, quantity) for _, device_id, quantity in found})
     points = []
-    moment = page_start
-    while moment < page_end:
+    for moment in grid.starts(page_start, page_end):
         for device_id, quantity in seen_series:
             value, samples = found.get((moment, device_id, quantity), (None, 0))
             points.append(HistoryPoint(moment, device_id, quantity, value, samples, gap=samples == 0))
-        moment += width
     return HistoryPage(points, HistoryCursor(page_end) if page_end < covered_end else None)

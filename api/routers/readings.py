@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
+from zoneinfo import ZoneInfo, available_timezones
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
@@ -64,8 +65,17 @@ def _in_range(moment: datetime) -> datetime:
     return moment
 
 
+def _known_zone(name: str) -> str:
+    # Only the IANA database's names: `ZoneInfo` would also open any file path it is given.
+    if name not in _ZONE_NAMES:
+        raise ValueError("an IANA time zone name such as Europe/Berlin")
+    return name
+
+
+_ZONE_NAMES = frozenset(available_timezones())
 QuantityName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,40}$")]
 Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
+ZoneName = Annotated[str, StringConstraints(max_length=64), AfterValidator(_known_zone)]
 QuantityQuery = Annotated[QuantityName | None, Query(description="Only this quantity, e.g. `fill_percent`")]
 TagQuery = Annotated[Label | None, Query(description="Only devices carrying this tag")]
 BboxQuery = Annotated[
@@ -217,6 +227,15 @@ def history_resolver(reader: Callable[..., Municipality]) -> Callable[..., Resol
         agg: Annotated[
             Aggregate, Query(description="How a bucket's readings become one value")
         ] = Aggregate.AVG,
+        tz: Annotated[
+            ZoneName | None,
+            Query(
+                description="IANA time zone whose midnight begins a bucket of whole days (`1d`, `7d`, "
+                "`1w`), so that a town's day is its own; default UTC. Shorter buckets stay on UTC, which "
+                "in zones with whole-hour offsets (all of Europe) gives the same bucket starts",
+                examples=["Europe/Berlin"],
+            ),
+        ] = None,
     ) -> ResolvedHistory:
         wanted = {parse_dev_eui(text) for text in dev_eui}
         found = session.scalars(
@@ -240,6 +259,7 @@ def history_resolver(reader: Callable[..., Municipality]) -> Callable[..., Resol
             quantities=sorted(set(quantity)) if quantity else None,
             bucket=width,
             agg=agg,
+            zone=None if tz in (None, "UTC") else ZoneInfo(tz),
         )
         return ResolvedHistory(query, {device.id: device for device in found})
 

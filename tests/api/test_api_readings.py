@@ -199,6 +199,72 @@ def test_bucketed_history_marks_gaps(
     assert [p["samples"] for p in points] == [3, 1, 0]
 
 
+def _all_pages(client: TestClient, tenant: Tenant, params: dict[str, Any]) -> list[dict[str, Any]]:
+    points: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        query = params | ({"cursor": cursor} if cursor else {})
+        response = client.get(tenant.url("/readings/history"), params=query, headers=tenant.headers("viewer"))
+        assert response.status_code == 200, response.text
+        points += response.json()["items"]
+        if (cursor := response.json()["next_cursor"]) is None:
+            return points
+
+
+def test_day_buckets_begin_at_the_towns_midnight_across_summer_time(
+    client: TestClient, engine: Engine, tenant: Tenant
+) -> None:
+    """Summer time began in Germany on 29 March 2026 at 02:00: that day had 23 hours."""
+    eui = register(client, tenant, use_case="environment")["dev_eui"]
+    sensor = device_id(engine, eui)
+    hourly = [datetime(2026, 3, 27, 0, 30, tzinfo=UTC) + timedelta(hours=step) for step in range(4 * 24)]
+    # nothing on 30 March local time (29 March 22:00 to 30 March 22:00 UTC)
+    kept = [
+        t
+        for t in hourly
+        if not datetime(2026, 3, 29, 22, tzinfo=UTC) <= t < datetime(2026, 3, 30, 22, tzinfo=UTC)
+    ]
+    add_readings(engine, [(t, sensor, "temperature", 1.0) for t in kept])
+    params = {
+        "dev_eui": eui,
+        "quantity": "temperature",
+        "start": "2026-03-27T00:00:00+01:00",
+        "end": "2026-03-31T00:00:00+02:00",
+        "bucket": "1d",
+        "agg": "count",
+        "tz": "Europe/Berlin",
+    }
+    local = _all_pages(client, tenant, params)
+    assert [(p["time"], p["samples"], p["gap"]) for p in local] == [
+        ("2026-03-26T23:00:00Z", 23, False),  # 27 March, readings from 00:30 UTC
+        ("2026-03-27T23:00:00Z", 24, False),
+        ("2026-03-28T23:00:00Z", 23, False),  # the short day
+        ("2026-03-29T22:00:00Z", 0, True),  # 30 March, silent
+    ]
+    # one bucket per page: the cursor steps over the short day the same way
+    assert _all_pages(client, tenant, params | {"limit": 1}) == local
+    utc = _all_pages(client, tenant, params | {"tz": "UTC"})
+    assert [p["time"][11:] for p in utc] == ["00:00:00Z"] * len(utc)
+    assert utc == _all_pages(client, tenant, {k: v for k, v in params.items() if k != "tz"})
+    # shorter buckets are not moved by the zone
+    hours = params | {"bucket": "1h", "start": "2026-03-28T23:00:00Z", "end": "2026-03-29T03:00:00Z"}
+    assert _all_pages(client, tenant, hours) == _all_pages(client, tenant, hours | {"tz": "UTC"})
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "../../etc/passwd", "Europe", "", "x" * 65])
+def test_an_unknown_time_zone_is_a_422_problem(
+    client: TestClient, engine: Engine, tenant: Tenant, zone: str
+) -> None:
+    bin_eui, _ = seeded(client, engine, tenant)
+    response = client.get(
+        tenant.url("/readings/history"),
+        params={"dev_eui": bin_eui, "bucket": "1d", "tz": zone},
+        headers=tenant.headers("viewer"),
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+
+
 def test_history_of_several_devices_lays_out_every_series(
     client: TestClient, engine: Engine, tenant: Tenant
 ) -> None:
