@@ -22,7 +22,7 @@ from domain.analytics import StateChanges, debounce, hour_of_week_profile, step_
 from domain.errors import NotFound
 from storage.models import Device
 from storage.models_usecases import ParkingZone
-from storage.readings import bucket_start
+from storage.readings import BucketGrid, bucket_start
 from storage.series import device_series, epoch_seconds, from_epoch
 
 OCCUPIED = "occupied"
@@ -182,15 +182,19 @@ def occupancy_history(
     end: datetime,
     width: timedelta,
     hold: timedelta,
+    time_zone: ZoneInfo | None = None,
 ) -> list[OccupancyBucket]:
     """The mean number of occupied spots per bucket, weighted by time (a car parked for half of
-    an hour counts half). Buckets are aligned like the readings history (`bucket_start`)."""
+    an hour counts half). Buckets are laid out like the readings history's (`BucketGrid`):
+    day buckets begin at midnight in `time_zone`."""
     devices = parking_devices(session, municipality_id, zone)
     if not devices and zone not in _capacities(session, municipality_id):
         raise NotFound(f"no parking zone {zone!r}")
-    first = bucket_start(start, width)
-    count = max(1, int(np.ceil((end - first) / width)))
-    edges = np.asarray([epoch_seconds(first + index * width) for index in range(count + 1)])
+    grid = BucketGrid(width, time_zone)
+    starts = grid.starts(grid.floor(start), end)
+    count = len(starts)
+    edges = np.asarray([epoch_seconds(moment) for moment in [*starts, grid.shift(starts[-1], 1)]])
+    first = starts[0]
     changes = _changes(session, devices, start=first - debounce_lookback(hold), end=end, hold=hold)
     means = np.asarray([step_means(change, edges) for change in changes.values()]).reshape(-1, count)
     known = np.isfinite(means)
@@ -198,7 +202,7 @@ def occupancy_history(
     spots = known.sum(axis=0)
     return [
         OccupancyBucket(
-            start=first + index * width,
+            start=starts[index],
             occupied=float(occupied[index]) if spots[index] else None,
             known_spots=int(spots[index]),
         )

@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from api.deps import DeviceEditorDep, ParkingReaderDep, SessionDep
 from api.pagination import CursorQuery, LimitQuery, Page, page_of, text_cursor
 from api.problems import problem_responses
-from api.routers.readings import BUCKET_PATTERN, BUCKET_UNITS, Moment
+from api.routers.readings import BUCKET_PATTERN, BUCKET_UNITS, Moment, TimeZoneQuery, time_zone
 from api.schemas.usecases import CapacityIn, OccupancyOut, SpotOut, TypicalHourOut, ZoneOut
 from storage.devices import Label
 from storage.parking import (
@@ -127,9 +127,10 @@ def occupancy(
     start: Annotated[Moment | None, Query(description="Inclusive; default `end` minus one day")] = None,
     end: Annotated[Moment | None, Query(description="Exclusive; default now")] = None,
     bucket: Annotated[
-        str, Query(pattern=BUCKET_PATTERN, description="Bucket width such as `15m`, `1h`")
+        str, Query(pattern=BUCKET_PATTERN, description="Bucket width such as `15m`, `1h`, `1d`")
     ] = "1h",
     hold_minutes: HoldQuery = 5,
+    tz: TimeZoneQuery = None,
 ) -> list[OccupancyOut]:
     until = min(end or _now(), _now())
     since = start or until - timedelta(days=1)
@@ -151,6 +152,7 @@ def occupancy(
         end=until,
         width=width,
         hold=timedelta(minutes=hold_minutes),
+        time_zone=time_zone(tz),
     )
     return [OccupancyOut.of(found, summary.capacity) for found in buckets]
 

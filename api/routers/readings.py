@@ -76,6 +76,22 @@ _ZONE_NAMES = frozenset(available_timezones())
 QuantityName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,40}$")]
 Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
 ZoneName = Annotated[str, StringConstraints(max_length=64), AfterValidator(_known_zone)]
+TimeZoneQuery = Annotated[
+    ZoneName | None,
+    Query(
+        description="IANA time zone whose midnight begins a bucket of whole days (`1d`, `7d`, `1w`), so "
+        "that a town's day is its own; default UTC. Shorter buckets stay on UTC, which in zones with "
+        "whole-hour offsets (all of Europe) gives the same bucket starts",
+        examples=["Europe/Berlin"],
+    ),
+]
+
+
+def time_zone(name: str | None) -> ZoneInfo | None:
+    """The zone of a validated `tz`; None for UTC, whose days need no zone."""
+    return None if name in (None, "UTC") else ZoneInfo(name)
+
+
 QuantityQuery = Annotated[QuantityName | None, Query(description="Only this quantity, e.g. `fill_percent`")]
 TagQuery = Annotated[Label | None, Query(description="Only devices carrying this tag")]
 BboxQuery = Annotated[
@@ -227,15 +243,7 @@ def history_resolver(reader: Callable[..., Municipality]) -> Callable[..., Resol
         agg: Annotated[
             Aggregate, Query(description="How a bucket's readings become one value")
         ] = Aggregate.AVG,
-        tz: Annotated[
-            ZoneName | None,
-            Query(
-                description="IANA time zone whose midnight begins a bucket of whole days (`1d`, `7d`, "
-                "`1w`), so that a town's day is its own; default UTC. Shorter buckets stay on UTC, which "
-                "in zones with whole-hour offsets (all of Europe) gives the same bucket starts",
-                examples=["Europe/Berlin"],
-            ),
-        ] = None,
+        tz: TimeZoneQuery = None,
     ) -> ResolvedHistory:
         wanted = {parse_dev_eui(text) for text in dev_eui}
         found = session.scalars(
@@ -259,7 +267,7 @@ def history_resolver(reader: Callable[..., Municipality]) -> Callable[..., Resol
             quantities=sorted(set(quantity)) if quantity else None,
             bucket=width,
             agg=agg,
-            zone=None if tz in (None, "UTC") else ZoneInfo(tz),
+            zone=time_zone(tz),
         )
         return ResolvedHistory(query, {device.id: device for device in found})
 

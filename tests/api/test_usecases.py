@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, text
@@ -111,6 +112,30 @@ def test_parking_zone_counts_debounced_spots(client: TestClient, engine: Engine,
     assert len(week) == 168
     assert any(hour["occupancy_percent"] for hour in week)
     assert client.get(tenant.url("/parking/zones/Nirgendwo"), headers=viewer).status_code == 404
+
+
+def test_zone_occupancy_days_begin_at_the_towns_midnight(
+    client: TestClient, engine: Engine, tenant: Tenant
+) -> None:
+    spot = parking_spot(client, tenant, "Bahnhof", "1")
+    readings_of(engine, spot, "occupied", [(timedelta(days=4), 1.0)])
+    berlin = ZoneInfo("Europe/Berlin")
+    params = {"start": (NOW - timedelta(days=3)).isoformat(), "bucket": "1d"}
+
+    def day_starts(extra: dict[str, str]) -> list[datetime]:
+        response = client.get(
+            tenant.url("/parking/zones/Bahnhof/occupancy"),
+            params=params | extra,
+            headers=tenant.headers("viewer"),
+        )
+        assert response.status_code == 200, response.text
+        assert all(bucket["occupied"] == pytest.approx(1.0) for bucket in response.json())
+        return [datetime.fromisoformat(bucket["time"]) for bucket in response.json()]
+
+    local = day_starts({"tz": "Europe/Berlin"})
+    assert [moment.astimezone(berlin).time() for moment in local] == [time(0)] * 4
+    assert local[0].astimezone(berlin).date() == (NOW - timedelta(days=3)).astimezone(berlin).date()
+    assert [moment.time() for moment in day_starts({})] == [time(0)] * 4  # UTC without a zone
 
 
 def test_waste_forecast_and_collection_list(client: TestClient, engine: Engine, tenant: Tenant) -> None:
