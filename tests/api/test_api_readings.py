@@ -470,6 +470,14 @@ def test_hour_buckets_can_be_read_from_a_precomputed_aggregate(
             )
             assert quarter.status_code == 200
             assert served == [timedelta(hours=1), timedelta(minutes=15)]
+            # aggregates hold UTC days: a town's day is binned from raw rows, its hours are not
+            in_berlin = params | {"tz": "Europe/Berlin"}
+            for bucket in ("1d", "1h"):
+                response = precomputed.get(
+                    tenant.url("/readings/history"), params=in_berlin | {"bucket": bucket}, headers=viewer
+                )
+                assert response.status_code == 200
+            assert served == [timedelta(hours=1), timedelta(minutes=15), timedelta(hours=1)]
 
             with engine.begin() as conn:  # lower min, higher max, later last, more and other values
                 conn.execute(
