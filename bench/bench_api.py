@@ -1270,7 +1270,8 @@ def measure(url: str, fleet: Fleet, args: argparse.Namespace, log: Path) -> None
             "a connection opened per request costs a backend start and a cold plan cache)"
         )
         for level in levels:
-            print(f"at {level} concurrent clients: {passed[level]} of 5 scenarios within target")
+            clients = "client" if level == 1 else "clients"
+            print(f"at {level} concurrent {clients}: {passed[level]} of 5 scenarios within target")
     finally:
         process.terminate()
         process.wait(timeout=30)
