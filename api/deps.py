@@ -8,7 +8,8 @@ in one step that the caller's key may do that kind of thing there (`api.access`)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -60,13 +61,21 @@ async def get_session(engine: EngineDep) -> AsyncIterator[Session]:
     """
     session = Session(engine, expire_on_commit=False)
     try:
-        yield session
-    except OperationalError as exc:
-        raise StorageUnavailable("the database cannot be reached right now") from exc
+        with _database_answers():
+            yield session
     except PoolTimeout as exc:  # every pooled connection busy: ask the client to come back
         raise StorageUnavailable("the database is busy, retry shortly") from exc
     finally:
         await run_in_threadpool(session.close)
+
+
+@contextmanager
+def _database_answers() -> Iterator[None]:
+    """A lost database connection becomes `StorageUnavailable` (503 with Retry-After)."""
+    try:
+        yield
+    except OperationalError as exc:
+        raise StorageUnavailable("the database cannot be reached right now") from exc
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -90,10 +99,8 @@ def _authenticated(request: Request, session: Session, bearer: BearerDep, header
     known: ApiKey | None = getattr(request.state, "api_key", None)
     if known is not None:
         return known
-    try:
+    with _database_answers():
         key = authenticate(session, _presented(bearer, header_key))
-    except OperationalError as exc:
-        raise StorageUnavailable("the database cannot be reached right now") from exc
     request.state.api_key = key
     return key
 
@@ -105,10 +112,8 @@ def _authenticated_in(
     known: ApiKey | None = getattr(request.state, "api_key", None)
     if known is not None:
         return known, get_municipality(session, slug)
-    try:
+    with _database_answers():
         key, municipality = authenticate_in(session, _presented(bearer, header_key), slug)
-    except OperationalError as exc:
-        raise StorageUnavailable("the database cannot be reached right now") from exc
     request.state.api_key = key
     return key, municipality
 

@@ -28,8 +28,10 @@ def test_readyz_and_routes_answer_503_problems_without_a_database() -> None:
     with TestClient(app) as client:
         ready = client.get("/readyz")
         listed = client.get("/v1/municipalities", headers={"X-API-Key": "lk_abc_def"})
+        # a municipality's routes read the key and the municipality in one statement
+        devices = client.get("/v1/municipalities/paderborn/devices", headers={"X-API-Key": "lk_abc_def"})
     engine.dispose()
-    for response in (ready, listed):
+    for response in (ready, listed, devices):
         assert response.status_code == 503
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["status"] == 503
