@@ -72,7 +72,7 @@ def bucket_start(moment: datetime, width: timedelta, origin: datetime = BUCKET_O
     return origin + ((moment - origin) // width) * width
 
 
-DAY = timedelta(days=1)
+_DAY = timedelta(days=1)
 _WALL_ORIGIN = BUCKET_ORIGIN.replace(tzinfo=None)
 
 
@@ -93,40 +93,39 @@ class BucketGrid:
     @property
     def local(self) -> bool:
         """Whether buckets follow the zone's calendar (and not UTC's)."""
-        return self.zone is not None and self.width % DAY == timedelta(0)
+        return self._calendar() is not None
 
     def floor(self, moment: datetime) -> datetime:
         """The start of the bucket `moment` falls into."""
-        if self.zone is None or not self.local:
+        zone = self._calendar()
+        if zone is None:
             return bucket_start(moment, self.width)
-        return self._instant(self._wall_start(moment, self.zone))
+        return self._instant(self._wall_start(moment, zone), zone)
 
     def shift(self, start: datetime, count: int) -> datetime:
         """The start of the bucket `count` buckets after the one starting at `start`."""
-        if self.zone is None or not self.local:
+        zone = self._calendar()
+        if zone is None:
             return start + count * self.width
         # From the bucket's wall-clock midnight, not from `start` read as local time: where
         # clocks went forward at midnight, that midnight never showed and `start` reads 01:00.
-        return self._instant(self._wall_start(start, self.zone) + count * self.width)
-
-    def _wall_start(self, moment: datetime, zone: ZoneInfo) -> datetime:
-        wall = moment.astimezone(zone).replace(tzinfo=None)
-        return _WALL_ORIGIN + ((wall - _WALL_ORIGIN) // self.width) * self.width
+        return self._instant(self._wall_start(start, zone) + count * self.width, zone)
 
     def starts(self, start: datetime, end: datetime) -> list[datetime]:
         """Every bucket start in [start, end), `start` being one.
 
         A local day that never was (Samoa skipped 30 December 2011) has no bucket.
         """
+        zone = self._calendar()
         found: list[datetime] = []
-        if self.zone is None or not self.local:
+        if zone is None:  # a month of hours on every history page: plain additions
             moment = start
             while moment < end:
                 found.append(moment)
                 moment += self.width
             return found
-        wall = self._wall_start(start, self.zone)
-        while (moment := self._instant(wall)) < end:
+        wall = self._wall_start(start, zone)
+        while (moment := self._instant(wall, zone)) < end:
             if not found or moment > found[-1]:
                 found.append(moment)
             wall += self.width
@@ -138,16 +137,26 @@ class BucketGrid:
         The same on plain PostgreSQL and TimescaleDB, so both backends answer alike;
         continuous aggregates, being binned in UTC, cannot serve these buckets.
         """
-        assert self.zone is not None, "local buckets only"
-        name = literal(self.zone.key, String())
+        zone = self._calendar()
+        assert zone is not None, "local buckets only"
+        name = literal(zone.key, String())
         origin = literal(_WALL_ORIGIN, DateTime())
         wall_bucket = func.date_bin(literal(self.width, Interval()), func.timezone(name, time), origin)
         return func.timezone(name, wall_bucket, type_=DateTime(timezone=True))
 
-    def _instant(self, wall: datetime) -> datetime:
-        # fold=0: a wall time that never showed is read with the offset before the change,
-        # as PostgreSQL's `AT TIME ZONE` reads it
-        return wall.replace(tzinfo=self.zone).astimezone(UTC)
+    def _calendar(self) -> ZoneInfo | None:
+        """The zone whose calendar the buckets follow; None where they follow UTC."""
+        return self.zone if self.width % _DAY == timedelta(0) else None
+
+    def _wall_start(self, moment: datetime, zone: ZoneInfo) -> datetime:
+        wall = moment.astimezone(zone).replace(tzinfo=None)
+        return _WALL_ORIGIN + ((wall - _WALL_ORIGIN) // self.width) * self.width
+
+    @staticmethod
+    def _instant(wall: datetime, zone: ZoneInfo) -> datetime:
+        # A wall time that never showed (clocks forward) or showed twice (clocks back) is
+        # read as PostgreSQL's `AT TIME ZONE` reads it: as the later of its two readings.
+        return max(wall.replace(tzinfo=zone, fold=fold).astimezone(UTC) for fold in (0, 1))
 
 
 class Aggregate(StrEnum):
