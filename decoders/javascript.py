@@ -39,6 +39,7 @@ import contextlib
 import json
 import re
 import threading
+import traceback
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -142,6 +143,20 @@ Object.defineProperty(globalThis, "__lorakom", { writable: false, configurable: 
 
 _FIRST_LINE_LOCATION = re.compile(r"^[^\n]*?:(\d+): ([^\n]*)")
 _STACK_LOCATION = re.compile(re.escape(SCRIPT_NAME) + r":(\d+)")
+
+
+def _release_frames(error: BaseException) -> None:
+    """Clear the locals of every finished frame in `error`'s traceback and in those of the
+    exceptions it was raised from or during."""
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        pending.extend(linked for linked in (current.__cause__, current.__context__) if linked is not None)
 
 
 class _TimeLimitError(Exception):
@@ -318,7 +333,15 @@ class JavaScriptCodec:
             self._discards = [*(alive for alive in self._discards if alive.is_alive()), thread]
 
     def _evaluate(self, racer: MiniRacer, code: str, time_limit_s: float) -> object:
-        return self._call_in_safe_thread(lambda: self._evaluate_on_loop(racer, code, time_limit_s))
+        try:
+            return self._call_in_safe_thread(lambda: self._evaluate_on_loop(racer, code, time_limit_s))
+        except BaseException as exc:
+            # The failed call's frames hold the engine's value handles. Kept alive by the
+            # exception, they were freed later on the caller's path: outside this codec's
+            # lock, and after a timeout while the discarded isolate was being torn down,
+            # which crashed the process. They go now, under the lock, while it still lives.
+            _release_frames(exc)
+            raise
 
     def _evaluate_on_loop(self, racer: MiniRacer, code: str, time_limit_s: float) -> object:
         task = self._loop.create_task(racer.eval_cancelable(code))

@@ -103,6 +103,38 @@ def test_infinite_loop_hits_time_limit_and_codec_recovers() -> None:
         looping.close()
 
 
+def _values_held_by(error: BaseException) -> list[object]:
+    """Engine value handles still reachable from the locals of `error`'s traceback frames
+    (and those of the exceptions it was raised from or during)."""
+    found: list[object] = []
+    chain: list[BaseException | None] = [error]
+    while chain:
+        current = chain.pop()
+        if current is None:
+            continue
+        tb = current.__traceback__
+        while tb is not None:
+            found += [
+                value for value in tb.tb_frame.f_locals.values() if type(value).__name__ == "ValueHandle"
+            ]
+            tb = tb.tb_next
+        chain += [current.__cause__, current.__context__]
+    return found
+
+
+def test_a_timed_out_call_lets_go_of_engine_values_before_its_isolate_is_discarded() -> None:
+    """The failed call's frames held the engine's value handles; freed later on the caller's
+    path, they reached V8 outside the codec's lock while the discarded isolate was being
+    torn down, and the process died of a segmentation fault (seen once in CI)."""
+    looping = _compile("function decodeUplink(input) { while (true) {} }\n")
+    try:
+        with pytest.raises(DecodeError, match="time limit") as raised:
+            looping.decode(1, b"\x01")
+        assert _values_held_by(raised.value) == []
+    finally:
+        looping.close()
+
+
 def test_huge_allocation_hits_memory_limit_and_process_survives() -> None:
     hungry = JavaScriptCodec(
         "function decodeUplink(input) {\n  if (input.bytes[0] === 1) {\n    const hoard = [];\n"
