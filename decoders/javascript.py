@@ -39,12 +39,12 @@ import contextlib
 import json
 import re
 import threading
-import traceback
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
+from types import FrameType
 from typing import Any, TypeVar
 
 from py_mini_racer import (
@@ -145,9 +145,29 @@ _FIRST_LINE_LOCATION = re.compile(r"^[^\n]*?:(\d+): ([^\n]*)")
 _STACK_LOCATION = re.compile(re.escape(SCRIPT_NAME) + r":(\d+)")
 
 
+def _tear_down(scope: contextlib.ExitStack | None, loop: asyncio.AbstractEventLoop) -> None:
+    """Free an isolate, then settle what it still sent to its loop and close the loop.
+
+    An answer V8 delivered for a cancelled call holds a value of the isolate. Let go of
+    while the isolate is being freed, such a value could end the isolate's teardown on
+    the wrong thread; let go of afterwards, the engine finds no isolate and frees nothing.
+    """
+    try:
+        if scope is not None:
+            scope.close()
+    finally:
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+
+
 def _release_frames(error: BaseException) -> None:
-    """Clear the locals of every finished frame in `error`'s traceback and in those of the
-    exceptions it was raised from or during."""
+    """Clear the locals of every finished frame of the failed call: those in `error`'s
+    traceback (and in those of the exceptions it was raised from or during), and the
+    finished frames that called them, up to the first frame still running (ours).
+
+    The engine raises some errors inside its result callback, whose caller still holds the
+    value handle; that frame is reachable only as the callback frame's caller.
+    """
     pending: list[BaseException] = [error]
     seen: set[int] = set()
     while pending:
@@ -155,7 +175,17 @@ def _release_frames(error: BaseException) -> None:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        traceback.clear_frames(current.__traceback__)
+        tb = current.__traceback__
+        while tb is not None:
+            frame: FrameType | None = tb.tb_frame
+            while frame is not None:
+                caller = frame.f_back
+                try:
+                    frame.clear()
+                except RuntimeError:  # still running: the rest of the stack is live
+                    break
+                frame = caller
+            tb = tb.tb_next
         pending.extend(linked for linked in (current.__cause__, current.__context__) if linked is not None)
 
 
@@ -240,16 +270,16 @@ class JavaScriptCodec:
         return [self._result_or_error(answer) for answer in answers]
 
     def close(self) -> None:
-        """Free the isolate; the loop is closed only once no isolate can call back into it."""
+        """Free the isolate (each discarded isolate's loop is closed by its own teardown)."""
         with self._lock:
+            if self._loop.is_closed():  # closed before (a failed load, then at exit)
+                return
             self._discard()
+            self._loop.close()  # the fresh loop `_discard` made, never run
             if self._worker is not None:
                 self._worker.shutdown(wait=False)
-            pending = [thread for thread in self._discards if thread.is_alive()]
-            for thread in pending:
+            for thread in [thread for thread in self._discards if thread.is_alive()]:
                 thread.join(timeout=_CLOSE_WAIT_S)
-            if not any(thread.is_alive() for thread in pending):
-                self._loop.close()
 
     def _attempt(
         self, f_port: int, payload: bytes, variables: Mapping[str, Any] | None
@@ -325,12 +355,19 @@ class JavaScriptCodec:
             raise _engine_error(exc) from None
 
     def _discard(self) -> None:
-        """Drop the isolate; freeing it may wait for V8 to stop, so that happens off the caller's path."""
+        """Drop the isolate; freeing it may wait for V8 to stop, so that happens off the caller's path.
+
+        The isolate takes its event loop along and the next one gets a fresh loop: V8 may
+        still answer a call cancelled on the old isolate, and that answer must not be
+        settled on the new isolate's loop while the old isolate is being torn down.
+        """
         scope, self._racer, self._racer_scope = self._racer_scope, None, None
-        if scope is not None:
-            thread = threading.Thread(target=scope.close, name="lorakom-js-discard", daemon=True)
-            thread.start()
-            self._discards = [*(alive for alive in self._discards if alive.is_alive()), thread]
+        loop, self._loop = self._loop, asyncio.new_event_loop()
+        thread = threading.Thread(
+            target=_tear_down, args=(scope, loop), name="lorakom-js-discard", daemon=True
+        )
+        thread.start()
+        self._discards = [*(alive for alive in self._discards if alive.is_alive()), thread]
 
     def _evaluate(self, racer: MiniRacer, code: str, time_limit_s: float) -> object:
         try:

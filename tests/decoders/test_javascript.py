@@ -6,6 +6,8 @@ All scripts here are written for these tests.
 from __future__ import annotations
 
 import asyncio
+import gc
+import threading
 import time
 from collections.abc import Iterator
 
@@ -131,6 +133,27 @@ def test_a_timed_out_call_lets_go_of_engine_values_before_its_isolate_is_discard
         with pytest.raises(DecodeError, match="time limit") as raised:
             looping.decode(1, b"\x01")
         assert _values_held_by(raised.value) == []
+    finally:
+        looping.close()
+
+
+def _live_engine_values() -> int:
+    return sum(1 for found in gc.get_objects() if type(found).__name__ == "ValueHandle")
+
+
+def test_the_answer_to_a_cancelled_call_is_let_go_of_by_its_isolates_teardown() -> None:
+    """V8 answers a call cancelled for its time limit after the fact. That answer belongs
+    to the discarded isolate and is settled on the isolate's own loop once it is freed,
+    not on the next isolate's loop by the next call (which would free the value while the
+    old isolate was being torn down)."""
+    looping = _compile("function decodeUplink(input) { while (true) {} }\n")
+    try:
+        with pytest.raises(DecodeError, match="time limit"):
+            looping.decode(1, b"\x01")
+        for thread in threading.enumerate():
+            if thread.name == "lorakom-js-discard":  # the old isolate's teardown
+                thread.join(timeout=10)
+        assert _live_engine_values() == 0
     finally:
         looping.close()
 
