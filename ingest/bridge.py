@@ -170,6 +170,9 @@ class MqttConnection:
         self.generation = 0
         self.received = 0  # written by this connection's paho thread only
         self.connected = threading.Event()
+        """Set once the broker has acknowledged the subscriptions: from then on nothing
+        published to them is missed (a CONNACK alone comes before the subscriptions exist)."""
+        self._subscribe_mid: int | None = None
         instance = settings.instance or socket.gethostname()
         assert source.host is not None, "webhook-only sources have no MQTT connection"
         self.host = source.host
@@ -197,6 +200,7 @@ class MqttConnection:
             self.client.tls_set_context(context)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.client.on_publishes = self._on_publishes
 
@@ -253,10 +257,19 @@ class MqttConnection:
         self.generation += 1
         session_present = bool(getattr(flags, "session_present", False))
         log.info("source %s connected (session present: %s)", self.source.name, session_present)
-        client.subscribe([(topic, self.qos) for topic in self.subscriptions()])
-        self.connected.set()
+        _, self._subscribe_mid = client.subscribe([(topic, self.qos) for topic in self.subscriptions()])
         if self.on_connected is not None:
             self.on_connected(self)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[Any], properties: Any
+    ) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(reason) for reason in reasons if reason.is_failure]
+        if refused:
+            log.warning("source %s: broker refused subscriptions: %s", self.source.name, ", ".join(refused))
+        self.connected.set()
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
