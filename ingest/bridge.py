@@ -100,17 +100,7 @@ class Inbox:
         return len(self._items)
 
     def put(self, delivery: Delivery, stop: threading.Event) -> bool:
-        with self._changed:
-            while len(self._items) >= self.capacity:
-                if stop.is_set():
-                    return False
-                self._changed.wait(0.1)
-            self._items.append(delivery)
-            self._last_put = time.monotonic()
-            size = len(self._items)
-            if size == 1 or size == self.batch_size:
-                self._changed.notify_all()
-        return True
+        return self.put_many([delivery], stop)
 
     def put_many(self, deliveries: list[Delivery], stop: threading.Event) -> bool:
         """All of one socket read at once; a full inbox may overshoot its capacity by one read."""
@@ -280,6 +270,8 @@ class MqttConnection:
 
     def _on_publishes(self, publishes: list[Publish]) -> None:
         """The PUBLISH packets of one socket read, cut out by `BufferedClient` without paho's work."""
+        # The one broad boundary of the bridge (DESIGN §5): whatever goes wrong with one
+        # read must not stop paho's network thread and with it every later message.
         try:
             self.received += len(publishes)
             source, generation = self.source, self.generation
@@ -292,22 +284,13 @@ class MqttConnection:
             log.exception("source %s: %d messages could not be queued", self.source.name, len(publishes))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        # The one broad boundary of the bridge (DESIGN §5): whatever goes wrong with one
-        # message must not stop paho's network thread and with it every later message.
-        try:
-            self.received += 1
-            delivery = Delivery(
-                self.source,
-                message.topic,
-                bytes(message.payload),
-                self,
-                self.generation,
-                message.mid,
-                message.qos,
-            )
-            self.inbox.put(delivery, self.stop)
+        """A PUBLISH that paho read itself (QoS 2, a topic alias, one split across reads)."""
+        try:  # the topic is decoded here; a bad one must not stop paho's network thread either
+            publish = Publish(message.topic, bytes(message.payload), message.mid, message.qos)
         except Exception:
-            log.exception("source %s: message on %s could not be queued", self.source.name, message.topic)
+            log.exception("source %s: a message could not be read", self.source.name)
+            return
+        self._on_publishes([publish])
 
 
 class Bridge:
