@@ -227,16 +227,19 @@ class LatestDevice:
 
 
 def _latest_filters(
-    use_case: str | None, tag: str | None, bbox: BoundingBox | None
+    use_case: object | None, tags: object | None, bounds: Sequence[object] | None
 ) -> list[ColumnElement[bool]]:
+    """The filters of a page of latest values, on values or on bind parameters standing for
+    them: `tags` a list the device's tags must contain, `bounds` (west, south, east, north)."""
     conditions: list[ColumnElement[bool]] = []
     if use_case is not None:
         conditions.append(Device.use_case == use_case)
-    if tag is not None:
-        conditions.append(Device.tags.contains([tag]))
-    if bbox is not None:
-        conditions.append(Device.longitude.between(bbox.west, bbox.east))
-        conditions.append(Device.latitude.between(bbox.south, bbox.north))
+    if tags is not None:
+        conditions.append(Device.tags.contains(tags))
+    if bounds is not None:
+        west, south, east, north = bounds
+        conditions.append(Device.longitude.between(west, east))
+        conditions.append(Device.latitude.between(south, north))
     return conditions
 
 
@@ -261,7 +264,11 @@ def latest_values(
         quantities=None if quantity is None else [quantity],
         after_device_id=after_device_id,
         limit=limit,
-        conditions=_latest_filters(use_case, tag, bbox),
+        conditions=_latest_filters(
+            use_case,
+            None if tag is None else [tag],
+            None if bbox is None else (bbox.west, bbox.south, bbox.east, bbox.north),
+        ),
     )
 
 
@@ -332,14 +339,12 @@ class LatestFilters:
 
 @cache
 def _latest_json_statement(filters: LatestFilters) -> Select[str, int, bool]:
-    conditions: list[ColumnElement[bool]] = []
-    if filters.use_case:
-        conditions.append(Device.use_case == bindparam("use_case"))
-    if filters.tag:
-        conditions.append(Device.tags.contains(bindparam("tag_list", type_=Device.tags.type)))
-    if filters.bbox:
-        conditions.append(Device.longitude.between(bindparam("west"), bindparam("east")))
-        conditions.append(Device.latitude.between(bindparam("south"), bindparam("north")))
+    bounds: list[object] = [bindparam(side) for side in ("west", "south", "east", "north")]
+    conditions = _latest_filters(
+        bindparam("use_case") if filters.use_case else None,
+        bindparam("tag_list", type_=Device.tags.type) if filters.tag else None,
+        bounds if filters.bbox else None,
+    )
     quantities: BindParameter[list[str]] | None = (
         bindparam("quantities", expanding=True) if filters.quantity else None
     )
