@@ -1,0 +1,60 @@
+"""Test support for dashboard logins: unique role names, and their removal afterwards.
+
+Roles are cluster-wide while each test session has its own database, so every test
+takes a prefix of its own and drops what it made.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import sql
+
+from storage.database import libpq_url
+
+
+def install_reader_schema_stand_in(db_url: str) -> None:
+    """STAND-IN, DELETE AT MERGE: the group role and the `reader_role` table of the rls migration.
+
+    Until the row-level security migration is merged, the tests make exactly what it
+    will make; both statements are harmless once it exists.
+    """
+    with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
+        conn.execute(
+            "DO $$ BEGIN CREATE ROLE lorakom_reader NOLOGIN;"
+            " EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;"
+        )
+        conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS reader_role (
+              role_name text PRIMARY KEY,
+              municipality_id integer NULL REFERENCES municipality(id) ON DELETE CASCADE
+            )
+            """
+        )
+
+
+def unique_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}_reader_"
+
+
+def drop_roles(server_url: str, prefix: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        names = conn.execute(
+            "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", (prefix,)
+        ).fetchall()
+        for (name,) in names:
+            # Connections of a login that a failed test left open would keep it from being dropped.
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@contextmanager
+def roles_dropped_after(server_url: str, prefix: str) -> Iterator[str]:
+    try:
+        yield prefix
+    finally:
+        drop_roles(server_url, prefix)
