@@ -6,12 +6,14 @@ takes a prefix of its own and drops what it made.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
 from psycopg import sql
+from sqlalchemy import Engine, text
 
 from storage.database import libpq_url
 
@@ -58,3 +60,27 @@ def roles_dropped_after(server_url: str, prefix: str) -> Iterator[str]:
         yield prefix
     finally:
         drop_roles(server_url, prefix)
+
+
+def reader_sleeps(url: str, role_name: str, seconds: int, outcome: dict[str, BaseException | None]) -> None:
+    """As a dashboard user would: lift the role's timeout, then run a long query."""
+    try:
+        with psycopg.connect(libpq_url(url), user=role_name, password="unused-under-trust") as conn:
+            conn.execute("SET statement_timeout = 0")
+            conn.execute("SELECT pg_sleep(%s)", (seconds,))
+        outcome["error"] = None
+    except psycopg.Error as exc:
+        outcome["error"] = exc
+
+
+def wait_until_active(engine: Engine, role_name: str) -> None:
+    """Until the reader's sleep is running (a barrier, not a deadline: the test's timeout bounds it)."""
+    while True:
+        with engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT 1 FROM pg_stat_activity WHERE usename = :name AND query LIKE '%pg_sleep%'"),
+                {"name": role_name},
+            ).first()
+        if found:
+            return
+        threading.Event().wait(0.05)

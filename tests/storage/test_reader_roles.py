@@ -28,7 +28,13 @@ from storage.reader_roles import (
     region_role_name,
     town_role_name,
 )
-from tests.storage.reader_logins import drop_roles, install_reader_schema_stand_in, unique_prefix
+from tests.storage.reader_logins import (
+    drop_roles,
+    install_reader_schema_stand_in,
+    reader_sleeps,
+    unique_prefix,
+    wait_until_active,
+)
 
 
 @pytest.fixture(scope="module")
@@ -213,30 +219,6 @@ def test_role_names_fit_postgresql_and_never_collide() -> None:
     assert all(len(name) <= MAX_ROLE_NAME for name in names)
     assert region_role_name(prefix) not in names
     assert town_role_name("paderborn", prefix) == "lorakom_reader_paderborn"
-
-
-def reader_sleeps(url: str, role_name: str, seconds: int, outcome: dict[str, BaseException | None]) -> None:
-    """As a dashboard user would: lift the role's timeout, then run a long query."""
-    try:
-        with psycopg.connect(libpq_url(url), user=role_name, password="unused-under-trust") as conn:
-            conn.execute("SET statement_timeout = 0")
-            conn.execute("SELECT pg_sleep(%s)", (seconds,))
-        outcome["error"] = None
-    except psycopg.Error as exc:
-        outcome["error"] = exc
-
-
-def wait_until_active(engine: Engine, role_name: str) -> None:
-    """Until the reader's sleep is running (a barrier, not a deadline: the test's timeout bounds it)."""
-    while True:
-        with engine.connect() as conn:
-            found = conn.execute(
-                text("SELECT 1 FROM pg_stat_activity WHERE usename = :name AND query LIKE '%pg_sleep%'"),
-                {"name": role_name},
-            ).first()
-        if found:
-            return
-        threading.Event().wait(0.05)
 
 
 def cancel_until_stopped(engine: Engine, sleeper: threading.Thread, limit_s: float) -> list[Any]:
