@@ -13,6 +13,7 @@ from types import FrameType
 from typing import Any
 
 from cli.demo import DEMO_SPEED
+from cli.grafana import add_grafana_commands
 from cli.jobs import start_alert_jobs, start_reader_query_guard
 from cli.services import database, mqtt_broker
 from decoders import CodecRegistry
@@ -593,6 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--name", default="created on the command line")
     create.set_defaults(handler=command_keys_create)
+
+    add_grafana_commands(commands)
     return parser
 
 

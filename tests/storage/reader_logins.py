@@ -6,6 +6,9 @@ takes a prefix of its own and drops what it made.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import threading
 import uuid
 from collections.abc import Iterator
@@ -84,3 +87,21 @@ def wait_until_active(engine: Engine, role_name: str) -> None:
         if found:
             return
         threading.Event().wait(0.05)
+
+
+def scram_matches(verifier: str, password: str) -> bool:
+    """RFC 5802/7677: whether `verifier` (as PostgreSQL stores it) was made from `password`."""
+    method, rest = verifier.split("$", 1)
+    iterations_salt, keys = rest.split("$")
+    iterations, salt = iterations_salt.split(":")
+    stored_key, _server_key = keys.split(":")
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    return method == "SCRAM-SHA-256" and hashlib.sha256(client_key).digest() == base64.b64decode(stored_key)
+
+
+def stored_verifier(server_url: str, role_name: str) -> str:
+    with psycopg.connect(server_url) as conn:
+        row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role_name,)).fetchone()
+    assert row is not None
+    return str(row[0])

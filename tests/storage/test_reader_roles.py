@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import threading
 import uuid
 from collections.abc import Iterator
@@ -32,6 +29,7 @@ from tests.storage.reader_logins import (
     drop_roles,
     install_reader_schema_stand_in,
     reader_sleeps,
+    scram_matches,
     unique_prefix,
     wait_until_active,
 )
@@ -95,17 +93,6 @@ def role_facts(engine: Engine, role_name: str) -> dict[str, Any]:
             {"name": role_name, "group": READER_GROUP},
         ).one()
     return dict(row._mapping)
-
-
-def scram_matches(verifier: str, password: str) -> bool:
-    """RFC 5802/7677: whether `verifier` (as PostgreSQL stores it) was made from `password`."""
-    method, rest = verifier.split("$", 1)
-    iterations_salt, keys = rest.split("$")
-    iterations, salt = iterations_salt.split(":")
-    stored_key, _server_key = keys.split(":")
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
-    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
-    return method == "SCRAM-SHA-256" and hashlib.sha256(client_key).digest() == base64.b64decode(stored_key)
 
 
 def test_town_login_is_created_confined_and_registered(
