@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 DATASOURCE_UID = "lorakom-postgres"
 """Every dashboard in dashboards/ names its data source by this uid; uids are unique per organisation."""
 DATASOURCE_NAME = "lorakom"
+DATASOURCE_TYPE = "grafana-postgresql-datasource"
 FOLDER_UID = "lorakom"
 FOLDER_TITLE = "lorakom"
 HOME_DASHBOARD_UID = "lorakom-overview"
@@ -452,7 +453,7 @@ class Provisioner:
         return {
             "uid": DATASOURCE_UID,
             "name": DATASOURCE_NAME,
-            "type": "grafana-postgresql-datasource",
+            "type": DATASOURCE_TYPE,
             "access": "proxy",
             "url": self.address.host,
             "user": role_name,

@@ -30,7 +30,6 @@ from cli.grafana import (
     Provisioner,
     UsersFile,
     load_dashboards,
-    load_users,
 )
 from cli.main import main
 from domain.errors import ConfigurationError
@@ -47,7 +46,6 @@ from tests.storage.reader_logins import (
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = load_dashboards(ROOT / "dashboards")
-USERS_EXAMPLE = ROOT / "deploy/grafana/users.example.toml"
 
 
 @pytest.fixture(scope="module")
@@ -387,11 +385,6 @@ def test_a_users_file_naming_an_unknown_town_stops_before_any_change(
     with pytest.raises(ConfigurationError, match="atlantis"):
         provision(grafana, engine, readers, users)
     assert [call for call in stand_in.state.calls if call.changes_state] == []
-
-
-def test_the_users_example_loads() -> None:
-    users = load_users(USERS_EXAMPLE)
-    assert users.town_user
 
 
 def test_the_command_provisions_through_the_cli(
