@@ -46,6 +46,7 @@ from storage.reader_roles import (
     ensure_reader_login,
     generate_password,
     reader_targets,
+    retire_orphaned_logins,
 )
 
 log = logging.getLogger(__name__)
@@ -394,6 +395,12 @@ class Provisioner:
             self._datasource(org_id, target, rotate_passwords=rotate_passwords)
             self._dashboards(org_id)
             self._users(org_id, target, members)
+        with self.engine.begin() as conn:
+            retired = retire_orphaned_logins(conn, self.readers)
+        for role_name in retired:
+            self._changed(
+                f"retired {role_name}: its municipality is gone (its organisation is left for you to delete)"
+            )
         return self.report
 
     def _changed(self, what: str) -> None:

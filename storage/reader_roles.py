@@ -183,6 +183,39 @@ def ensure_reader_login(
     return ReaderLogin(target.role_name, created=not exists, password=password)
 
 
+def retire_orphaned_logins(conn: Connection, settings: ReaderSettings) -> list[str]:
+    """Take sign-in and the group's grants from this installation's logins no longer registered.
+
+    Deleting a municipality deletes its `reader_role` row (ON DELETE CASCADE) but not
+    the cluster-wide role: a login that no registration maps to must not keep reading,
+    whatever the policies make of an unmapped login. Only members of `lorakom_reader`
+    with this installation's prefix are touched (a person's role is never a member), and
+    a retired login is no longer one, so running again finds nothing. Returns the names.
+    """
+    rows = conn.execute(
+        text(
+            """
+            SELECT r.rolname FROM pg_roles r
+            WHERE starts_with(r.rolname, :prefix)
+              AND NOT EXISTS (SELECT FROM reader_role rr WHERE rr.role_name = r.rolname)
+              AND EXISTS (
+                  SELECT FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+                  WHERE m.member = r.oid AND g.rolname = :group)
+            ORDER BY r.rolname
+            """
+        ),
+        {"prefix": settings.role_prefix, "group": READER_GROUP},
+    ).all()
+    raw = _driver_connection(conn)
+    for row in rows:
+        role = sql.Identifier(row.rolname)
+        conn.exec_driver_sql(
+            sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(READER_GROUP), role).as_string(raw)
+        )
+        conn.exec_driver_sql(sql.SQL("ALTER ROLE {} NOLOGIN").format(role).as_string(raw))
+    return [str(row.rolname) for row in rows]
+
+
 def cancel_overrunning_reader_queries(conn: Connection, limit_s: float) -> list[CancelledQuery]:
     """Cancel every query of a dashboard login in this database running longer than `limit_s`.
 

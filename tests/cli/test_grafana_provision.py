@@ -377,6 +377,27 @@ def test_an_existing_user_joins_another_organisation_without_a_new_password(
         assert member_roles(stand_in, org_id(stand_in, f"Neustadt ({town['slug']})"))["kreis-it"] == role
 
 
+def test_the_login_of_a_municipality_deleted_since_is_retired(
+    grafana: tuple[GrafanaStandIn, str], engine: Engine, readers: ReaderSettings, towns: list[dict[str, Any]]
+) -> None:
+    provision(grafana, engine, readers, UsersFile())
+    gone = towns[0]
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM municipality WHERE id = :id"), {"id": gone["id"]})
+
+    report = provision(grafana, engine, readers, UsersFile())
+
+    role_name = f"{readers.role_prefix}{gone['slug']}"
+    assert [change for change in report.changes if role_name in change] == [
+        f"retired {role_name}: its municipality is gone (its organisation is left for you to delete)"
+    ]
+    with engine.connect() as conn:
+        can_login = conn.execute(
+            text("SELECT rolcanlogin FROM pg_roles WHERE rolname = :name"), {"name": role_name}
+        ).scalar_one()
+    assert not can_login
+
+
 def test_a_users_file_naming_an_unknown_town_stops_before_any_change(
     grafana: tuple[GrafanaStandIn, str], engine: Engine, readers: ReaderSettings, towns: list[dict[str, Any]]
 ) -> None:

@@ -23,6 +23,7 @@ from storage.reader_roles import (
     guard_privileges,
     reader_targets,
     region_role_name,
+    retire_orphaned_logins,
     town_role_name,
 )
 from tests.storage.reader_logins import (
@@ -195,6 +196,40 @@ def test_region_login_is_registered_without_a_municipality(engine: Engine, setti
     assert facts["registered"]
     assert facts["town"] is None
     assert facts["reads"]
+
+
+def test_the_login_of_a_deleted_municipality_can_no_longer_sign_in_or_read(
+    engine: Engine, settings: ReaderSettings, postgres_server: str
+) -> None:
+    with engine.begin() as conn:
+        town_id = conn.execute(
+            text("INSERT INTO municipality (slug, name) VALUES (:slug, 'Gone') RETURNING id"),
+            {"slug": f"gone-{uuid.uuid4().hex[:6]}"},
+        ).scalar_one()
+    target = next(t for t in reader_targets_of(engine, settings) if t.municipality_id == town_id)
+    ensure(engine, target, settings, set_password=False)
+    bystander = f"{settings.role_prefix}someone"  # a person's role that happens to share the prefix
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{bystander}" LOGIN')
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM municipality WHERE id = :id"), {"id": town_id})
+
+    with engine.begin() as conn:
+        retired = retire_orphaned_logins(conn, settings)
+    with engine.begin() as conn:
+        again = retire_orphaned_logins(conn, settings)
+
+    assert retired == [target.role_name]
+    assert again == []
+    facts = role_facts(engine, target.role_name)
+    assert not facts["rolcanlogin"]
+    assert not facts["reads"]
+    assert role_facts(engine, bystander)["rolcanlogin"]
+
+
+def reader_targets_of(engine: Engine, settings: ReaderSettings) -> list[ReaderTarget]:
+    with engine.connect() as conn:
+        return reader_targets(conn, settings)
 
 
 def test_role_names_fit_postgresql_and_never_collide() -> None:
