@@ -28,6 +28,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 MOSQUITTO_CONF = ROOT / "deploy/mosquitto/mosquitto.conf"
 SOURCES_EXAMPLE = ROOT / "deploy/sources.example.toml"
 ENV_EXAMPLE = ROOT / "deploy/lorakom.env.example"
+GRAFANA_ENV_EXAMPLE = ROOT / "deploy/grafana.env.example"
 GRAFANA_USERS_EXAMPLE = ROOT / "deploy/grafana/users.example.toml"
 ENTRYPOINT = ROOT / "deploy/docker-entrypoint.sh"
 
@@ -38,9 +39,9 @@ def compose() -> dict[str, Any]:
     return document
 
 
-def env_example() -> dict[str, str]:
+def env_example(path: Path = ENV_EXAMPLE) -> dict[str, str]:
     values = {}
-    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             name, _, value = line.partition("=")
             values[name.strip()] = value.strip()
@@ -110,8 +111,9 @@ def test_mounted_files_exist(compose: dict[str, Any]) -> None:
                     continue
                 assert (ROOT / relative).exists(), f"{name} mounts missing {source}"
         for env_file in [service["env_file"]] if "env_file" in service else []:
-            assert env_file == "deploy/lorakom.env"
+            assert env_file == ("deploy/grafana.env" if name == "grafana" else "deploy/lorakom.env"), name
     assert ENV_EXAMPLE.exists()
+    assert GRAFANA_ENV_EXAMPLE.exists()
 
 
 def test_compose_interpolates_nothing_from_the_shell() -> None:
@@ -124,9 +126,12 @@ def test_env_example_is_consistent() -> None:
     values = env_example()
     url = values["LORAKOM_DB_URL"]
     assert url == f"postgresql://lorakom:{values['POSTGRES_PASSWORD']}@timescaledb:5432/lorakom"
-    assert values["GF_SECURITY_ADMIN_PASSWORD"]
-    # The provisioning command signs in as Grafana's admin, whose password compose sets.
-    assert values["LORAKOM_GRAFANA_ADMIN_PASSWORD"] == values["GF_SECURITY_ADMIN_PASSWORD"]
+    grafana = env_example(GRAFANA_ENV_EXAMPLE)
+    # The provisioning command signs in as Grafana's admin, whose password Grafana's file sets.
+    assert values["LORAKOM_GRAFANA_ADMIN_PASSWORD"] == grafana["GF_SECURITY_ADMIN_PASSWORD"]
+    # Grafana holds no secret of lorakom's: no database login, no network-server key.
+    assert set(grafana) == {"GF_SECURITY_ADMIN_PASSWORD"}
+    assert not [name for name in values if name.startswith("GF_")]
     assert values["LORAKOM_GRAFANA_URL"] == "http://grafana:3000"
     assert not [name for name in values if name.startswith("GRAFANA_DB_")], "the shared reader login is gone"
     # Every secret the sources example names is in the env example.
@@ -279,4 +284,5 @@ def test_dockerfile_copies_only_what_the_build_context_holds() -> None:
     assert dockerignore_excludes(".venv")
     assert dockerignore_excludes("tests/conftest.py")
     assert dockerignore_excludes("deploy/lorakom.env")
+    assert dockerignore_excludes("deploy/grafana.env")
     assert dockerignore_excludes("api/__pycache__/app.cpython-311.pyc")
