@@ -117,7 +117,8 @@ class ReaderQueryGuard:
             cancelled = cancel_overrunning_reader_queries(conn, self.settings.query_limit_s)
         for query in cancelled:
             log.warning(
-                "reader guard: cancelled a query of %s (pid %d) after %.0f s",
+                "reader guard: %s of %s (pid %d) after %.0f s",
+                "ended the idle transaction" if query.ended_session else "cancelled a query",
                 query.role_name,
                 query.pid,
                 query.running_s,

@@ -81,6 +81,8 @@ class CancelledQuery:
     pid: int
     role_name: str
     running_s: float
+    ended_session: bool = False
+    """True when the session sat idle in an open transaction and was ended, not just cancelled."""
 
 
 def town_role_name(slug: str, prefix: str) -> str:
@@ -217,24 +219,29 @@ def retire_orphaned_logins(conn: Connection, settings: ReaderSettings) -> list[s
 
 
 def cancel_overrunning_reader_queries(conn: Connection, limit_s: float) -> list[CancelledQuery]:
-    """Cancel every query of a dashboard login in this database running longer than `limit_s`.
+    """Stop what a dashboard login in this database has been doing for longer than `limit_s`.
 
-    Dashboard logins are the members of `lorakom_reader`, looked up by name so that the
-    guard runs (finding nothing) on a database where the group does not exist yet.
-    Cancelling another login's query needs superuser, or `pg_signal_backend`; seeing
-    how long it has run needs `pg_read_all_stats` (without it, `query_start` reads NULL
-    and nothing is found): `guard_privileges` tells which is missing.
+    A running query is cancelled. A session idle inside an open transaction is ended: it
+    runs nothing, but holds its tables' locks, and a migration's ALTER TABLE queued behind
+    such a lock stops every other query on that table (Grafana itself never leaves a
+    transaction open). Dashboard logins are the members of `lorakom_reader`, looked up by
+    name so that the guard runs (finding nothing) where the group does not exist yet.
+    Signalling another login's backend needs superuser, or `pg_signal_backend`; seeing
+    its state needs `pg_read_all_stats` (without it, `state` reads NULL and nothing is
+    found): `guard_privileges` tells which is missing.
     """
     rows = conn.execute(
         text(
             """
-            SELECT a.pid, a.usename, extract(epoch FROM clock_timestamp() - a.query_start) AS running_s,
-                   pg_cancel_backend(a.pid) AS cancelled
+            SELECT a.pid, a.usename, a.state,
+                   extract(epoch FROM clock_timestamp() - a.state_change) AS running_s,
+                   CASE WHEN a.state = 'active' THEN pg_cancel_backend(a.pid)
+                        ELSE pg_terminate_backend(a.pid) END AS stopped
             FROM pg_stat_activity a
             WHERE a.datname = current_database()
               AND a.pid <> pg_backend_pid()
-              AND a.state = 'active'
-              AND a.query_start < clock_timestamp() - make_interval(secs => :limit_s)
+              AND a.state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')
+              AND a.state_change < clock_timestamp() - make_interval(secs => :limit_s)
               AND EXISTS (
                   SELECT FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
                   WHERE m.member = a.usesysid AND g.rolname = :group
@@ -243,7 +250,11 @@ def cancel_overrunning_reader_queries(conn: Connection, limit_s: float) -> list[
         ),
         {"limit_s": limit_s, "group": READER_GROUP},
     ).all()
-    return [CancelledQuery(int(row.pid), row.usename, float(row.running_s)) for row in rows if row.cancelled]
+    return [
+        CancelledQuery(int(row.pid), row.usename, float(row.running_s), ended_session=row.state != "active")
+        for row in rows
+        if row.stopped
+    ]
 
 
 def guard_privileges(conn: Connection) -> list[str]:

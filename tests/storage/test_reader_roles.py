@@ -283,6 +283,25 @@ def test_a_reader_cannot_lift_the_query_limit(
     assert owner_outcome == {"error": None}, "the application's own long query was left alone"
 
 
+def test_a_reader_idle_inside_an_open_transaction_is_ended(
+    engine: Engine, settings: ReaderSettings, town: tuple[int, str], migrated_db_url: str
+) -> None:
+    """It runs nothing but holds its locks: a migration queued behind them would stall the table."""
+    target = town_target(engine, settings, town[1])
+    ensure(engine, target, settings, set_password=False)
+    with psycopg.connect(libpq_url(migrated_db_url), user=target.role_name, password="unused") as reader:
+        reader.execute("SET idle_in_transaction_session_timeout = 0")
+        reader.execute("SELECT 1")  # psycopg opened a transaction; it now stays open and idle
+        cancelled: list[Any] = []
+        while not cancelled:
+            with engine.begin() as conn:
+                cancelled = cancel_overrunning_reader_queries(conn, 0.3)
+            threading.Event().wait(0.1)
+        with pytest.raises(psycopg.OperationalError):
+            reader.execute("SELECT 1")
+    assert [(query.role_name, query.ended_session) for query in cancelled] == [(target.role_name, True)]
+
+
 @pytest.fixture
 def guardian(postgres_server: str, settings: ReaderSettings) -> str:
     """A login like a managed database's application login: no superuser (dropped with the prefix)."""
