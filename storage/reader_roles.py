@@ -29,6 +29,7 @@ import psycopg
 from psycopg import sql
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from domain.errors import ConfigurationError, Conflict
 
@@ -124,9 +125,26 @@ def generate_password() -> str:
     return secrets.token_urlsafe(32)
 
 
-def login_exists(conn: Connection, role_name: str) -> bool:
-    found = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :name"), {"name": role_name})
-    return found.first() is not None
+ATTRIBUTES = {
+    "rolsuper": "SUPERUSER",
+    "rolinherit": "INHERIT",
+    "rolcreaterole": "CREATEROLE",
+    "rolcreatedb": "CREATEDB",
+    "rolcanlogin": "LOGIN",
+    "rolreplication": "REPLICATION",
+    "rolbypassrls": "BYPASSRLS",
+}
+"""pg_roles' columns and the ALTER ROLE keyword of each (NO<keyword> takes it away)."""
+
+WANTED_ATTRIBUTES = {
+    "rolsuper": False,
+    "rolinherit": True,  # the group's SELECT grants reach the login only by inheritance
+    "rolcreaterole": False,
+    "rolcreatedb": False,
+    "rolcanlogin": True,
+    "rolreplication": False,
+    "rolbypassrls": False,
+}
 
 
 def ensure_reader_login(
@@ -135,17 +153,30 @@ def ensure_reader_login(
     """Create or re-assert `target`'s login; give it a new password if asked or if it is new.
 
     Run in the caller's transaction: the role, its membership and its registration are
-    committed together or not at all. The safety attributes (no superuser, no
-    BYPASSRLS, read-only default, membership) are asserted on every run, so a login
-    loosened by hand is tightened again; nothing else about an existing login changes.
-    A role of that name that lorakom did not register for this municipality is refused
-    rather than taken over: it may be a person's login, or another installation's.
+    committed together or not at all. The safety properties (no superuser, no
+    BYPASSRLS, connection limit, read-only default, membership) are checked on every
+    run and only what differs is altered, so a login loosened by hand is tightened again
+    and a login in order is not written to. That also lets a non-superuser application
+    login (CREATEROLE) run it: PostgreSQL lets only a superuser even *name* the
+    SUPERUSER, REPLICATION or BYPASSRLS attribute. A role of that name that lorakom did
+    not register for this municipality is refused rather than taken over: it may be a
+    person's login, or another installation's.
     """
     registered = conn.execute(
         text("SELECT municipality_id FROM reader_role WHERE role_name = :name"), {"name": target.role_name}
     ).first()
-    exists = login_exists(conn, target.role_name)
-    if exists and registered is None:
+    current = conn.execute(
+        text(
+            """
+            SELECT r.*, EXISTS (
+                SELECT FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+                WHERE m.member = r.oid AND g.rolname = :group) AS in_group
+            FROM pg_roles r WHERE r.rolname = :name
+            """
+        ),
+        {"name": target.role_name, "group": READER_GROUP},
+    ).first()
+    if current is not None and registered is None:
         raise Conflict(
             f"a database role {target.role_name!r} exists and is not a registered dashboard login;"
             " choose another LORAKOM_READERS_ROLE_PREFIX or drop that role"
@@ -154,35 +185,57 @@ def ensure_reader_login(
         raise Conflict(f"dashboard login {target.role_name!r} is registered for another municipality")
 
     role = sql.Identifier(target.role_name)
-    password = generate_password() if set_password or not exists else None
+    password = generate_password() if set_password or current is None else None
     statements: list[sql.Composable] = []
-    if not exists:
-        statements.append(sql.SQL("CREATE ROLE {} LOGIN").format(role))
-    statements.append(
-        sql.SQL(
-            "ALTER ROLE {} WITH LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
-            " NOBYPASSRLS CONNECTION LIMIT {}"
-        ).format(role, sql.Literal(settings.connection_limit))
-    )
+    if current is None:
+        # PostgreSQL's defaults are the wanted attributes apart from LOGIN.
+        statements.append(
+            sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT {}").format(
+                role, sql.Literal(settings.connection_limit)
+            )
+        )
+        config: set[str] = set()
+    else:
+        changes: list[sql.Composable] = [
+            sql.SQL(("" if wanted else "NO") + ATTRIBUTES[column])
+            for column, wanted in WANTED_ATTRIBUTES.items()
+            if getattr(current, column) != wanted
+        ]
+        if current.rolconnlimit != settings.connection_limit:
+            changes.append(sql.SQL("CONNECTION LIMIT {}").format(sql.Literal(settings.connection_limit)))
+        if changes:
+            statements.append(sql.SQL("ALTER ROLE {} WITH {}").format(role, sql.SQL(" ").join(changes)))
+        config = set(current.rolconfig or [])
     if password is not None:
         verifier = _scram_verifier(conn, target.role_name, password)
         statements.append(sql.SQL("ALTER ROLE {} PASSWORD {}").format(role, sql.Literal(verifier)))
-    statements += [
-        sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(role),
-        sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(
-            role, sql.Literal(f"{settings.statement_timeout_s}s")
-        ),
-        sql.SQL("GRANT {} TO {}").format(sql.Identifier(READER_GROUP), role),
-    ]
+    for name, value in (
+        ("default_transaction_read_only", "on"),
+        ("statement_timeout", f"{settings.statement_timeout_s}s"),
+    ):
+        if f"{name}={value}" not in config:
+            statements.append(
+                sql.SQL("ALTER ROLE {} SET {} = {}").format(role, sql.Identifier(name), sql.Literal(value))
+            )
+    if current is None or not current.in_group:
+        statements.append(sql.SQL("GRANT {} TO {}").format(sql.Identifier(READER_GROUP), role))
     raw = _driver_connection(conn)
-    for statement in statements:
-        conn.exec_driver_sql(statement.as_string(raw))
+    try:
+        for statement in statements:
+            conn.exec_driver_sql(statement.as_string(raw))
+    except DBAPIError as exc:
+        if isinstance(exc.orig, psycopg.errors.InsufficientPrivilege):
+            raise ConfigurationError(
+                f"lorakom's database login may not set up {target.role_name!r}: {exc.orig}"
+                " (it needs CREATEROLE and ADMIN on lorakom_reader; deploy/README.md)"
+            ) from exc
+        raise
     if registered is None:
         conn.execute(
             text("INSERT INTO reader_role (role_name, municipality_id) VALUES (:name, :town)"),
             {"name": target.role_name, "town": target.municipality_id},
         )
-    return ReaderLogin(target.role_name, created=not exists, password=password)
+    return ReaderLogin(target.role_name, created=current is None, password=password)
 
 
 def retire_orphaned_logins(conn: Connection, settings: ReaderSettings) -> list[str]:

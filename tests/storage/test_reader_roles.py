@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
-from domain.errors import Conflict
+from domain.errors import ConfigurationError, Conflict
 from storage.database import create_database_engine, libpq_url
 from storage.reader_roles import (
     MAX_ROLE_NAME,
@@ -182,6 +182,45 @@ def test_a_role_lorakom_did_not_register_is_not_taken_over(
 
     assert role_facts(engine, target.role_name) == before
     assert not before["registered"]
+
+
+def test_a_non_superuser_application_login_with_createrole_sets_logins_up(
+    engine: Engine,
+    settings: ReaderSettings,
+    town: tuple[int, str],
+    migrated_db_url: str,
+    postgres_server: str,
+) -> None:
+    """As on a managed PostgreSQL, where lorakom's own login is no superuser."""
+    manager = f"{settings.role_prefix}manager"
+    with psycopg.connect(libpq_url(migrated_db_url), autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{manager}" LOGIN CREATEROLE')
+        conn.execute(f'GRANT SELECT, INSERT ON reader_role TO "{manager}"')
+        version = conn.execute("SHOW server_version_num").fetchone()
+        assert version is not None
+        if int(version[0]) >= 160000:  # since 16, granting a role needs ADMIN on it
+            conn.execute(f'GRANT {READER_GROUP} TO "{manager}" WITH ADMIN OPTION')
+    target = town_target(engine, settings, town[1])
+    as_manager = engine_as(migrated_db_url, manager)
+    try:
+        first = ensure(as_manager, target, settings, set_password=False)
+        again = ensure(as_manager, target, settings, set_password=False)
+        rotated = ensure(as_manager, target, settings, set_password=True)
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            conn.execute(f'ALTER ROLE "{target.role_name}" BYPASSRLS')
+        with pytest.raises(ConfigurationError, match="CREATEROLE"):
+            ensure(as_manager, target, settings, set_password=False)
+    finally:
+        as_manager.dispose()
+        with psycopg.connect(libpq_url(migrated_db_url), autocommit=True) as conn:
+            conn.execute(f'REVOKE ALL ON reader_role FROM "{manager}"')
+    assert first.created
+    assert again.password is None
+    facts = role_facts(engine, target.role_name)
+    assert facts["reads"]
+    assert facts["rolconnlimit"] == 4
+    assert rotated.password is not None
+    assert scram_matches(facts["rolpassword"], rotated.password)
 
 
 def test_region_login_is_registered_without_a_municipality(engine: Engine, settings: ReaderSettings) -> None:
