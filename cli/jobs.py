@@ -1,4 +1,4 @@
-"""Background jobs of a running lorakom: alert evaluation and notification delivery.
+"""Background jobs of a running lorakom: alert evaluation, notification delivery, the reader guard.
 
 Alerts are evaluated when new data is committed (the bridge nudges the job) and
 every minute regardless (rules about silence and offline gateways fire without any
@@ -21,6 +21,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from storage.alerts import deliver_notifications, evaluate_alerts
+from storage.database import create_database_engine
+from storage.reader_roles import ReaderSettings, cancel_overrunning_reader_queries, guard_privileges
 
 log = logging.getLogger(__name__)
 
@@ -87,3 +89,64 @@ class AlertJobs:
 
 def start_alert_jobs(engine: Engine, stop: threading.Event) -> AlertJobs:
     return AlertJobs(engine, stop).start()
+
+
+class ReaderQueryGuard:
+    """Cancels dashboard logins' queries that run longer than `ReaderSettings.query_limit_s`.
+
+    A dashboard login's `statement_timeout` is only a default: any session may SET it
+    to 0 and hold a core and a connection for as long as it likes. This limit lives
+    outside the reader's session, so nothing the reader sends can lift it. Every
+    lorakom process runs one; several cancelling the same query is harmless.
+    """
+
+    def __init__(self, engine: Engine, stop: threading.Event, settings: ReaderSettings) -> None:
+        self.engine = engine
+        self.stop = stop
+        self.settings = settings
+        self.cancelled = 0
+        self._thread = threading.Thread(target=self._run, name="lorakom-reader-guard", daemon=True)
+
+    def start(self) -> ReaderQueryGuard:
+        self._thread.start()
+        return self
+
+    def check_once(self) -> int:
+        """One look; returns how many queries it cancelled."""
+        with self.engine.begin() as conn:
+            cancelled = cancel_overrunning_reader_queries(conn, self.settings.query_limit_s)
+        for query in cancelled:
+            log.warning(
+                "reader guard: %s of %s (pid %d) after %.0f s",
+                "ended the idle transaction" if query.ended_session else "cancelled a query",
+                query.role_name,
+                query.pid,
+                query.running_s,
+            )
+        self.cancelled += len(cancelled)
+        return len(cancelled)
+
+    def _run(self) -> None:
+        warned = False
+        while not self.stop.wait(self.settings.guard_interval_s):
+            try:
+                if not warned:
+                    with self.engine.connect() as conn:
+                        missing = guard_privileges(conn)
+                    warned = True
+                    if missing:
+                        log.warning(
+                            "reader guard: this database login lacks %s, so dashboard queries over %s s"
+                            " are not cancelled; GRANT them to it (deploy/README.md)",
+                            " and ".join(missing),
+                            self.settings.query_limit_s,
+                        )
+                self.check_once()
+            except OperationalError as exc:
+                log.warning("reader guard: database unreachable, will retry: %s", exc.orig)
+
+
+def start_reader_query_guard(database_url: str, stop: threading.Event) -> ReaderQueryGuard:
+    """The guard on a connection of its own: a busy API pool must not delay a cancellation."""
+    engine = create_database_engine(database_url, pool_size=1)
+    return ReaderQueryGuard(engine, stop, ReaderSettings()).start()

@@ -13,7 +13,8 @@ from types import FrameType
 from typing import Any
 
 from cli.demo import DEMO_SPEED
-from cli.jobs import start_alert_jobs
+from cli.grafana import add_grafana_commands
+from cli.jobs import start_alert_jobs, start_reader_query_guard
 from cli.services import database, mqtt_broker
 from decoders import CodecRegistry
 from domain.errors import ConfigurationError, PlatformError
@@ -113,6 +114,7 @@ def tune_garbage_collector() -> None:
 def start_bridge(args: argparse.Namespace, database_url: str, stop: threading.Event) -> Bridge:
     """The bridge of `--config`, with alert evaluation woken by its commits until `stop`."""
     jobs = start_alert_jobs(create_database_engine(database_url, pool_size=1), stop)
+    start_reader_query_guard(database_url, stop)
     sources = load_sources(Path(args.config))
     bridge = Bridge(
         sources,
@@ -301,6 +303,7 @@ def command_api(args: argparse.Namespace) -> int:
         sources = load_sources(Path(args.config)) if args.config else []
         app = build_app(url, sources)
         start_alert_jobs(app.state.engine, threading.Event())
+        start_reader_query_guard(url, threading.Event())
         tune_garbage_collector()
         uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port)
     return 0
@@ -349,6 +352,7 @@ def command_demo(args: argparse.Namespace) -> int:
             key, _ = create_api_key(session, municipality_slug=None, role="region-admin", name="demo")
             session.commit()
         jobs = start_alert_jobs(engine, stop)
+        start_reader_query_guard(url, stop)
         with mqtt_broker() as (host, port):
             bridge = Bridge(
                 demo_sources(fleet, host, port),
@@ -590,6 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--name", default="created on the command line")
     create.set_defaults(handler=command_keys_create)
+
+    add_grafana_commands(commands)
     return parser
 
 

@@ -1,9 +1,9 @@
 """The docker-compose deployment, checked without a Docker engine.
 
-The compose file and Grafana's provisioning are parsed and checked for what a
-deployment depends on; the pieces that can run here run for real: the sources
-example through `load_sources`, the Mosquitto configuration in a real Mosquitto,
-and the read-only role's SQL in a real PostgreSQL.
+The compose file is parsed and checked for what a deployment depends on; the pieces
+that can run here run for real: the sources example through `load_sources`, the
+Mosquitto configuration in a real Mosquitto, the Grafana users example through
+`load_users`. (Grafana itself is provisioned through its API: tests/cli/test_grafana_provision.py.)
 """
 
 from __future__ import annotations
@@ -13,26 +13,23 @@ import shutil
 import subprocess
 import time
 import tomllib
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import yaml
 
+from cli.grafana import load_users
 from ingest.config import SourceConfig, load_sources
-from storage.database import libpq_url
-from storage.schema import upgrade_database
-from tests.conftest import create_database, drop_database, free_port, port_answers
+from tests.conftest import free_port, port_answers
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 MOSQUITTO_CONF = ROOT / "deploy/mosquitto/mosquitto.conf"
 SOURCES_EXAMPLE = ROOT / "deploy/sources.example.toml"
 ENV_EXAMPLE = ROOT / "deploy/lorakom.env.example"
-READONLY_SQL = ROOT / "deploy/postgres/grafana-readonly.sql"
+GRAFANA_ENV_EXAMPLE = ROOT / "deploy/grafana.env.example"
+GRAFANA_USERS_EXAMPLE = ROOT / "deploy/grafana/users.example.toml"
 ENTRYPOINT = ROOT / "deploy/docker-entrypoint.sh"
 
 
@@ -42,9 +39,9 @@ def compose() -> dict[str, Any]:
     return document
 
 
-def env_example() -> dict[str, str]:
+def env_example(path: Path = ENV_EXAMPLE) -> dict[str, str]:
     values = {}
-    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             name, _, value = line.partition("=")
             values[name.strip()] = value.strip()
@@ -60,9 +57,15 @@ def mosquitto_settings() -> dict[str, str]:
     return settings
 
 
+def long_running(compose: dict[str, Any]) -> dict[str, Any]:
+    """The services `docker compose up` starts; one-shot tools sit behind a profile."""
+    return {name: service for name, service in compose["services"].items() if "profiles" not in service}
+
+
 def test_services(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"timescaledb", "mosquitto", "lorakom", "grafana"}
+    assert set(long_running(compose)) == {"timescaledb", "mosquitto", "lorakom", "grafana"}
+    assert set(services) - set(long_running(compose)) == {"grafana-provision"}
     assert services["timescaledb"]["image"].startswith("timescale/timescaledb:")
     assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:2")
     assert services["lorakom"]["build"] == "."
@@ -70,7 +73,7 @@ def test_services(compose: dict[str, Any]) -> None:
 
 
 def test_every_service_has_a_healthcheck_and_restarts(compose: dict[str, Any]) -> None:
-    for name, service in compose["services"].items():
+    for name, service in long_running(compose).items():
         check = service["healthcheck"]
         assert check["test"][0] in {"CMD", "CMD-SHELL"}, name
         assert service["restart"] == "unless-stopped", name
@@ -103,10 +106,14 @@ def test_mounted_files_exist(compose: dict[str, Any]) -> None:
                 if relative == "deploy/sources.toml":  # the operator's copy of the example
                     assert SOURCES_EXAMPLE.exists()
                     continue
+                if relative == "deploy/grafana/users.toml":  # likewise
+                    assert GRAFANA_USERS_EXAMPLE.exists()
+                    continue
                 assert (ROOT / relative).exists(), f"{name} mounts missing {source}"
         for env_file in [service["env_file"]] if "env_file" in service else []:
-            assert env_file == "deploy/lorakom.env"
+            assert env_file == ("deploy/grafana.env" if name == "grafana" else "deploy/lorakom.env"), name
     assert ENV_EXAMPLE.exists()
+    assert GRAFANA_ENV_EXAMPLE.exists()
 
 
 def test_compose_interpolates_nothing_from_the_shell() -> None:
@@ -119,8 +126,14 @@ def test_env_example_is_consistent() -> None:
     values = env_example()
     url = values["LORAKOM_DB_URL"]
     assert url == f"postgresql://lorakom:{values['POSTGRES_PASSWORD']}@timescaledb:5432/lorakom"
-    for needed in ("GRAFANA_DB_USER", "GRAFANA_DB_PASSWORD", "GF_SECURITY_ADMIN_PASSWORD"):
-        assert values[needed]
+    grafana = env_example(GRAFANA_ENV_EXAMPLE)
+    # The provisioning command signs in as Grafana's admin, whose password Grafana's file sets.
+    assert values["LORAKOM_GRAFANA_ADMIN_PASSWORD"] == grafana["GF_SECURITY_ADMIN_PASSWORD"]
+    # Grafana holds no secret of lorakom's: no database login, no network-server key.
+    assert set(grafana) == {"GF_SECURITY_ADMIN_PASSWORD"}
+    assert not [name for name in values if name.startswith("GF_")]
+    assert values["LORAKOM_GRAFANA_URL"] == "http://grafana:3000"
+    assert not [name for name in values if name.startswith("GRAFANA_DB_")], "the shared reader login is gone"
     # Every secret the sources example names is in the env example.
     for source in tomllib.loads(SOURCES_EXAMPLE.read_text(encoding="utf-8"))["source"]:
         for key in ("password_env", "storage_api_key_env", "webhook_secret_env"):
@@ -128,19 +141,29 @@ def test_env_example_is_consistent() -> None:
                 assert source[key] in values, f"{source[key]} is missing from lorakom.env.example"
 
 
-def test_grafana_provisioning() -> None:
-    datasources = yaml.safe_load(
-        (ROOT / "deploy/grafana/provisioning/datasources/lorakom.yml").read_text(encoding="utf-8")
-    )
-    (datasource,) = datasources["datasources"]
-    assert datasource["url"] == "timescaledb:5432"
-    assert datasource["user"] == "${GRAFANA_DB_USER}"
-    assert datasource["secureJsonData"]["password"] == "${GRAFANA_DB_PASSWORD}"
-    providers = yaml.safe_load(
-        (ROOT / "deploy/grafana/provisioning/dashboards/lorakom.yml").read_text(encoding="utf-8")
-    )
-    (provider,) = providers["providers"]
-    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+def test_grafana_gets_no_data_source_from_files(compose: dict[str, Any]) -> None:
+    """A file-provisioned data source would be one login for every town: there is none."""
+    grafana = compose["services"]["grafana"]
+    assert not [mount for mount in grafana.get("volumes", []) if "provisioning" in mount]
+    assert not (ROOT / "deploy/grafana/provisioning").exists()
+    assert not any(name.startswith("GF_DASHBOARDS") for name in grafana["environment"])
+
+
+def test_grafana_provision_is_a_one_shot_after_grafana(compose: dict[str, Any]) -> None:
+    service = compose["services"]["grafana-provision"]
+    assert service["image"] == compose["services"]["lorakom"]["image"]
+    assert service["command"][:2] == ["grafana", "provision"]
+    assert service["restart"] == "no"
+    assert service["depends_on"]["grafana"] == {"condition": "service_healthy"}
+    mounted = {mount.split(":")[1] for mount in service["volumes"]}
+    command = service["command"]
+    assert command[command.index("--dashboards") + 1] in mounted
+    assert command[command.index("--users") + 1] in mounted
+
+
+def test_grafana_users_example_loads() -> None:
+    users = load_users(GRAFANA_USERS_EXAMPLE)
+    assert {user.role for user in users.town_user} == {"Admin", "Viewer"}
 
 
 def test_mosquitto_queues_hold_a_flood() -> None:
@@ -202,43 +225,6 @@ def test_sources_example_documents_every_key() -> None:
     assert not missing, f"document these keys in {SOURCES_EXAMPLE.name}: {sorted(missing)}"
 
 
-@pytest.fixture
-def empty_db_url(postgres_server: str) -> Iterator[str]:
-    url = create_database(postgres_server, prefix="lorakom_readonly")
-    try:
-        yield url
-    finally:
-        drop_database(postgres_server, url)
-
-
-def test_readonly_role_reads_and_never_writes(postgres_server: str, empty_db_url: str) -> None:
-    """As compose does: the SQL on an empty database, then migrations; run again after them."""
-    if shutil.which("psql") is None:
-        pytest.fail("psql is needed to run the role's SQL (Debian/Ubuntu: apt install postgresql-client)")
-    reader = f"reader_{uuid.uuid4().hex[:8]}"
-    command = ["psql", "--no-psqlrc", "--quiet", libpq_url(empty_db_url), "-v", f"reader={reader}",
-               "-v", "reader_password=secret-1", "-f", str(READONLY_SQL)]  # fmt: skip
-    try:
-        subprocess.run(command, check=True, capture_output=True)
-        upgrade_database(empty_db_url)
-        # Tables made after the first run are readable through the default privileges.
-        with psycopg.connect(libpq_url(empty_db_url), user=reader, password="secret-1") as conn:
-            assert conn.execute("SELECT count(*) FROM reading").fetchone() == (0,)
-            assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
-        subprocess.run(command, check=True, capture_output=True)  # again: idempotent
-        with psycopg.connect(libpq_url(empty_db_url), user=reader, password="secret-1") as conn:
-            conn.execute("SELECT count(*) FROM device_state")
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                conn.execute("SELECT count(*) FROM api_key")
-            conn.rollback()
-            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-                conn.execute("INSERT INTO municipality (slug, name) VALUES ('x', 'x')")
-    finally:
-        drop_database(postgres_server, empty_db_url)  # first: the default privileges live in it
-        with psycopg.connect(postgres_server, autocommit=True) as conn:
-            conn.execute(f'DROP ROLE IF EXISTS "{reader}"')
-
-
 DOCKERFILE = ROOT / "Dockerfile"
 
 
@@ -298,4 +284,5 @@ def test_dockerfile_copies_only_what_the_build_context_holds() -> None:
     assert dockerignore_excludes(".venv")
     assert dockerignore_excludes("tests/conftest.py")
     assert dockerignore_excludes("deploy/lorakom.env")
+    assert dockerignore_excludes("deploy/grafana.env")
     assert dockerignore_excludes("api/__pycache__/app.cpython-311.pyc")
