@@ -1,6 +1,7 @@
 """Revision 0008 on an installation that already has webhooks: the plaintext secrets are
 encrypted in the migration itself (or it stops, changing nothing, when no key is set),
-and the old delivery log loses its error texts, keeping only each attempt's class."""
+credentials leave the stored URLs, and the old delivery log loses its error texts,
+keeping only each attempt's class."""
 
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ def database_at_0006(postgres_server: str) -> Iterator[str]:
             (town[0], "https://leitstelle.example.org/", PLAINTEXT),
         ).fetchone()
         assert subscription is not None
+        conn.execute(
+            "INSERT INTO webhook_subscription (municipality_id, url, secret) VALUES (%s, %s, %s)",
+            (town[0], "https://leitstelle:hunter2@leitstelle.example.org/in?x=1", "whsec_other"),
+        )
         rule = conn.execute(
             "INSERT INTO alert_rule (municipality_id, name, kind) VALUES (%s, 'x', 'bin_above') RETURNING id",
             (town[0],),
@@ -72,7 +77,7 @@ def test_upgrade_without_a_key_stops_and_changes_nothing(database_at_0006: str) 
     with pytest.raises(ConfigurationError, match=KEYS_VARIABLE):
         upgrade_database(database_at_0006, "0008")
     with psycopg.connect(database_at_0006) as conn:
-        assert conn.execute("SELECT secret FROM webhook_subscription").fetchone() == (PLAINTEXT,)
+        assert conn.execute("SELECT secret FROM webhook_subscription ORDER BY id").fetchone() == (PLAINTEXT,)
 
 
 def test_upgrade_encrypts_stored_secrets_and_reduces_the_log(
@@ -83,7 +88,10 @@ def test_upgrade_encrypts_stored_secrets_and_reduces_the_log(
     upgrade_database(database_at_0006, "0008")
     with psycopg.connect(database_at_0006) as conn:
         row = conn.execute(
-            "SELECT row_to_json(w)::text, secret_ciphertext FROM webhook_subscription w"
+            "SELECT row_to_json(w)::text, secret_ciphertext FROM webhook_subscription w ORDER BY id"
+        ).fetchone()
+        with_credentials = conn.execute(
+            "SELECT row_to_json(w)::text, url, enabled FROM webhook_subscription w ORDER BY id OFFSET 1"
         ).fetchone()
         outcomes = conn.execute(
             "SELECT row_to_json(a)::text, outcome FROM webhook_attempt a ORDER BY id"
@@ -95,8 +103,11 @@ def test_upgrade_encrypts_stored_secrets_and_reduces_the_log(
     assert box.open(row[1]) == PLAINTEXT
     assert [outcome for _, outcome in outcomes] == ["network-error", "timeout", "5xx", "2xx"]
     assert not any("Errno" in text or "HTTP 503" in text for text, _ in outcomes)
+    assert with_credentials is not None
+    assert "hunter2" not in with_credentials[0]
+    assert with_credentials[1:] == ("https://leitstelle.example.org/in?x=1", False)
 
     # and back: the downgrade decrypts with the same key
     command.downgrade(alembic_config(database_at_0006), "0006")
     with psycopg.connect(database_at_0006) as conn:
-        assert conn.execute("SELECT secret FROM webhook_subscription").fetchone() == (PLAINTEXT,)
+        assert conn.execute("SELECT secret FROM webhook_subscription ORDER BY id").fetchone() == (PLAINTEXT,)

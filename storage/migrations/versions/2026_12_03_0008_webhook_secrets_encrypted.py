@@ -11,6 +11,10 @@ column is dropped, so no installation keeps a readable secret past its upgrade. 
 database with subscriptions cannot be upgraded without the key: the migration stops
 with a message naming the variable (nothing is changed, it runs in one transaction).
 
+A stored URL with credentials in it (`https://user:password@…`, sent as Basic auth
+until now) loses them and its subscription is disabled: delivery refuses such URLs
+from now on, and the password must not stay readable in the table either.
+
 `webhook_attempt.status_code` and `.error` (exception text that told open ports
 from closed ones) become one `outcome` class; the old rows are classified the same
 way new attempts are, and their text is dropped.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import httpx
 import sqlalchemy as sa
 from alembic import context, op
 
@@ -69,12 +74,29 @@ def _reencode(
     )
 
 
+def _strip_credentials_from_urls() -> None:
+    connection = op.get_bind()
+    for row_id, url in connection.execute(
+        sa.text("SELECT id, url FROM webhook_subscription WHERE url LIKE '%@%'")
+    ).all():
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL:
+            continue  # never sent: delivery refuses what it cannot parse
+        if parsed.userinfo:
+            connection.execute(
+                sa.text("UPDATE webhook_subscription SET url = :url, enabled = false WHERE id = :id"),
+                {"id": row_id, "url": str(parsed.copy_with(userinfo=b""))},
+            )
+
+
 def upgrade() -> None:
     op.add_column("webhook_subscription", sa.Column("secret_ciphertext", sa.Text(), nullable=True))
     if context.is_offline_mode():
         op.execute(REFUSE_STORED_SECRETS)
     else:
         _reencode("secret", "secret_ciphertext", SecretBox.seal, "encrypting the")
+        _strip_credentials_from_urls()
     op.alter_column("webhook_subscription", "secret_ciphertext", nullable=False)
     op.drop_column("webhook_subscription", "secret")
 
