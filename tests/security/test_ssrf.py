@@ -462,3 +462,22 @@ def test_an_allowed_local_receiver_gets_its_delivery_and_its_answer_is_not_kept(
         assert len(receiver.received) == 2
     finally:
         remove_subscriptions(engine, tenant)
+
+
+def test_a_closed_network_names_its_exceptions_and_nothing_else() -> None:
+    """Named hosts and ranges are allowed; neighbours of them, and non-receivers, are not."""
+    closed = WebhookSettings(allowed_private_targets=["10.20.0.0/16", "Leitstelle.Intern."])
+    private = resolving(["192.168.7.7"])
+    check_new_target("https://leitstelle.intern/in", closed, private)
+    check_new_target("https://10.20.3.4/in", closed)
+    for refused in ("https://10.21.3.4/in", "https://169.254.169.254/", "https://127.0.0.1/"):
+        with pytest.raises(TargetRefused):
+            check_new_target(refused, closed)
+    with pytest.raises(TargetRefused):
+        check_new_target("https://other.intern/in", closed, private)
+    with pytest.raises(TargetRefused):
+        check_new_target("https://leitstelle.intern/in", closed, resolving(["0.0.0.0"]))
+    with pytest.raises(TargetRefused, match="https"):
+        check_new_target("http://10.20.3.4/in", closed)
+    with pytest.raises(ValueError, match="neither"):
+        WebhookSettings(allowed_private_targets=["not a host!"])
