@@ -6,6 +6,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storage.database import DatabaseSettings
+from storage.secret_box import SecretSettings
+from storage.webhook_targets import WebhookSettings
 
 
 class ApiSettings(BaseSettings):
@@ -23,3 +25,7 @@ class ApiSettings(BaseSettings):
     export_page_rows: int = 5000
     """Rows fetched per query while streaming an export: bounds memory, not the export's size."""
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    """Where outgoing alert webhooks may go (`LORAKOM_WEBHOOK_…`)."""
+    secrets: SecretSettings = Field(default_factory=SecretSettings)
+    """The keys that encrypt stored secrets (`LORAKOM_SECRET_KEYS`)."""

@@ -7,6 +7,10 @@ evaluation reads every rule while the bridge may commit many batches a second.
 
 Both jobs are safe in several processes at once, so a deployment with two API
 processes needs no leader election; a database outage only delays them.
+
+Deliveries are signed with secrets stored encrypted under `LORAKOM_SECRET_KEYS`;
+`start_alert_jobs` opens every stored secret once before starting, so a missing or
+wrong key stops the process at start with a message naming the variable.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import threading
 import time
 from datetime import UTC, datetime
 
-import httpx
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from storage.alerts import deliver_notifications, evaluate_alerts
+from storage.alerts import deliver_notifications, evaluate_alerts, verify_stored_secrets
 from storage.database import create_database_engine
 from storage.reader_roles import ReaderSettings, cancel_overrunning_reader_queries, guard_privileges
+from storage.secret_box import SecretBox, SecretSettings
+from storage.webhook_targets import WebhookSender, WebhookSettings
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +42,15 @@ class AlertJobs:
         engine: Engine,
         stop: threading.Event,
         *,
+        box: SecretBox | None = None,
+        webhooks: WebhookSettings | None = None,
         evaluate_every_s: float = EVALUATE_EVERY_S,
         min_gap_s: float = MIN_GAP_S,
     ) -> None:
         self.engine = engine
         self.stop = stop
+        self.box = box
+        self.webhooks = webhooks or WebhookSettings()
         self.evaluate_every_s = evaluate_every_s
         self.min_gap_s = min_gap_s
         self.evaluations = 0
@@ -52,6 +61,10 @@ class AlertJobs:
         self._thread.start()
         return self
 
+    def join(self) -> None:
+        """Wait until the thread has ended (after `stop` was set)."""
+        self._thread.join()
+
     def nudge(self) -> None:
         """New readings are committed: evaluate soon (called from the bridge's writer threads)."""
         self._nudged.set()
@@ -59,7 +72,7 @@ class AlertJobs:
     def _run(self) -> None:
         last_evaluation = float("-inf")
         last_delivery = float("-inf")
-        with httpx.Client(timeout=10.0) as client:
+        with WebhookSender(self.webhooks) as sender:
             while not self.stop.is_set():
                 if self._nudged.is_set():
                     # Nudged within the gap: sleep out the rest of it. Waiting on the event
@@ -80,15 +93,25 @@ class AlertJobs:
                         self.evaluations += 1
                         if result.opened or result.resolved:
                             log.info("alerts: %d opened, %d resolved", result.opened, result.resolved)
-                    if now_s - last_delivery >= DELIVER_EVERY_S or (due or nudged):
+                    # Without a key no subscription can exist (creating one needs it).
+                    if self.box is not None and (now_s - last_delivery >= DELIVER_EVERY_S or due or nudged):
                         last_delivery = now_s
-                        deliver_notifications(self.engine, client, datetime.now(UTC))
+                        deliver_notifications(self.engine, sender, self.box, datetime.now(UTC))
                 except OperationalError as exc:
                     log.warning("alert jobs: database unreachable, will retry: %s", exc.orig)
 
 
-def start_alert_jobs(engine: Engine, stop: threading.Event) -> AlertJobs:
-    return AlertJobs(engine, stop).start()
+def start_alert_jobs(
+    engine: Engine,
+    stop: threading.Event,
+    *,
+    secrets: SecretSettings | None = None,
+    webhooks: WebhookSettings | None = None,
+) -> AlertJobs:
+    """The jobs of the environment's settings, once every stored secret has been opened."""
+    box = SecretBox.from_settings(secrets or SecretSettings())
+    verify_stored_secrets(engine, box)
+    return AlertJobs(engine, stop, box=box, webhooks=webhooks or WebhookSettings()).start()
 
 
 class ReaderQueryGuard:

@@ -525,6 +525,32 @@ def command_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_secrets_new_key(args: argparse.Namespace) -> int:
+    from storage.secret_box import new_key
+
+    print(new_key())
+    return 0
+
+
+def command_secrets_rotate(args: argparse.Namespace) -> int:
+    """Re-encrypt every stored secret under the first key of LORAKOM_SECRET_KEYS."""
+    from storage.alerts import rotate_secrets
+    from storage.secret_box import SecretBox, SecretSettings
+
+    box = SecretBox.required(SecretSettings(), "lorakom secrets rotate")
+    with database(DatabaseSettings()) as url:
+        upgrade_and_apply_policies(url, DatabaseSettings())
+        engine = create_database_engine(url, pool_size=1)
+        try:
+            rotated = rotate_secrets(engine, box)
+        finally:
+            engine.dispose()
+    print(f"{rotated} webhook secret(s) now encrypted under the first key of LORAKOM_SECRET_KEYS")
+    if box.key_count > 1:
+        print("the other keys are no longer needed for stored secrets and may be removed", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lorakom", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -596,6 +622,14 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(handler=command_keys_create)
 
     add_grafana_commands(commands)
+    secrets = commands.add_parser("secrets", help="keys of the stored secrets (LORAKOM_SECRET_KEYS)")
+    secrets_commands = secrets.add_subparsers(dest="secrets_command", required=True)
+    secrets_commands.add_parser("new-key", help="print a new key for LORAKOM_SECRET_KEYS").set_defaults(
+        handler=command_secrets_new_key
+    )
+    secrets_commands.add_parser(
+        "rotate", help="re-encrypt every stored secret under the first key of LORAKOM_SECRET_KEYS"
+    ).set_defaults(handler=command_secrets_rotate)
     return parser
 
 

@@ -13,6 +13,11 @@ run in several processes at once:
 A delivery is signed: `X-Lorakom-Signature: sha256=<hex>` is the HMAC-SHA256, keyed
 with the subscription's secret, of `<X-Lorakom-Timestamp>.<body>`. The receiver
 recomputes it and rejects old timestamps, so a captured request cannot be replayed.
+The secret is stored encrypted (`storage.secret_box`) and opened only to sign.
+
+Where a delivery may go, and how it is sent, is `storage.webhook_targets`: public
+addresses only, checked at creation and again at each delivery; the log keeps only
+the class of each attempt's outcome.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -27,13 +33,12 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import httpx
 import numpy as np
 from sqlalchemy import BigInteger, DateTime, Engine, String, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from domain.errors import NotFound
+from domain.errors import ConfigurationError, NotFound
 from storage.health import STATUS_WINDOW, activity_times, device_health, gateway_availability
 from storage.models import Device, DeviceState, Gateway, Municipality
 from storage.models_usecases import (
@@ -43,14 +48,24 @@ from storage.models_usecases import (
     WebhookDelivery,
     WebhookSubscription,
 )
+from storage.secret_box import KEYS_VARIABLE, SecretBox
 from storage.series import device_series, epoch_seconds
 from storage.soil import DEFAULT_SOIL, SOIL_MOISTURE, thresholds
 from storage.waste import FILL_LEVEL
+from storage.webhook_targets import (
+    Outcome,
+    Resolver,
+    WebhookSender,
+    WebhookSettings,
+    check_new_target,
+    resolve_host,
+)
+
+log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Lorakom-Signature"
 TIMESTAMP_HEADER = "X-Lorakom-Timestamp"
 DELIVERY_HEADER = "X-Lorakom-Delivery"
-WEBHOOK_TIMEOUT_S = 10.0
 CLAIM_LEASE = timedelta(minutes=5)
 """A claimed delivery not finished within this time (its sender died) is due again."""
 BACKOFF = (
@@ -411,15 +426,68 @@ def new_webhook_secret() -> str:
 
 
 def create_subscription(
-    session: Session, municipality_id: int, *, url: str, description: str | None
-) -> WebhookSubscription:
+    session: Session,
+    municipality_id: int,
+    *,
+    url: str,
+    description: str | None,
+    box: SecretBox | None,
+    targets: WebhookSettings,
+    resolver: Resolver = resolve_host,
+) -> tuple[WebhookSubscription, str]:
+    """The new subscription and its secret in plaintext, for the caller to show once.
+
+    The URL is checked first (`TargetRefused`), so a refused URL is reported as such
+    even where no key is configured.
+    """
+    check_new_target(url, targets, resolver)
+    if box is None:
+        raise ConfigurationError(
+            f"webhook subscriptions need {KEYS_VARIABLE}: their signing secrets are stored encrypted"
+        )
+    secret = new_webhook_secret()
     subscription = WebhookSubscription(
-        municipality_id=municipality_id, url=url, description=description, secret=new_webhook_secret()
+        municipality_id=municipality_id, url=url, description=description, secret_ciphertext=box.seal(secret)
     )
     session.add(subscription)
     session.flush()
     session.refresh(subscription)
-    return subscription
+    return subscription, secret
+
+
+def verify_stored_secrets(engine: Engine, box: SecretBox | None) -> int:
+    """Check at start-up that every stored secret can be opened; the number of them.
+
+    Without it a missing or wrong key would surface only as deliveries that are never
+    signed, minutes later, in a log line.
+    """
+    with Session(engine) as session:
+        ciphertexts = list(session.scalars(select(WebhookSubscription.secret_ciphertext)))
+    if ciphertexts and box is None:
+        raise ConfigurationError(
+            f"{len(ciphertexts)} webhook subscription(s) sign their deliveries with secrets encrypted "
+            f"under {KEYS_VARIABLE}, which is not set"
+        )
+    for ciphertext in ciphertexts:
+        assert box is not None
+        box.open(ciphertext)
+    return len(ciphertexts)
+
+
+def rotate_secrets(engine: Engine, box: SecretBox) -> int:
+    """Re-encrypt every stored secret under the first key; the number re-encrypted.
+
+    One transaction: either every row is under the new key or none changed, so the old
+    key may be dropped as soon as this returns.
+    """
+    with Session(engine) as session:
+        subscriptions = list(
+            session.scalars(select(WebhookSubscription).order_by(WebhookSubscription.id).with_for_update())
+        )
+        for subscription in subscriptions:
+            subscription.secret_ciphertext = box.reseal(subscription.secret_ciphertext)
+        session.commit()
+    return len(subscriptions)
 
 
 def list_subscriptions(
@@ -513,6 +581,8 @@ class DeliveryResult:
     delivered: int
     retrying: int
     failed: int
+    unsigned: int = 0
+    """Deliveries whose secret no configured key opens (left pending, logged)."""
 
 
 def _claim(engine: Engine, now: datetime, batch: int) -> list[int]:
@@ -538,24 +608,16 @@ def _claim(engine: Engine, now: datetime, batch: int) -> list[int]:
     return sorted(claimed)
 
 
-def _send(
-    client: httpx.Client, url: str, body: bytes, headers: dict[str, str]
-) -> tuple[int | None, str | None]:
-    try:
-        response = client.post(url, content=body, headers=headers, timeout=WEBHOOK_TIMEOUT_S)
-    except httpx.HTTPError as exc:
-        return None, f"{type(exc).__name__}: {exc}"[:500]
-    if response.is_success:
-        return response.status_code, None
-    return response.status_code, f"HTTP {response.status_code}"
-
-
 def deliver_notifications(
-    engine: Engine, client: httpx.Client, now: datetime | None = None, *, batch: int = 50
+    engine: Engine, sender: WebhookSender, box: SecretBox, now: datetime | None = None, *, batch: int = 50
 ) -> DeliveryResult:
-    """POST every due delivery once; failures are retried later with `BACKOFF`, then given up."""
+    """POST every due delivery once; failures are retried later with `BACKOFF`, then given up.
+
+    A URL refused by the target policy is retried like any failure: the DNS answer that
+    made it refused may be a passing one, and the admin sees `refused-by-policy` in the log.
+    """
     moment = now or datetime.now(UTC)
-    delivered = retrying = failed = 0
+    delivered = retrying = failed = unsigned = 0
     for delivery_id in _claim(engine, moment, batch):
         with Session(engine) as session:
             found = session.execute(
@@ -569,27 +631,34 @@ def deliver_notifications(
             if found is None:
                 continue
             delivery, subscription, event, rule, slug = found
+            try:
+                secret = box.open(subscription.secret_ciphertext)
+            except ConfigurationError as exc:
+                # Stored under a key this process lacks: not the receiver's failure, so no
+                # attempt is counted; the claim's lease returns it once the key is back.
+                log.error("webhook subscription %d: %s", subscription.id, exc)
+                unsigned += 1
+                continue
             body = json.dumps(_payload(delivery, event, rule, slug), separators=(",", ":")).encode()
             timestamp = int(moment.timestamp())
             headers = {
                 "Content-Type": "application/json",
                 TIMESTAMP_HEADER: str(timestamp),
-                SIGNATURE_HEADER: signature(subscription.secret, timestamp, body),
+                SIGNATURE_HEADER: signature(secret, timestamp, body),
                 DELIVERY_HEADER: str(delivery.id),
             }
             started = time.perf_counter()
-            status_code, error = _send(client, subscription.url, body, headers)
+            outcome = sender.post(subscription.url, body, headers)
             session.add(
                 WebhookAttempt(
                     delivery_id=delivery.id,
                     attempted_at=moment,
-                    status_code=status_code,
-                    error=error,
+                    outcome=outcome.value,
                     duration_ms=(time.perf_counter() - started) * 1000,
                 )
             )
             delivery.attempts += 1
-            if error is None:
+            if outcome is Outcome.SUCCESS:
                 delivery.status = DeliveryStatus.DELIVERED.value
                 delivery.delivered_at = moment
                 delivered += 1
@@ -600,4 +669,4 @@ def deliver_notifications(
                 delivery.next_attempt_at = moment + BACKOFF[delivery.attempts - 1]
                 retrying += 1
             session.commit()
-    return DeliveryResult(delivered, retrying, failed)
+    return DeliveryResult(delivered, retrying, failed, unsigned)

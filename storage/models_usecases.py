@@ -121,7 +121,9 @@ class AlertEvent(Base):
 class WebhookSubscription(Base):
     """A URL that receives the municipality's alert events, signed with its own secret.
 
-    The secret is kept as given, not hashed: signing each delivery needs it.
+    The secret cannot be hashed (signing each delivery needs it), so it is stored
+    encrypted with a key from outside the database (`storage.secret_box`): a reader
+    of this table, or of a backup, cannot forge alerts.
     """
 
     __tablename__ = "webhook_subscription"
@@ -131,7 +133,7 @@ class WebhookSubscription(Base):
         ForeignKey("municipality.id", ondelete="CASCADE"), index=True
     )
     url: Mapped[str] = mapped_column(Text)
-    secret: Mapped[str] = mapped_column(String(100))
+    secret_ciphertext: Mapped[str] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(String(200))
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
@@ -163,7 +165,12 @@ class WebhookDelivery(Base):
 
 
 class WebhookAttempt(Base):
-    """The delivery log: every POST made, with what came back."""
+    """The delivery log: every POST tried, with only the class of what came back.
+
+    `outcome` is a `storage.webhook_targets.Outcome` (`2xx` … `5xx`, `timeout`,
+    `refused-by-policy`, `network-error`); no status text or error message is kept,
+    so the log cannot describe what answers at a URL.
+    """
 
     __tablename__ = "webhook_attempt"
 
@@ -172,6 +179,5 @@ class WebhookAttempt(Base):
         ForeignKey("webhook_delivery.id", ondelete="CASCADE"), index=True
     )
     attempted_at: Mapped[datetime]
-    status_code: Mapped[int | None] = mapped_column(SmallInteger)
-    error: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(20))
     duration_ms: Mapped[float] = mapped_column(Float)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 
 from api.access import Action
-from api.deps import CurrentKey, KeyAdminDep, MunicipalityDep, SessionDep, municipality_for
+from api.deps import CurrentKey, KeyAdminDep, MunicipalityDep, SessionDep, SettingsDep, municipality_for
 from api.pagination import CursorQuery, LimitQuery, Page, int_cursor, page_of
 from api.problems import problem_responses
 from api.schemas.alerts import (
@@ -39,6 +39,8 @@ from storage.alerts import (
     list_subscriptions,
 )
 from storage.models import Municipality
+from storage.secret_box import SecretBox
+from storage.webhook_targets import Resolver, resolve_host
 
 router = APIRouter(prefix="/municipalities/{slug}/alerts", tags=["alerts"])
 
@@ -133,6 +135,20 @@ def webhooks(
     return page_of(rows, limit, item=WebhookOut.of, position=lambda row: row.id)
 
 
+def secret_box(request: Request) -> SecretBox | None:
+    """The box of `LORAKOM_SECRET_KEYS`, built once per app (None when no key is set)."""
+    if not hasattr(request.app.state, "secret_box"):
+        request.app.state.secret_box = SecretBox.from_settings(request.app.state.settings.secrets)
+    box: SecretBox | None = request.app.state.secret_box
+    return box
+
+
+def webhook_resolver(request: Request) -> Resolver:
+    """The system resolver; `app.state.webhook_resolver` replaces it (a test's DNS answers)."""
+    resolver: Resolver = getattr(request.app.state, "webhook_resolver", resolve_host)
+    return resolver
+
+
 @router.post(
     "/webhooks",
     summary="Subscribe a URL to alert events (admin); the signing secret is in this response only",
@@ -140,12 +156,25 @@ def webhooks(
     status_code=status.HTTP_201_CREATED,
     responses=problem_responses(403, 404),
 )
-def add_webhook(body: WebhookIn, municipality: KeyAdminDep, session: SessionDep) -> CreatedWebhook:
-    subscription = create_subscription(
-        session, municipality.id, url=str(body.url), description=body.description
+def add_webhook(
+    body: WebhookIn,
+    municipality: KeyAdminDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    box: Annotated[SecretBox | None, Depends(secret_box)],
+    resolver: Annotated[Resolver, Depends(webhook_resolver)],
+) -> CreatedWebhook:
+    subscription, secret = create_subscription(
+        session,
+        municipality.id,
+        url=str(body.url),
+        description=body.description,
+        box=box,
+        targets=settings.webhooks,
+        resolver=resolver,
     )
     session.commit()
-    return CreatedWebhook(**WebhookOut.of(subscription).model_dump(), secret=subscription.secret)
+    return CreatedWebhook(**WebhookOut.of(subscription).model_dump(), secret=secret)
 
 
 @router.delete(

@@ -11,6 +11,7 @@ from domain.quantity import find_quantity
 from storage.alerts import DeliveryLog, RuleKind
 from storage.devices import Label, Name
 from storage.models_usecases import AlertEvent, AlertRule, WebhookAttempt, WebhookSubscription
+from storage.webhook_targets import Outcome
 
 NEEDS_QUANTITY = (RuleKind.QUANTITY_ABOVE, RuleKind.QUANTITY_BELOW)
 
@@ -155,6 +156,13 @@ WebhookUrl = Annotated[AnyHttpUrl, UrlConstraints(max_length=2000, allowed_schem
 
 
 class WebhookIn(BaseModel):
+    """A receiver: https, on a public address, without credentials in the URL.
+
+    The host must not be or resolve to a private, loopback, link-local, shared (CGNAT),
+    multicast or reserved address; it is resolved again at every delivery. An
+    installation in a closed network can allow plain http and name private targets.
+    """
+
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -208,16 +216,18 @@ class CreatedWebhook(WebhookOut):
 
 class AttemptOut(BaseModel):
     attempted_at: datetime
-    status_code: int | None
-    error: str | None
+    outcome: Outcome = Field(
+        description="Only the class of what happened: `2xx`, `3xx` (redirects are not followed), `4xx`, "
+        "`5xx`, `timeout`, `refused-by-policy` (the URL or an address it resolved to is not allowed) or "
+        "`network-error`"
+    )
     duration_ms: float
 
     @classmethod
     def of(cls, attempt: WebhookAttempt) -> AttemptOut:
         return cls(
             attempted_at=attempt.attempted_at,
-            status_code=attempt.status_code,
-            error=attempt.error,
+            outcome=Outcome(attempt.outcome),
             duration_ms=round(attempt.duration_ms, 1),
         )
 
@@ -237,14 +247,12 @@ class DeliveryOut(BaseModel):
                     "log": [
                         {
                             "attempted_at": "2026-11-26T07:10:30Z",
-                            "status_code": 503,
-                            "error": "HTTP 503",
+                            "outcome": "5xx",
                             "duration_ms": 41.2,
                         },
                         {
                             "attempted_at": "2026-11-26T07:11:00Z",
-                            "status_code": 204,
-                            "error": None,
+                            "outcome": "2xx",
                             "duration_ms": 38.0,
                         },
                     ],

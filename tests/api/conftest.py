@@ -26,6 +26,7 @@ from cli.main import redecode_since_hook
 from storage.api_keys import Role, create_api_key
 from storage.database import DatabaseSettings, create_database_engine
 from storage.municipalities import create_municipality
+from storage.secret_box import SecretSettings, new_key
 from tests.api.data import MUNICIPAL_ROLES, RegisteredHooks, Tenant, TenantFactory, unique_slug
 
 
@@ -38,8 +39,13 @@ def engine(migrated_db_url: str) -> Iterator[Engine]:
 
 @pytest.fixture(scope="session")
 def settings(migrated_db_url: str) -> ApiSettings:
-    # A tiny export page makes every export test cross several pages.
-    return ApiSettings(database=DatabaseSettings(url=SecretStr(migrated_db_url)), export_page_rows=7)
+    # A tiny export page makes every export test cross several pages. One key for the
+    # session: deliveries run over every stored subscription, whichever test made it.
+    return ApiSettings(
+        database=DatabaseSettings(url=SecretStr(migrated_db_url)),
+        export_page_rows=7,
+        secrets=SecretSettings(keys=SecretStr(new_key())),
+    )
 
 
 real_redecode = redecode_since_hook()

@@ -1,6 +1,10 @@
 """Alerts end to end: rules through the API, `evaluate_alerts` opening and resolving events,
 acknowledging, and signed webhooks delivered to a real HTTP server in a thread, with
-retries and the delivery log."""
+retries and the delivery log.
+
+The receiver listens on 127.0.0.1 over plain http, which the platform refuses by
+default; this module's app and sender allow exactly that, as a closed network would.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,14 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import Engine, delete, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
+from api.app import create_app
+from api.settings import ApiSettings
 from storage.alerts import (
     BACKOFF,
     SIGNATURE_HEADER,
@@ -29,7 +34,32 @@ from storage.alerts import (
 )
 from storage.models import DeviceState, Reading
 from storage.models_usecases import AlertRule
-from tests.api.data import Tenant, add_readings, device_id, register
+from storage.secret_box import SecretBox
+from storage.webhook_targets import WebhookSender, WebhookSettings
+from tests.api.data import RegisteredHooks, Tenant, add_readings, device_id, register
+
+LOCAL_RECEIVERS = WebhookSettings(allow_http=True, allowed_private_targets=["127.0.0.1"])
+
+
+@pytest.fixture(scope="module")
+def client(settings: ApiSettings, engine: Engine, hook: RegisteredHooks) -> Iterator[TestClient]:
+    """The API suite's app, but one that accepts receivers on this machine."""
+    local = settings.model_copy(update={"webhooks": LOCAL_RECEIVERS})
+    with TestClient(create_app(local, engine=engine, on_device_registered=hook)) as client:
+        yield client
+
+
+@pytest.fixture
+def box(settings: ApiSettings) -> SecretBox:
+    found = SecretBox.from_settings(settings.secrets)
+    assert found is not None
+    return found
+
+
+@pytest.fixture
+def http() -> Iterator[WebhookSender]:
+    with WebhookSender(LOCAL_RECEIVERS) as sender:
+        yield sender
 
 
 @dataclass
@@ -96,7 +126,12 @@ def fill(engine: Engine, dev_eui: str, points: list[tuple[datetime, float]]) -> 
 
 
 def test_rule_fires_after_its_duration_resolves_and_notifies_signed(
-    client: TestClient, engine: Engine, tenant: Tenant, receiver: Receiver
+    client: TestClient,
+    engine: Engine,
+    tenant: Tenant,
+    receiver: Receiver,
+    box: SecretBox,
+    http: WebhookSender,
 ) -> None:
     admin = tenant.headers("admin")
     now = datetime.now(UTC)
@@ -142,8 +177,7 @@ def test_rule_fires_after_its_duration_resolves_and_notifies_signed(
     ).json()
     assert acked["acknowledged_by"].startswith("technician")
 
-    with httpx.Client() as http:
-        result = deliver_notifications(engine, http, later)
+    result = deliver_notifications(engine, http, box, later)
     assert result.delivered == 1
     headers, body = receiver.received[0]
     assert signature_is_valid(secret, int(headers[TIMESTAMP_HEADER]), body, headers[SIGNATURE_HEADER])
@@ -163,13 +197,17 @@ def test_rule_fires_after_its_duration_resolves_and_notifies_signed(
     ).json()
     assert resolved["items"][0]["resolved_at"] is not None
     assert client.get(tenant.url("/alerts/events"), headers=tenant.headers("viewer")).json()["items"] == []
-    with httpx.Client() as http:
-        assert deliver_notifications(engine, http, emptied).delivered == 1
+    assert deliver_notifications(engine, http, box, emptied).delivered == 1
     assert json.loads(receiver.received[1][1])["transition"] == "resolved"
 
 
 def test_failed_deliveries_back_off_and_are_logged(
-    client: TestClient, engine: Engine, tenant: Tenant, receiver: Receiver
+    client: TestClient,
+    engine: Engine,
+    tenant: Tenant,
+    receiver: Receiver,
+    box: SecretBox,
+    http: WebhookSender,
 ) -> None:
     admin = tenant.headers("admin")
     now = datetime.now(UTC)
@@ -179,20 +217,19 @@ def test_failed_deliveries_back_off_and_are_logged(
     hook = client.post(tenant.url("/alerts/webhooks"), json={"url": receiver.url}, headers=admin).json()
     evaluate_alerts(engine, now)
     receiver.statuses = [503, 500]
-    with httpx.Client() as http:
-        assert deliver_notifications(engine, http, now).retrying == 1
-        assert deliver_notifications(engine, http, now + BACKOFF[0] / 2).retrying == 0  # not due yet
-        assert deliver_notifications(engine, http, now + BACKOFF[0]).retrying == 1
-        assert deliver_notifications(engine, http, now + BACKOFF[0] + BACKOFF[1]).delivered == 1
+    assert deliver_notifications(engine, http, box, now).retrying == 1
+    assert deliver_notifications(engine, http, box, now + BACKOFF[0] / 2).retrying == 0  # not due yet
+    assert deliver_notifications(engine, http, box, now + BACKOFF[0]).retrying == 1
+    assert deliver_notifications(engine, http, box, now + BACKOFF[0] + BACKOFF[1]).delivered == 1
     log = client.get(tenant.url(f"/alerts/webhooks/{hook['id']}/deliveries"), headers=admin).json()["items"]
     assert len(log) == 1
     assert log[0]["status"] == "delivered"
-    assert [attempt["status_code"] for attempt in log[0]["log"]] == [503, 500, 204]
+    assert [attempt["outcome"] for attempt in log[0]["log"]] == ["5xx", "5xx", "2xx"]
     assert len(receiver.received) == 3
 
 
 def test_unreachable_receiver_is_retried_then_given_up(
-    client: TestClient, engine: Engine, tenant: Tenant
+    client: TestClient, engine: Engine, tenant: Tenant, box: SecretBox, http: WebhookSender
 ) -> None:
     admin = tenant.headers("admin")
     now = datetime.now(UTC)
@@ -204,14 +241,15 @@ def test_unreachable_receiver_is_retried_then_given_up(
     ).json()
     evaluate_alerts(engine, now)
     moment = now
-    with httpx.Client() as http:
-        for wait in (*BACKOFF, timedelta(0)):
-            deliver_notifications(engine, http, moment)
-            moment += wait
+    for wait in (*BACKOFF, timedelta(0)):
+        deliver_notifications(engine, http, box, moment)
+        moment += wait
     log = client.get(tenant.url(f"/alerts/webhooks/{hook['id']}/deliveries"), headers=admin).json()["items"]
     assert log[0]["status"] == "failed"
     assert len(log[0]["log"]) == len(BACKOFF) + 1
-    assert all(attempt["status_code"] is None and attempt["error"] for attempt in log[0]["log"])
+    # A closed port is only a `network-error`: the log tells nothing more about the far side.
+    assert [set(attempt) for attempt in log[0]["log"]] == [{"attempted_at", "outcome", "duration_ms"}] * 7
+    assert {attempt["outcome"] for attempt in log[0]["log"]} == {"network-error"}
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,10 @@ from api.access import ACTIONS_BY_ROLE, Action
 from storage.alerts import create_rule, create_subscription
 from storage.api_keys import Role
 from storage.models_usecases import AlertEvent
+from storage.secret_box import SecretBox
 from storage.soil import set_thresholds
 from storage.waste import HINTS
+from storage.webhook_targets import WebhookSettings
 from tests.api.data import MUNICIPAL_ROLES, Tenant, add_gateway, add_readings, auth, device_id, register
 
 NOW = datetime.now(UTC)
@@ -378,8 +380,13 @@ def populate(client: TestClient, engine: Engine, tenant: Tenant) -> Resources:
             opened_at=NOW,
         )
         session.add(event)
-        webhook = create_subscription(
-            session, tenant.id, url="http://127.0.0.1:9/hook", description=secret_name
+        webhook, _ = create_subscription(
+            session,
+            tenant.id,
+            url="http://127.0.0.1:9/hook",
+            description=secret_name,
+            box=SecretBox.from_settings(client.app.state.settings.secrets),
+            targets=WebhookSettings(allow_http=True, allowed_private_targets=["127.0.0.1"]),
         )
         set_thresholds(session, tenant.id, zone, yellow_below_percent=20, red_below_percent=10)
         session.commit()
