@@ -9,7 +9,7 @@ its device cache from that column alone.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from domain.errors import Conflict, NotFound
 from domain.ids import parse_dev_eui
+from domain.spreadsheet import unescape_formula
 from storage.models import Device, DeviceActivity
 from storage.models import Uplink as UplinkRow
 
@@ -162,12 +163,6 @@ def list_devices(
     return list(session.scalars(query.limit(limit + 1)))
 
 
-def iter_devices(session: Session, *, municipality_id: int) -> Iterator[Device]:
-    """Every device of a municipality, fetched in chunks, for exports of any size."""
-    query = select(Device).where(Device.municipality_id == municipality_id).order_by(Device.id)
-    yield from session.scalars(query.execution_options(yield_per=500))
-
-
 def create_device(session: Session, *, municipality_id: int, spec: DeviceSpec) -> Device:
     """Register a device. A DevEUI registered anywhere else is a conflict, without saying where."""
     statement = insert(Device).values(**_columns_of(municipality_id, spec)).returning(Device)
@@ -258,8 +253,12 @@ class ImportReport:
 
 
 def _spec_input(row: dict[str, str | None]) -> dict[str, Any]:
-    """A CSV row as the dictionary `DeviceSpec` validates: blanks are absent, tags are split."""
-    values = {name: (text or "").strip() for name, text in row.items() if name in CSV_COLUMNS}
+    """A CSV row as the dictionary `DeviceSpec` validates: blanks are absent, tags are split.
+
+    Cells are read back from the export's formula escaping (`domain.spreadsheet`), so that
+    an exported file re-imports unchanged.
+    """
+    values = {name: unescape_formula(text or "").strip() for name, text in row.items() if name in CSV_COLUMNS}
     data: dict[str, Any] = {
         name: text for name, text in values.items() if text and name not in METADATA_COLUMNS
     }
@@ -393,22 +392,20 @@ def import_devices(
     return report
 
 
-def device_csv_rows(devices: Iterable[Device]) -> Iterator[list[str]]:
-    """Devices as CSV rows in the import's own format, header first, so an export re-imports unchanged."""
-    yield list(CSV_COLUMNS)
-    for device in devices:
-        metadata = device.metadata_ or {}
-        yield [
-            device.dev_eui,
-            device.name,
-            device.codec_id or "",
-            device.decoder_source or "",
-            device.use_case or "",
-            "" if device.latitude is None else repr(device.latitude),
-            "" if device.longitude is None else repr(device.longitude),
-            TAG_SEPARATOR.join(device.tags),
-            *("" if metadata.get(name) is None else str(metadata[name]) for name in METADATA_COLUMNS),
-        ]
+def device_csv_row(device: Device) -> list[str]:
+    """A device as a CSV row in the import's own format (`CSV_COLUMNS`), so an export re-imports unchanged."""
+    metadata = device.metadata_ or {}
+    return [
+        device.dev_eui,
+        device.name,
+        device.codec_id or "",
+        device.decoder_source or "",
+        device.use_case or "",
+        "" if device.latitude is None else repr(device.latitude),
+        "" if device.longitude is None else repr(device.longitude),
+        TAG_SEPARATOR.join(device.tags),
+        *("" if metadata.get(name) is None else str(metadata[name]) for name in METADATA_COLUMNS),
+    ]
 
 
 def count_stored_frames(session: Session, dev_eui: str, since: datetime | None) -> int:

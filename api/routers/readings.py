@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from api.access import Action
 from api.deps import EngineDep, MunicipalityDep, SessionDep, SettingsDep, municipality_for
-from api.exports import EXPORT_RESPONSES, ExportFormat, ExportRow, export_response, negotiate
+from api.exports import EXPORT_RESPONSES, ExportFormat, ExportRow, export_response, negotiate, paged
 from api.pagination import CursorQuery, LimitQuery, Page, encode_cursor, int_cursor, time_cursor
 from api.problems import problem_responses
 from api.responses import json_page_response, json_response
@@ -172,40 +172,36 @@ def latest_export(
     page_rows = settings.export_page_rows
     area = _bbox(bbox)
 
-    def rows() -> Iterator[ExportRow]:
-        with Session(engine) as session:
-            after: int | None = None
-            while True:
-                found = latest_values(
-                    session,
-                    municipality_id=municipality.id,
-                    after_device_id=after,
-                    limit=page_rows,
-                    use_case=use_case,
-                    quantity=quantity,
-                    tag=tag,
-                    bbox=area,
-                )
-                for entry in found[:page_rows]:
-                    device = entry.device
-                    for state in entry.states:
-                        yield {
-                            "dev_eui": device.dev_eui,
-                            "name": device.name,
-                            "use_case": device.use_case,
-                            "latitude": device.latitude,
-                            "longitude": device.longitude,
-                            "quantity": state.quantity,
-                            "time": state.time,
-                            "value": state.value,
-                            "quality": state.quality,
-                        }
-                if len(found) <= page_rows:
-                    return
-                after = found[page_rows - 1].device.id
+    def read_page(session: Session, after: int | None) -> tuple[list[ExportRow], int | None]:
+        found = latest_values(
+            session,
+            municipality_id=municipality.id,
+            after_device_id=after,
+            limit=page_rows,
+            use_case=use_case,
+            quantity=quantity,
+            tag=tag,
+            bbox=area,
+        )
+        rows: list[ExportRow] = [
+            {
+                "dev_eui": entry.device.dev_eui,
+                "name": entry.device.name,
+                "use_case": entry.device.use_case,
+                "latitude": entry.device.latitude,
+                "longitude": entry.device.longitude,
+                "quantity": state.quantity,
+                "time": state.time,
+                "value": state.value,
+                "quality": state.quality,
+            }
+            for entry in found[:page_rows]
+            for state in entry.states
+        ]
+        return rows, found[page_rows - 1].device.id if len(found) > page_rows else None
 
     fmt = negotiate(export_format, accept)
-    return export_response(fmt, LATEST_COLUMNS, rows(), f"{municipality.slug}-latest")
+    return export_response(fmt, LATEST_COLUMNS, paged(engine, read_page), f"{municipality.slug}-latest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,21 +352,24 @@ def _history_rows(
     bucket_expression: BucketExpression,
     aggregate_source: AggregateSource | None,
 ) -> Iterator[ExportRow]:
-    """All pages of the history, from a session of its own (the request's is gone while streaming)."""
-    with Session(engine) as session:
-        cursor: HistoryCursor | None = None
-        while True:
-            page = history_page(
-                session,
-                resolved.query,
-                cursor=cursor,
-                limit=page_rows,
-                bucket_expression=bucket_expression,
-                aggregate_source=aggregate_source,
-            )
-            for point in page.points:
-                device = resolved.devices[point.device_id]
-                yield {
+    """All pages of the history (the request's session is gone while streaming: see `paged`)."""
+
+    def read_page(
+        session: Session, cursor: HistoryCursor | None
+    ) -> tuple[list[ExportRow], HistoryCursor | None]:
+        page = history_page(
+            session,
+            resolved.query,
+            cursor=cursor,
+            limit=page_rows,
+            bucket_expression=bucket_expression,
+            aggregate_source=aggregate_source,
+        )
+        rows: list[ExportRow] = []
+        for point in page.points:
+            device = resolved.devices[point.device_id]
+            rows.append(
+                {
                     "time": point.time,
                     "dev_eui": device.dev_eui,
                     "quantity": point.quantity,
@@ -380,6 +379,7 @@ def _history_rows(
                     "latitude": device.latitude,
                     "longitude": device.longitude,
                 }
-            if page.next is None:
-                return
-            cursor = page.next
+            )
+        return rows, page.next
+
+    return paged(engine, read_page)

@@ -245,6 +245,22 @@ def test_export_round_trips_through_import(client: TestClient, tenant: Tenant) -
     assert (again["unchanged"], again["errors"]) == (9, [])
 
 
+def test_formula_cells_are_escaped_in_the_export_and_read_back_by_the_import(
+    client: TestClient, tenant: Tenant
+) -> None:
+    names = ["=1+2", "'=quoted already", "-2+3", "@SUM(A1)", "'plain quote", "-5"]
+    for name in names:
+        register(client, tenant, name=name, tags=["+tag"], latitude=-33.9, longitude=-70.6)
+    exported = client.get(tenant.url("/devices/export"), headers=tenant.headers("viewer")).text
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert [row["name"] for row in rows] == ["'=1+2", "''=quoted already", "'-2+3", "'@SUM(A1)", *names[4:]]
+    assert {(row["tags"], row["latitude"]) for row in rows} == {("'+tag", "-33.9")}
+    again = client.post(
+        tenant.url("/devices/import"), files=csv_file(exported), headers=tenant.headers("editor")
+    ).json()
+    assert (again["unchanged"], again["errors"]) == (len(names), [])
+
+
 def test_bulk_import_for_the_cli_reports_progress(engine: Engine, tenant: Tenant) -> None:
     lines = ["dev_eui,name"] + [f"{new_dev_eui()},Sensor {i}" for i in range(2500)] + ["bad,row"]
     progress: list[int] = []
