@@ -6,7 +6,6 @@ present as a gap, so that a chart draws a hole instead of a line across it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +37,7 @@ from storage.readings import (
     HistoryCursor,
     HistoryPage,
     HistoryQuery,
+    bucketed_points,
     history_page,
     latest_values,
     latest_values_json,
@@ -56,6 +56,9 @@ BUCKET_UNITS = {
     "w": timedelta(weeks=1),
 }
 BUCKET_PATTERN = r"^[1-9][0-9]{0,3}[smhdw]$"
+WIDEST_BUCKET = "520w"
+"""About ten years: wider buckets answer nothing a dashboard asks, and reach past the dates
+that times are kept in."""
 BBOX_NUMBER = r"-?[0-9]{1,3}(\.[0-9]{1,12})?"
 
 
@@ -221,6 +224,7 @@ def history_resolver(reader: Callable[..., Municipality]) -> Callable[..., Resol
         *,
         municipality: Municipality = Depends(reader),  # noqa: B008  (a default: `reader` varies)
         session: SessionDep,
+        settings: SettingsDep,
         dev_eui: Annotated[
             list[Annotated[str, StringConstraints(max_length=64)]],
             Query(min_length=1, max_length=100, description="One or more DevEUIs of this municipality"),
@@ -252,10 +256,11 @@ def history_resolver(reader: Callable[..., Municipality]) -> Callable[..., Resol
         since = start or until - DEFAULT_SPAN
         if since >= until:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "start must lie before end")
-        width = None
-        if bucket is not None:
-            count, unit = re.fullmatch(r"(\d+)(\w)", bucket).groups()  # type: ignore[union-attr]
-            width = int(count) * BUCKET_UNITS[unit]
+        width = None if bucket is None else bucket_width(bucket)
+        if width is not None and width > bucket_width(WIDEST_BUCKET):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"bucket may be at most {WIDEST_BUCKET} wide"
+            )
         query = HistoryQuery(
             device_ids=sorted(device.id for device in found),
             start=since,
@@ -265,9 +270,25 @@ def history_resolver(reader: Callable[..., Municipality]) -> Callable[..., Resol
             agg=agg,
             zone=time_zone(tz),
         )
+        if width is not None:
+            _check_size(bucketed_points(session, query), settings.max_history_points, bucket)
         return ResolvedHistory(query, {device.id: device for device in found})
 
     return resolve_history
+
+
+def bucket_width(text: str) -> timedelta:
+    """The width of a `bucket` that matched `BUCKET_PATTERN`, e.g. `15m`."""
+    return int(text[:-1]) * BUCKET_UNITS[text[-1]]
+
+
+def _check_size(points: int, most: int, bucket: str | None) -> None:
+    if points > most:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"bucket={bucket} over this range and these series gives {points:,} points, more than the "
+            f"{most:,} one request may ask for: choose wider buckets, a shorter range or fewer series",
+        )
 
 
 HistoryDep = Annotated[ResolvedHistory, Depends(history_resolver(municipality_for(Action.READ)))]
