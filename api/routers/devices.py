@@ -161,7 +161,9 @@ def export(municipality: MunicipalityDep, engine: EngineDep, settings: SettingsD
         "Columns as in the export: `dev_eui` and `name` required, `tags` separated by `;`. "
         "Good rows go in, bad rows are reported by line number. Re-uploading the same file changes "
         "nothing. `dry_run=true` reports what would happen without writing. A DevEUI registered in "
-        "another municipality is a row error."
+        "another municipality is a row error. A file that stops being CSV (a quote never closed, a "
+        "field over 131,072 characters) is reported on the line where that row begins, and is not "
+        "read further."
     ),
     response_model=ImportReportOut,
     responses=problem_responses(403, 404, 413),
