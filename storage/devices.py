@@ -365,7 +365,7 @@ def parse_device_csv(lines: Iterable[str], report: ImportReport) -> Iterator[tup
 # The import works set-based on a temporary staging table, filled by COPY: a file of
 # 100,000 rows is one COPY and a handful of statements, whatever its size, and no
 # statement carries more bind parameters than it has filters.
-_STAGING = "device_import"
+_STAGING = "pg_temp.device_import"  # never a permanent table of the same name
 _CHANGING = ("name", "codec_id", "decoder_source", "use_case", "latitude", "longitude", "tags", "metadata")
 """The columns an import may change; a row equal in all of them leaves the device unchanged."""
 
