@@ -237,7 +237,10 @@ def history_resolver(reader: Callable[..., Municipality]) -> Callable[..., Resol
         bucket: Annotated[
             str | None,
             Query(
-                pattern=BUCKET_PATTERN, description="Bucket width such as `15m`, `1h`, `1d`; raw if absent"
+                pattern=BUCKET_PATTERN,
+                description=f"Bucket width such as `15m`, `1h`, `1d`, at most `{WIDEST_BUCKET}`; raw if "
+                "absent. Buckets over the range times series may be at most the API's "
+                "`max_history_points` (2,000,000 unless configured), else 422",
             ),
         ] = None,
         agg: Annotated[
@@ -270,7 +273,7 @@ def history_resolver(reader: Callable[..., Municipality]) -> Callable[..., Resol
             agg=agg,
             zone=time_zone(tz),
         )
-        if width is not None:
+        if bucket is not None:
             _check_size(bucketed_points(session, query), settings.max_history_points, bucket)
         return ResolvedHistory(query, {device.id: device for device in found})
 
@@ -282,7 +285,7 @@ def bucket_width(text: str) -> timedelta:
     return int(text[:-1]) * BUCKET_UNITS[text[-1]]
 
 
-def _check_size(points: int, most: int, bucket: str | None) -> None:
+def _check_size(points: int, most: int, bucket: str) -> None:
     if points > most:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
