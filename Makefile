@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck install bench-ingest bench-decode bench-api check-timescale clean
+.PHONY: demo test lint typecheck install bench-ingest bench-decode bench-api bench-import check-timescale clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lorakom needs Python 3.11 or newer")'
@@ -39,6 +39,9 @@ bench-decode: $(STAMP)
 
 bench-api: $(STAMP)
 	$(BIN)/python bench/bench_api.py
+
+bench-import: $(STAMP)
+	$(BIN)/python bench/bench_import.py
 
 check-timescale: $(STAMP)
 	mkdir -p build

@@ -24,6 +24,10 @@ class ApiSettings(BaseSettings):
     """Largest CSV accepted by the device import (20 MiB is some 100,000 rows)."""
     export_page_rows: int = 5000
     """Rows fetched per query while streaming an export: bounds memory, not the export's size."""
+    max_history_points: int = Field(default=2_000_000, gt=0)
+    """Most points (buckets × series, gaps included) one bucketed history request may ask for:
+    a year of hourly values of some 200 series. Gaps cost as much to send as values, so without
+    it one request for one-second buckets over two centuries streamed for as long as it was read."""
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     """Where outgoing alert webhooks may go (`LORAKOM_WEBHOOK_…`)."""

@@ -551,6 +551,73 @@ def command_secrets_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_devices_import(args: argparse.Namespace) -> int:
+    """Register or update a municipality's devices from a CSV file, as the API's import does.
+
+    For files beyond the API's upload limit, or run where the data lives: the same
+    `import_devices`, with a progress bar over the file's rows. Exits 1 when a row was
+    refused, so that a script notices.
+    """
+    from sqlalchemy.orm import Session
+    from tqdm import tqdm
+
+    from storage.devices import import_devices
+    from storage.municipalities import get_municipality
+
+    path = Path(args.file)
+    try:
+        expected_rows = _data_lines(path)
+        handle = path.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    with handle, database(DatabaseSettings()) as url:
+        upgrade_and_apply_policies(url, DatabaseSettings())
+        engine = create_database_engine(url, pool_size=1)
+        try:
+            with Session(engine) as session:
+                municipality = get_municipality(session, args.municipality)
+                with tqdm(total=expected_rows, unit="row", disable=args.quiet) as bar:
+                    try:
+                        report = import_devices(
+                            session,
+                            municipality_id=municipality.id,
+                            lines=handle,
+                            dry_run=args.dry_run,
+                            progress=bar.update,
+                        )
+                    except UnicodeDecodeError as exc:
+                        raise ConfigurationError(f"{path} is not UTF-8 text ({exc.reason})") from exc
+                session.commit()
+        finally:
+            engine.dispose()
+    would = "would be " if report.dry_run else ""
+    print(
+        f"{report.rows} row(s): {report.created} {would}created, {report.updated} {would}updated, "
+        f"{report.unchanged} unchanged, {len(report.errors)} refused"
+    )
+    for error in report.errors[: args.show_errors]:
+        print(f"  line {error.line}: {error.message}", file=sys.stderr)
+    if len(report.errors) > args.show_errors:
+        print(f"  … and {len(report.errors) - args.show_errors} more", file=sys.stderr)
+    if report.heard_device_ids:
+        print(
+            f"{len(report.heard_device_ids)} new device(s) were heard before: the bridge decodes their "
+            "stored frames when it next reads the registry"
+        )
+    return 1 if report.errors else 0
+
+
+def _data_lines(path: Path) -> int:
+    """Lines after the header, for the progress bar's total (a quoted line break makes it an estimate)."""
+    lines = 0
+    last = b"\n"
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return max(0, lines + (last != b"\n") - 1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lorakom", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -610,6 +677,22 @@ def build_parser() -> argparse.ArgumentParser:
     redecode.add_argument("--since", help="ISO time with zone; default: all history")
     redecode.add_argument("--quiet", action="store_true", help="no progress bar")
     redecode.set_defaults(handler=command_redecode)
+
+    devices = commands.add_parser("devices", help="registered devices")
+    devices_commands = devices.add_subparsers(dest="devices_command", required=True)
+    device_import = devices_commands.add_parser(
+        "import", help="register or update devices from a CSV file (the API export's format)"
+    )
+    device_import.add_argument("file", help="CSV, header first: dev_eui and name required")
+    device_import.add_argument("--municipality", required=True, help="slug of the devices' municipality")
+    device_import.add_argument(
+        "--dry-run", action="store_true", help="report what would change, write nothing"
+    )
+    device_import.add_argument(
+        "--show-errors", type=int, default=50, help="refused rows to print (default 50)"
+    )
+    device_import.add_argument("--quiet", action="store_true", help="no progress bar")
+    device_import.set_defaults(handler=command_devices_import)
 
     keys = commands.add_parser("keys", help="API keys")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)

@@ -9,12 +9,13 @@ its device cache from that column alone.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+import psycopg
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -24,13 +25,14 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from sqlalchemy import Boolean, exists, func, literal_column, select, tuple_
+from sqlalchemy import exists, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain.errors import Conflict, NotFound
 from domain.ids import parse_dev_eui
+from domain.spreadsheet import unescape_formula
 from storage.models import Device, DeviceActivity
 from storage.models import Uplink as UplinkRow
 
@@ -44,7 +46,6 @@ DevEuiText = Annotated[str, AfterValidator(parse_dev_eui)]
 # Mirrors decoders.DecoderSource: storage may not import decoders (they are peers).
 DecoderSourceName = Literal["builtin", "javascript", "network"]
 
-IMPORT_BATCH_ROWS = 1000
 TAG_SEPARATOR = ";"
 
 
@@ -162,12 +163,6 @@ def list_devices(
     return list(session.scalars(query.limit(limit + 1)))
 
 
-def iter_devices(session: Session, *, municipality_id: int) -> Iterator[Device]:
-    """Every device of a municipality, fetched in chunks, for exports of any size."""
-    query = select(Device).where(Device.municipality_id == municipality_id).order_by(Device.id)
-    yield from session.scalars(query.execution_options(yield_per=500))
-
-
 def create_device(session: Session, *, municipality_id: int, spec: DeviceSpec) -> Device:
     """Register a device. A DevEUI registered anywhere else is a conflict, without saying where."""
     statement = insert(Device).values(**_columns_of(municipality_id, spec)).returning(Device)
@@ -234,6 +229,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "tags",
     *METADATA_COLUMNS,
 )
+_METADATA_NAMES = frozenset(METADATA_COLUMNS)
+PROGRESS_EVERY_ROWS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,15 +254,21 @@ class ImportReport:
     """Newly registered devices with uplinks stored before: their history wants decoding."""
 
 
-def _spec_input(row: dict[str, str | None]) -> dict[str, Any]:
-    """A CSV row as the dictionary `DeviceSpec` validates: blanks are absent, tags are split."""
-    values = {name: (text or "").strip() for name, text in row.items() if name in CSV_COLUMNS}
-    data: dict[str, Any] = {
-        name: text for name, text in values.items() if text and name not in METADATA_COLUMNS
-    }
+def _spec_input(row: dict[str, str]) -> dict[str, Any]:
+    """A CSV row as the dictionary `DeviceSpec` validates: blanks are absent, tags are split.
+
+    Cells are read back from the export's formula escaping (`domain.spreadsheet`), so that
+    an exported file re-imports unchanged.
+    """
+    data: dict[str, Any] = {}
+    metadata: dict[str, str] = {}
+    for name, cell in row.items():
+        text = unescape_formula(cell).strip()
+        if text:
+            (metadata if name in _METADATA_NAMES else data)[name] = text
     if "tags" in data:
         data["tags"] = [tag.strip() for tag in data["tags"].split(TAG_SEPARATOR) if tag.strip()]
-    data["metadata"] = {name: values[name] for name in METADATA_COLUMNS if values.get(name)}
+    data["metadata"] = metadata
     return data
 
 
@@ -276,14 +279,53 @@ def _describe(error: ValidationError) -> str:
     )
 
 
-def parse_device_csv(lines: Iterable[str], report: ImportReport) -> list[tuple[int, DeviceSpec]]:
-    """Valid rows with their line numbers; every invalid row becomes a `RowError` in `report`.
+class _CountedLines:
+    """The lines handed to the CSV reader, counted, so that a row is named by the line it starts on.
 
-    Line 1 is the header. A DevEUI repeated in the file is an error on its later line,
-    so that the outcome never depends on which of two rows happened to win.
+    `csv.reader.line_num` names the line a record ends on, and is not advanced when the
+    reader fails; a row (or a quote left open) is found by where it begins.
     """
-    reader = csv.DictReader(lines)
-    header = [name.strip().lower() for name in reader.fieldnames or []]
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._lines = iter(lines)
+        self.consumed = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.consumed += 1
+        return line
+
+
+_CSV_PROBLEMS = {
+    "unexpected end of data": "a quoted field opened here is never closed",
+}
+
+
+def _csv_problem(error: csv.Error) -> str:
+    reason = str(error)
+    if reason.startswith("field larger than field limit"):
+        return f"a field is longer than {csv.field_size_limit()} characters"
+    return _CSV_PROBLEMS.get(reason, f"not valid CSV ({reason})")
+
+
+def parse_device_csv(lines: Iterable[str], report: ImportReport) -> Iterator[tuple[int, DeviceSpec]]:
+    """Valid rows with the line each starts on; every invalid row becomes a `RowError` in `report`.
+
+    A generator, so that a file of any length is read in constant memory. Line 1 is the
+    header. A file that stops being CSV (a quote never closed, a field beyond the CSV
+    reader's size limit) is reported on the line where the broken row begins, and the
+    rest of the file is not read: from there on, where a row begins is anyone's guess.
+    """
+    counted = _CountedLines(lines)
+    reader = csv.reader(counted, strict=True)
+    try:
+        header = [name.strip().lower() for name in next(reader, [])]
+    except csv.Error as exc:
+        report.errors.append(RowError(line=1, message=_csv_problem(exc)))
+        return
     missing = {"dev_eui", "name"} - set(header)
     unknown = set(header) - set(CSV_COLUMNS)
     if missing or unknown:
@@ -293,64 +335,106 @@ def parse_device_csv(lines: Iterable[str], report: ImportReport) -> list[tuple[i
         if unknown:
             parts.append(f"unknown column(s) {', '.join(sorted(unknown))}")
         report.errors.append(RowError(line=1, message="; ".join(parts)))
-        return []
-    reader.fieldnames = header
-    specs: list[tuple[int, DeviceSpec]] = []
-    first_line: dict[str, int] = {}
-    for row in reader:
-        line = reader.line_num
+        return
+    while True:
+        line = counted.consumed + 1
+        try:
+            cells = next(reader, None)
+        except csv.Error as exc:
+            report.rows += 1
+            message = f"{_csv_problem(exc)}; the file was not read past this line"
+            report.errors.append(RowError(line=line, message=message))
+            return
+        if cells is None:
+            return
+        if not cells:  # a blank line, as `csv.DictReader` skips them
+            continue
         report.rows += 1
-        if None in row:
+        if len(cells) > len(header):
             report.errors.append(RowError(line=line, message="more values than columns"))
             continue
+        row = dict(zip(header, cells, strict=False))
         try:
             spec = DeviceSpec.model_validate(_spec_input(row))
         except ValidationError as exc:
             report.errors.append(RowError(line=line, message=_describe(exc), dev_eui=row.get("dev_eui")))
             continue
-        if spec.dev_eui in first_line:
-            message = f"DevEUI repeats line {first_line[spec.dev_eui]}"
-            report.errors.append(RowError(line=line, message=message, dev_eui=spec.dev_eui))
-            continue
-        first_line[spec.dev_eui] = line
-        specs.append((line, spec))
-    return specs
+        yield line, spec
 
 
-def _upsert_batch(
-    session: Session, municipality_id: int, batch: Sequence[tuple[int, DeviceSpec]], report: ImportReport
-) -> list[int]:
-    """Insert new devices, update changed ones; returns the ids of the newly inserted devices."""
-    owned = select(Device.dev_eui, Device.municipality_id).where(
-        Device.dev_eui.in_([spec.dev_eui for _, spec in batch])
+# The import works set-based on a temporary staging table, filled by COPY: a file of
+# 100,000 rows is one COPY and a handful of statements, whatever its size, and no
+# statement carries more bind parameters than it has filters.
+_STAGING = "pg_temp.device_import"  # never a permanent table of the same name
+_CHANGING = ("name", "codec_id", "decoder_source", "use_case", "latitude", "longitude", "tags", "metadata")
+"""The columns an import may change; a row equal in all of them leaves the device unchanged."""
+
+_CREATE_STAGING = f"""
+CREATE TEMPORARY TABLE {_STAGING} (
+    line integer NOT NULL,
+    dev_eui varchar(16) NOT NULL,
+    name varchar(200) NOT NULL,
+    codec_id varchar(200),
+    decoder_source varchar(20),
+    use_case varchar(40),
+    latitude double precision,
+    longitude double precision,
+    tags jsonb NOT NULL,
+    metadata jsonb NOT NULL
+) ON COMMIT DROP
+"""
+_STAGING_TYPES = ["int4", "text", "text", "text", "text", "text", "float8", "float8", "jsonb", "jsonb"]
+
+# A DevEUI repeated in the file is an error on its later lines, so that the outcome never
+# depends on which of two rows happened to win.
+_DROP_REPEATS = f"""
+DELETE FROM {_STAGING} AS staged
+USING (SELECT line, min(line) OVER (PARTITION BY dev_eui) AS first_line FROM {_STAGING}) AS seen
+WHERE staged.line = seen.line AND seen.line > seen.first_line
+RETURNING staged.line, staged.dev_eui, seen.first_line
+"""
+
+_FOREIGN = f"""
+SELECT staged.line, staged.dev_eui FROM {_STAGING} AS staged
+JOIN device ON device.dev_eui = staged.dev_eui AND device.municipality_id <> %(municipality_id)s
+"""
+
+_CURRENT = ", ".join(f"device.{name}" for name in _CHANGING)
+_STAGED = ", ".join(f"staged.{name}" for name in _CHANGING)
+_INCOMING = ", ".join(f"excluded.{name}" for name in _CHANGING)
+
+_CLASSIFY = f"""
+SELECT
+    count(*) FILTER (WHERE device.id IS NULL),
+    count(*) FILTER (WHERE device.id IS NOT NULL AND ({_CURRENT}) IS DISTINCT FROM ({_STAGED})),
+    count(*) FILTER (WHERE device.id IS NOT NULL AND ({_CURRENT}) IS NOT DISTINCT FROM ({_STAGED}))
+FROM {_STAGING} AS staged
+LEFT JOIN device ON device.dev_eui = staged.dev_eui
+WHERE device.id IS NULL OR device.municipality_id = %(municipality_id)s
+"""
+
+_UPSERT = f"""
+WITH written AS (
+    INSERT INTO device (municipality_id, dev_eui, {", ".join(_CHANGING)})
+    SELECT %(municipality_id)s, staged.dev_eui, {_STAGED} FROM {_STAGING} AS staged ORDER BY staged.line
+    ON CONFLICT (dev_eui) DO UPDATE
+    SET {", ".join(f"{name} = excluded.{name}" for name in _CHANGING)}, updated_at = now()
+    WHERE device.municipality_id = excluded.municipality_id
+      AND ({_CURRENT}) IS DISTINCT FROM ({_INCOMING})
+    RETURNING device.id, device.dev_eui, xmax = 0 AS inserted
+)
+SELECT
+    count(*) FILTER (WHERE inserted),
+    count(*) FILTER (WHERE NOT inserted),
+    coalesce(
+        array_agg(id ORDER BY id) FILTER (
+            WHERE inserted
+              AND EXISTS (SELECT FROM device_activity WHERE device_activity.dev_eui = written.dev_eui)
+        ),
+        '{{}}'
     )
-    owners = {dev_eui: owner for dev_eui, owner in session.execute(owned)}
-    rows = []
-    for line, spec in batch:
-        owner = owners.get(spec.dev_eui)
-        if owner is not None and owner != municipality_id:
-            message = "DevEUI is registered in another municipality"
-            report.errors.append(RowError(line=line, message=message, dev_eui=spec.dev_eui))
-            continue
-        rows.append(_columns_of(municipality_id, spec))
-    if not rows:
-        return []
-    statement = insert(Device).values(rows)
-    changing = ("name", "codec_id", "decoder_source", "use_case", "latitude", "longitude", "tags", "metadata")
-    current = tuple_(*(Device.__table__.c[name] for name in changing))
-    incoming = tuple_(*(statement.excluded[name] for name in changing))
-    upsert = statement.on_conflict_do_update(
-        index_elements=[Device.dev_eui],
-        set_={**{name: statement.excluded[name] for name in changing}, "updated_at": func.now()},
-        where=(Device.municipality_id == statement.excluded.municipality_id)
-        & current.op("IS DISTINCT FROM")(incoming),
-    ).returning(Device.id, literal_column("xmax = 0", Boolean).label("inserted"))
-    written = session.execute(upsert).all()
-    inserted = [device_id for device_id, was_inserted in written if was_inserted]
-    report.created += len(inserted)
-    report.updated += len(written) - len(inserted)
-    report.unchanged += len(rows) - len(written)
-    return inserted
+FROM written
+"""
 
 
 def import_devices(
@@ -359,56 +443,100 @@ def import_devices(
     municipality_id: int,
     lines: Iterable[str],
     dry_run: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> ImportReport:
     """Register or update the devices of a CSV file (columns `CSV_COLUMNS`, header first).
 
     Good rows go in while bad rows are reported by line number; re-importing the same
-    file changes nothing (upsert by DevEUI within the municipality). With `dry_run`
-    the same work happens inside a savepoint that is rolled back, so the report is
-    exact. `progress` is called with the number of rows just handled, for a progress bar.
+    file changes nothing (upsert by DevEUI within the municipality). The file is read
+    once, row by row, into a staging table; the checks that need the database (repeats,
+    another municipality's DevEUI) and the upsert are set-based statements over it, so
+    memory and the number of statements stay the same for any size. With `dry_run` the
+    same checks run and the outcome is counted from the staging table, nothing is
+    written. `progress` is called with the number of rows just read, for a progress bar.
     The caller commits.
     """
     report = ImportReport(dry_run=dry_run)
-    specs = parse_device_csv(lines, report)
-    if progress is not None and report.rows > len(specs):
-        progress(report.rows - len(specs))
-    inserted: list[int] = []
-    savepoint = session.begin_nested()
-    for start in range(0, len(specs), IMPORT_BATCH_ROWS):
-        batch = specs[start : start + IMPORT_BATCH_ROWS]
-        inserted += _upsert_batch(session, municipality_id, batch, report)
-        if progress is not None:
-            progress(len(batch))
-    if dry_run:
-        savepoint.rollback()
-    else:
-        savepoint.commit()
-        if inserted:
-            heard = select(Device.id).where(
-                Device.id.in_(inserted), exists().where(DeviceActivity.dev_eui == Device.dev_eui)
-            )
-            report.heard_device_ids = list(session.scalars(heard))
+    parameters = {"municipality_id": municipality_id}
+    connection = session.connection().connection.driver_connection
+    assert isinstance(connection, psycopg.Connection), "the engine's driver is psycopg 3"
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {_STAGING}")
+        cursor.execute(_CREATE_STAGING)
+        _stage(cursor, parse_device_csv(lines, report), report, progress)
+        for line, dev_eui, first_line in cursor.execute(_DROP_REPEATS).fetchall():
+            message = f"DevEUI repeats line {first_line}"
+            report.errors.append(RowError(line=line, message=message, dev_eui=dev_eui))
+        if dry_run:
+            foreign = cursor.execute(_FOREIGN, parameters).fetchall()
+            report.created, report.updated, report.unchanged = _one(cursor, _CLASSIFY, parameters)
+        else:
+            created, updated, heard = _one(cursor, _UPSERT, parameters)
+            # After the upsert, which leaves another municipality's devices alone: a DevEUI
+            # that another town registered meanwhile is still reported, not counted unchanged.
+            foreign = cursor.execute(_FOREIGN, parameters).fetchall()
+            (staged,) = _one(cursor, f"SELECT count(*) FROM {_STAGING}", {})
+            report.created, report.updated, report.heard_device_ids = created, updated, list(heard)
+            report.unchanged = staged - created - updated - len(foreign)
+        for line, dev_eui in foreign:
+            message = "DevEUI is registered in another municipality"
+            report.errors.append(RowError(line=line, message=message, dev_eui=dev_eui))
+        cursor.execute(f"DROP TABLE {_STAGING}")
     report.errors.sort(key=lambda error: error.line)
     return report
 
 
-def device_csv_rows(devices: Iterable[Device]) -> Iterator[list[str]]:
-    """Devices as CSV rows in the import's own format, header first, so an export re-imports unchanged."""
-    yield list(CSV_COLUMNS)
-    for device in devices:
-        metadata = device.metadata_ or {}
-        yield [
-            device.dev_eui,
-            device.name,
-            device.codec_id or "",
-            device.decoder_source or "",
-            device.use_case or "",
-            "" if device.latitude is None else repr(device.latitude),
-            "" if device.longitude is None else repr(device.longitude),
-            TAG_SEPARATOR.join(device.tags),
-            *("" if metadata.get(name) is None else str(metadata[name]) for name in METADATA_COLUMNS),
-        ]
+def _one(cursor: psycopg.Cursor[Any], statement: str, parameters: dict[str, Any]) -> tuple[Any, ...]:
+    row = cursor.execute(statement, parameters).fetchone()
+    assert row is not None, "an aggregate answers one row"
+    return tuple(row)
+
+
+def _stage(
+    cursor: psycopg.Cursor[Any],
+    specs: Iterable[tuple[int, DeviceSpec]],
+    report: ImportReport,
+    progress: Callable[[int], object] | None,
+) -> None:
+    reported = 0
+    with cursor.copy(f"COPY {_STAGING} FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(_STAGING_TYPES)
+        for line, spec in specs:
+            copy.write_row(
+                (
+                    line,
+                    spec.dev_eui,
+                    spec.name,
+                    spec.codec_id,
+                    spec.decoder_source,
+                    spec.use_case.value,
+                    spec.latitude,
+                    spec.longitude,
+                    spec.tags,
+                    spec.metadata.model_dump(exclude_none=True),
+                )
+            )
+            if progress is not None and report.rows - reported >= PROGRESS_EVERY_ROWS:
+                progress(report.rows - reported)
+                reported = report.rows
+    if progress is not None and report.rows > reported:
+        progress(report.rows - reported)
+
+
+def device_csv_row(device: Device) -> list[str]:
+    """A device as a CSV row in the import's own format (`CSV_COLUMNS`), so an export re-imports unchanged."""
+    metadata = device.metadata_ or {}
+    return [
+        device.dev_eui,
+        device.name,
+        device.codec_id or "",
+        device.decoder_source or "",
+        device.use_case or "",
+        "" if device.latitude is None else repr(device.latitude),
+        "" if device.longitude is None else repr(device.longitude),
+        TAG_SEPARATOR.join(device.tags),
+        *("" if metadata.get(name) is None else str(metadata[name]) for name in METADATA_COLUMNS),
+    ]
 
 
 def count_stored_frames(session: Session, dev_eui: str, since: datetime | None) -> int:

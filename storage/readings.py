@@ -551,6 +551,24 @@ def _raw_page(session: Session, query: HistoryQuery, cursor: HistoryCursor | Non
     return HistoryPage(points[:limit], HistoryCursor(last.time, last.device_id, last.quantity))
 
 
+def bucketed_points(session: Session, query: HistoryQuery) -> int:
+    """How many points (buckets, gaps included, times series) a bucketed history answers at most.
+
+    Counted, not read: a request for one-second buckets over two centuries would
+    otherwise be found out only by streaming it. Series without a latest value count
+    as none, as they are laid out only once a page finds their rows; a query without
+    any series still counts its buckets, since each of them is walked through.
+    """
+    assert query.bucket is not None, "raw history has as many points as stored readings"
+    buckets = -(-(query.end - query.start) // query.bucket) + 1  # whole buckets at both ends
+    if query.quantities is not None:
+        series = len(set(query.device_ids)) * len(set(query.quantities))
+    else:
+        known = select(func.count()).where(DeviceState.device_id.in_(query.device_ids))
+        series = int(session.connection().scalar(known) or 0)
+    return buckets * max(1, series)
+
+
 def _series(session: Session, query: HistoryQuery) -> list[tuple[int, str]]:
     """The (device, quantity) pairs to lay out buckets for, gaps included."""
     if query.quantities is not None:
@@ -583,7 +601,11 @@ def _bucketed_page(
     if cursor is not None:
         # Clamped into the query's range, so a cursor edited by hand cannot reach odd times.
         page_start = max(page_start, min(covered_end, grid.floor(cursor.time)))
-    page_end = min(covered_end, grid.shift(page_start, buckets_per_page))
+    # Never shifted past the range's end: `buckets_per_page` buckets of a wide bucket from
+    # the page's start would reach beyond the year 9999, which Python's datetime refuses.
+    # One bucket more than the span holds, for local days that are shorter than 24 hours.
+    buckets_left = -(-(covered_end - page_start) // width) + 1
+    page_end = min(covered_end, grid.shift(page_start, min(buckets_per_page, buckets_left)))
     precomputed = None
     if aggregate_source is not None and not grid.local:
         precomputed = aggregate_source(width, query.agg.value)

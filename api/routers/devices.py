@@ -7,9 +7,8 @@ background task, after the response has gone out.
 
 from __future__ import annotations
 
-import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
@@ -20,6 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from api.deps import DeviceEditorDep, EngineDep, MunicipalityDep, RedecodeAdminDep, SessionDep, SettingsDep
+from api.exports import csv_response, paged
 from api.pagination import CursorQuery, LimitQuery, Page, int_cursor, page_of, text_cursor
 from api.problems import problem_responses
 from api.schemas.devices import (
@@ -33,15 +33,15 @@ from api.schemas.devices import (
 from domain.errors import StorageUnavailable
 from domain.ids import parse_dev_eui
 from storage.devices import (
+    CSV_COLUMNS,
     Label,
     UseCase,
     count_stored_frames,
     create_device,
     delete_device,
-    device_csv_rows,
+    device_csv_row,
     get_device,
     import_devices,
-    iter_devices,
     list_devices,
     list_unclaimed,
     update_device,
@@ -143,24 +143,15 @@ def create(
         **problem_responses(403, 404),
     },
 )
-def export(municipality: MunicipalityDep, engine: EngineDep) -> StreamingResponse:
-    return StreamingResponse(
-        _csv_lines(engine, municipality.id),
-        media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{municipality.slug}-devices.csv"'},
-    )
+def export(municipality: MunicipalityDep, engine: EngineDep, settings: SettingsDep) -> StreamingResponse:
+    page_rows = settings.export_page_rows
 
+    def read_page(session: Session, after: int | None) -> tuple[list[list[str]], int | None]:
+        found = list_devices(session, municipality_id=municipality.id, after_id=after, limit=page_rows)
+        shown = found[:page_rows]
+        return [device_csv_row(device) for device in shown], shown[-1].id if len(found) > page_rows else None
 
-def _csv_lines(engine: Engine, municipality_id: int) -> Iterator[str]:
-    """Stream rows from a session of its own: the request's session is closed once streaming starts."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    with Session(engine) as session:
-        for row in device_csv_rows(iter_devices(session, municipality_id=municipality_id)):
-            writer.writerow(row)
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
+    return csv_response(CSV_COLUMNS, paged(engine, read_page), f"{municipality.slug}-devices")
 
 
 @router.post(
@@ -170,7 +161,9 @@ def _csv_lines(engine: Engine, municipality_id: int) -> Iterator[str]:
         "Columns as in the export: `dev_eui` and `name` required, `tags` separated by `;`. "
         "Good rows go in, bad rows are reported by line number. Re-uploading the same file changes "
         "nothing. `dry_run=true` reports what would happen without writing. A DevEUI registered in "
-        "another municipality is a row error."
+        "another municipality is a row error. A file that stops being CSV (a quote never closed, a "
+        "field over 131,072 characters) is reported on the line where that row begins, and is not "
+        "read further."
     ),
     response_model=ImportReportOut,
     responses=problem_responses(403, 404, 413),

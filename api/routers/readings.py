@@ -6,7 +6,6 @@ present as a gap, so that a chart draws a hole instead of a line across it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from api.access import Action
 from api.deps import EngineDep, MunicipalityDep, SessionDep, SettingsDep, municipality_for
-from api.exports import EXPORT_RESPONSES, ExportFormat, ExportRow, export_response, negotiate
+from api.exports import EXPORT_RESPONSES, ExportFormat, ExportRow, export_response, negotiate, paged
 from api.pagination import CursorQuery, LimitQuery, Page, encode_cursor, int_cursor, time_cursor
 from api.problems import problem_responses
 from api.responses import json_page_response, json_response
@@ -38,6 +37,7 @@ from storage.readings import (
     HistoryCursor,
     HistoryPage,
     HistoryQuery,
+    bucketed_points,
     history_page,
     latest_values,
     latest_values_json,
@@ -56,6 +56,9 @@ BUCKET_UNITS = {
     "w": timedelta(weeks=1),
 }
 BUCKET_PATTERN = r"^[1-9][0-9]{0,3}[smhdw]$"
+WIDEST_BUCKET = "520w"
+"""About ten years: wider buckets answer nothing a dashboard asks, and reach past the dates
+that times are kept in."""
 BBOX_NUMBER = r"-?[0-9]{1,3}(\.[0-9]{1,12})?"
 
 
@@ -172,40 +175,36 @@ def latest_export(
     page_rows = settings.export_page_rows
     area = _bbox(bbox)
 
-    def rows() -> Iterator[ExportRow]:
-        with Session(engine) as session:
-            after: int | None = None
-            while True:
-                found = latest_values(
-                    session,
-                    municipality_id=municipality.id,
-                    after_device_id=after,
-                    limit=page_rows,
-                    use_case=use_case,
-                    quantity=quantity,
-                    tag=tag,
-                    bbox=area,
-                )
-                for entry in found[:page_rows]:
-                    device = entry.device
-                    for state in entry.states:
-                        yield {
-                            "dev_eui": device.dev_eui,
-                            "name": device.name,
-                            "use_case": device.use_case,
-                            "latitude": device.latitude,
-                            "longitude": device.longitude,
-                            "quantity": state.quantity,
-                            "time": state.time,
-                            "value": state.value,
-                            "quality": state.quality,
-                        }
-                if len(found) <= page_rows:
-                    return
-                after = found[page_rows - 1].device.id
+    def read_page(session: Session, after: int | None) -> tuple[list[ExportRow], int | None]:
+        found = latest_values(
+            session,
+            municipality_id=municipality.id,
+            after_device_id=after,
+            limit=page_rows,
+            use_case=use_case,
+            quantity=quantity,
+            tag=tag,
+            bbox=area,
+        )
+        rows: list[ExportRow] = [
+            {
+                "dev_eui": entry.device.dev_eui,
+                "name": entry.device.name,
+                "use_case": entry.device.use_case,
+                "latitude": entry.device.latitude,
+                "longitude": entry.device.longitude,
+                "quantity": state.quantity,
+                "time": state.time,
+                "value": state.value,
+                "quality": state.quality,
+            }
+            for entry in found[:page_rows]
+            for state in entry.states
+        ]
+        return rows, found[page_rows - 1].device.id if len(found) > page_rows else None
 
     fmt = negotiate(export_format, accept)
-    return export_response(fmt, LATEST_COLUMNS, rows(), f"{municipality.slug}-latest")
+    return export_response(fmt, LATEST_COLUMNS, paged(engine, read_page), f"{municipality.slug}-latest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +224,7 @@ def history_resolver(reader: Callable[..., Municipality]) -> Callable[..., Resol
         *,
         municipality: Municipality = Depends(reader),  # noqa: B008  (a default: `reader` varies)
         session: SessionDep,
+        settings: SettingsDep,
         dev_eui: Annotated[
             list[Annotated[str, StringConstraints(max_length=64)]],
             Query(min_length=1, max_length=100, description="One or more DevEUIs of this municipality"),
@@ -237,7 +237,10 @@ def history_resolver(reader: Callable[..., Municipality]) -> Callable[..., Resol
         bucket: Annotated[
             str | None,
             Query(
-                pattern=BUCKET_PATTERN, description="Bucket width such as `15m`, `1h`, `1d`; raw if absent"
+                pattern=BUCKET_PATTERN,
+                description=f"Bucket width such as `15m`, `1h`, `1d`, at most `{WIDEST_BUCKET}`; raw if "
+                "absent. Buckets over the range times series may be at most the API's "
+                "`max_history_points` (2,000,000 unless configured), else 422",
             ),
         ] = None,
         agg: Annotated[
@@ -256,10 +259,11 @@ def history_resolver(reader: Callable[..., Municipality]) -> Callable[..., Resol
         since = start or until - DEFAULT_SPAN
         if since >= until:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "start must lie before end")
-        width = None
-        if bucket is not None:
-            count, unit = re.fullmatch(r"(\d+)(\w)", bucket).groups()  # type: ignore[union-attr]
-            width = int(count) * BUCKET_UNITS[unit]
+        width = None if bucket is None else bucket_width(bucket)
+        if width is not None and width > bucket_width(WIDEST_BUCKET):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"bucket may be at most {WIDEST_BUCKET} wide"
+            )
         query = HistoryQuery(
             device_ids=sorted(device.id for device in found),
             start=since,
@@ -269,9 +273,25 @@ def history_resolver(reader: Callable[..., Municipality]) -> Callable[..., Resol
             agg=agg,
             zone=time_zone(tz),
         )
+        if bucket is not None:
+            _check_size(bucketed_points(session, query), settings.max_history_points, bucket)
         return ResolvedHistory(query, {device.id: device for device in found})
 
     return resolve_history
+
+
+def bucket_width(text: str) -> timedelta:
+    """The width of a `bucket` that matched `BUCKET_PATTERN`, e.g. `15m`."""
+    return int(text[:-1]) * BUCKET_UNITS[text[-1]]
+
+
+def _check_size(points: int, most: int, bucket: str) -> None:
+    if points > most:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"bucket={bucket} over this range and these series gives {points:,} points, more than the "
+            f"{most:,} one request may ask for: choose wider buckets, a shorter range or fewer series",
+        )
 
 
 HistoryDep = Annotated[ResolvedHistory, Depends(history_resolver(municipality_for(Action.READ)))]
@@ -356,21 +376,24 @@ def _history_rows(
     bucket_expression: BucketExpression,
     aggregate_source: AggregateSource | None,
 ) -> Iterator[ExportRow]:
-    """All pages of the history, from a session of its own (the request's is gone while streaming)."""
-    with Session(engine) as session:
-        cursor: HistoryCursor | None = None
-        while True:
-            page = history_page(
-                session,
-                resolved.query,
-                cursor=cursor,
-                limit=page_rows,
-                bucket_expression=bucket_expression,
-                aggregate_source=aggregate_source,
-            )
-            for point in page.points:
-                device = resolved.devices[point.device_id]
-                yield {
+    """All pages of the history (the request's session is gone while streaming: see `paged`)."""
+
+    def read_page(
+        session: Session, cursor: HistoryCursor | None
+    ) -> tuple[list[ExportRow], HistoryCursor | None]:
+        page = history_page(
+            session,
+            resolved.query,
+            cursor=cursor,
+            limit=page_rows,
+            bucket_expression=bucket_expression,
+            aggregate_source=aggregate_source,
+        )
+        rows: list[ExportRow] = []
+        for point in page.points:
+            device = resolved.devices[point.device_id]
+            rows.append(
+                {
                     "time": point.time,
                     "dev_eui": device.dev_eui,
                     "quantity": point.quantity,
@@ -380,6 +403,7 @@ def _history_rows(
                     "latitude": device.latitude,
                     "longitude": device.longitude,
                 }
-            if page.next is None:
-                return
-            cursor = page.next
+            )
+        return rows, page.next
+
+    return paged(engine, read_page)

@@ -245,6 +245,98 @@ def test_export_round_trips_through_import(client: TestClient, tenant: Tenant) -
     assert (again["unchanged"], again["errors"]) == (9, [])
 
 
+def test_formula_cells_are_escaped_in_the_export_and_read_back_by_the_import(
+    client: TestClient, tenant: Tenant
+) -> None:
+    names = ["=1+2", "'=quoted already", "-2+3", "@SUM(A1)", "'plain quote", "-5"]
+    for name in names:
+        register(client, tenant, name=name, tags=["+tag"], latitude=-33.9, longitude=-70.6)
+    exported = client.get(tenant.url("/devices/export"), headers=tenant.headers("viewer")).text
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert [row["name"] for row in rows] == ["'=1+2", "''=quoted already", "'-2+3", "'@SUM(A1)", *names[4:]]
+    assert {(row["tags"], row["latitude"]) for row in rows} == {("'+tag", "-33.9")}
+    again = client.post(
+        tenant.url("/devices/import"), files=csv_file(exported), headers=tenant.headers("editor")
+    ).json()
+    assert (again["unchanged"], again["errors"]) == (len(names), [])
+
+
+def test_an_import_of_100000_rows_goes_in_and_reports_its_bad_rows(
+    client: TestClient, tenant: Tenant
+) -> None:
+    """The documented size: once more than PostgreSQL's 65,535 bind parameters of one statement."""
+    bad_lines = {1_000: "not-a-dev-eui,Broken", 50_000: f"{new_dev_eui()},", 100_001: "0011,Short"}
+    lines = ["dev_eui,name,use_case,latitude,longitude,tags,bin_depth_mm"]
+    for line in range(2, 100_002):
+        lines.append(bad_lines.get(line) or f"{new_dev_eui()},Bin {line},waste,48.1,-9.2,a;b,1200")
+    text = "\n".join(lines) + "\n"
+    url, headers = tenant.url("/devices/import"), tenant.headers("editor")
+    report = client.post(url, files=csv_file(text), headers=headers).json()
+    assert (report["rows"], report["created"], report["updated"], report["unchanged"]) == (
+        100_000,
+        99_997,
+        0,
+        0,
+    )
+    assert [error["line"] for error in report["errors"]] == sorted(bad_lines)
+    dry = client.post(url, params={"dry_run": True}, files=csv_file(text), headers=headers).json()
+    assert (dry["dry_run"], dry["created"], dry["updated"], dry["unchanged"]) == (True, 0, 0, 99_997)
+    assert dry["errors"] == report["errors"]
+
+
+def test_a_dry_run_reports_exactly_what_the_import_then_does(
+    client: TestClient, tenant: Tenant, neighbour: Tenant
+) -> None:
+    kept, changed = register(client, tenant), register(client, tenant)
+    foreign = register(client, neighbour)["dev_eui"]
+    new = new_dev_eui()
+    text = (
+        "dev_eui,name,codec_id,decoder_source,use_case,latitude,longitude,tags,bin_depth_mm,sensor_offset_mm\n"
+        f"{kept['dev_eui']},{kept['name']},{kept['codec_id']},builtin,waste,48.67,9.37,altstadt,1200,50\n"
+        f"{changed['dev_eui']},Renamed,{changed['codec_id']},builtin,waste,48.67,9.37,altstadt,1200,50\n"
+        f"{foreign},Not ours,,,,,,,,\n"
+        f"{new},New bin,,,waste,,,,,\n"
+        f"{new},New bin again,,,waste,,,,,\n"
+        "zz,Bad,,,,,,,,\n"
+    )
+    url, headers = tenant.url("/devices/import"), tenant.headers("editor")
+    dry = client.post(url, params={"dry_run": True}, files=csv_file(text), headers=headers).json()
+    real = client.post(url, files=csv_file(text), headers=headers).json()
+    assert (dry["created"], dry["updated"], dry["unchanged"]) == (1, 1, 1)
+    assert {**dry, "dry_run": False} == real
+    assert [error["line"] for error in real["errors"]] == [4, 6, 7]
+    renamed = client.get(tenant.url(f"/devices/{changed['dev_eui']}"), headers=headers).json()
+    assert renamed["name"] == "Renamed"
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        ('0011223344556677,"' + "x" * 200_000 + '"\n', "longer than 131072 characters"),
+        ("0011223344556677," + "x" * 200_000 + "\n", "longer than 131072 characters"),
+        ('0011223344556677,"never closed\n0011223344556678,Next\n', "never closed"),
+    ],
+    ids=["quoted-field-too-long", "field-too-long", "unclosed-quote"],
+)
+def test_a_file_that_stops_being_csv_is_reported_on_its_line(
+    client: TestClient, tenant: Tenant, broken: str, message: str
+) -> None:
+    good = [new_dev_eui() for _ in range(3)]
+    text = (
+        "dev_eui,name\n"
+        + "".join(f"{dev_eui},Bin\n" for dev_eui in good)
+        + broken
+        + f"{new_dev_eui()},After\n"
+    )
+    response = client.post(
+        tenant.url("/devices/import"), files=csv_file(text), headers=tenant.headers("editor")
+    )
+    assert response.status_code == 200, response.text[:300]
+    report = response.json()
+    assert report["created"] == 3
+    assert [(error["line"], message in error["message"]) for error in report["errors"]] == [(5, True)]
+
+
 def test_bulk_import_for_the_cli_reports_progress(engine: Engine, tenant: Tenant) -> None:
     lines = ["dev_eui,name"] + [f"{new_dev_eui()},Sensor {i}" for i in range(2500)] + ["bad,row"]
     progress: list[int] = []

@@ -18,7 +18,14 @@ from api.app import create_app
 from api.responses import JSON_OPTIONS
 from api.schemas.readings import LatestDeviceOut
 from api.settings import ApiSettings
-from storage.readings import BoundingBox, date_bin_bucket, latest_values
+from storage.readings import (
+    Aggregate,
+    BoundingBox,
+    HistoryQuery,
+    date_bin_bucket,
+    history_page,
+    latest_values,
+)
 from storage.timescale import AGGREGATE_COLUMNS, aggregate_history_sql, bucket_expression, raw_aggregate_sql
 from tests.api.data import Tenant, add_readings, device_id, register
 
@@ -493,3 +500,83 @@ def test_hour_buckets_can_be_read_from_a_precomputed_aggregate(
     finally:
         with engine.begin() as conn:
             conn.execute(text(f"DROP MATERIALIZED VIEW {view}"))
+
+
+@pytest.mark.parametrize("path", ["/readings/history", "/readings/history/export"])
+@pytest.mark.parametrize(
+    ("params", "limit"),
+    [
+        ({"bucket": "1s", "start": "1990-01-01T00:00:00Z", "end": "2190-01-01T00:00:00Z"}, "2,000,000"),
+        ({"bucket": "1m", "start": "2026-01-01T00:00:00Z", "end": "2030-01-01T00:00:00Z"}, "2,000,000"),
+        ({"bucket": "9999w"}, "520w"),
+        ({"bucket": "521w"}, "520w"),
+    ],
+)
+def test_history_refuses_more_points_than_its_cap(
+    client: TestClient, engine: Engine, tenant: Tenant, path: str, params: dict[str, str], limit: str
+) -> None:
+    """One-second buckets over two centuries once streamed for as long as they were read, and a
+    bucket of 9999 weeks overflowed Python's dates (a 500): both are a 422 naming the limit."""
+    bin_eui, _ = seeded(client, engine, tenant)
+    response = client.get(
+        tenant.url(path),
+        params={"dev_eui": bin_eui, "format": "csv"} | params,
+        headers=tenant.headers("viewer"),
+    )
+    assert response.status_code == 422, response.text[:300]
+    assert response.headers["content-type"] == "application/problem+json"
+    assert limit in response.json()["detail"]
+
+
+def test_the_cap_counts_every_series(client: TestClient, engine: Engine, tenant: Tenant) -> None:
+    """Points are buckets × series: a range one series may ask for, eight may not."""
+    bin_eui, _ = seeded(client, engine, tenant)
+    quantities = [f"q{i}" for i in range(8)]
+    params: dict[str, Any] = {"dev_eui": bin_eui, "bucket": "1m", "start": "2026-01-01T00:00:00Z"}
+    params["end"] = "2029-01-01T00:00:00Z"  # 1,578,241 one-minute buckets
+    one = client.get(
+        tenant.url("/readings/history"),
+        params=params | {"quantity": "q0", "limit": 10},
+        headers=tenant.headers("viewer"),
+    )
+    assert one.status_code == 200
+    eight = client.get(
+        tenant.url("/readings/history"),
+        params=params | {"quantity": quantities},
+        headers=tenant.headers("viewer"),
+    )
+    assert eight.status_code == 422
+    assert "12,625,928 points" in eight.json()["detail"]
+
+
+def test_the_widest_bucket_over_the_whole_range_is_answered(
+    client: TestClient, engine: Engine, tenant: Tenant
+) -> None:
+    bin_eui, _ = seeded(client, engine, tenant)
+    params = {"dev_eui": bin_eui, "bucket": "520w", "agg": "count", "quantity": "fill_percent"}
+    params |= {"start": "1970-01-01T00:00:00Z", "end": "2200-01-01T00:00:00Z", "format": "csv"}
+    response = client.get(
+        tenant.url("/readings/history/export"), params=params, headers=tenant.headers("viewer")
+    )
+    assert response.status_code == 200
+    counted = [row["value"] for row in csv.DictReader(io.StringIO(response.text)) if row["gap"] == "False"]
+    assert counted == ["4.0"]
+
+
+def test_a_page_of_very_wide_buckets_does_not_overflow_dates(
+    engine: Engine, client: TestClient, tenant: Tenant
+) -> None:
+    """Storage pages any width it is given: a page's end is never shifted past the range's end."""
+    bin_eui, _ = seeded(client, engine, tenant)
+    query = HistoryQuery(
+        device_ids=[device_id(engine, bin_eui)],
+        start=T0,
+        end=T0 + timedelta(days=1),
+        quantities=["fill_percent"],
+        bucket=timedelta(weeks=9999),
+        agg=Aggregate.COUNT,
+    )
+    with Session(engine) as session:
+        page = history_page(session, query, cursor=None, limit=5000)
+    assert page.next is None
+    assert [point.value for point in page.points if not point.gap] == [4.0]
