@@ -157,7 +157,7 @@ def test_gateways_appear_from_uplinks_and_status(conn: psycopg.Connection[Any]) 
     heard = conn.execute("SELECT gateway_id, municipality_id, last_heard_at FROM gateway_heard").fetchall()
     assert heard == [("aa555a0000000001", municipality, T0 + timedelta(minutes=1))]
     status = GatewayStatus(GatewayId("aa555a0000000001"), T0 + timedelta(minutes=2), online=False)
-    write_batch(conn, IngestBatch(gateway_statuses=[status]))
+    write_batch(conn, IngestBatch(gateway_statuses=[(municipality, status)]))
     online = conn.execute("SELECT online, status_changed_at FROM gateway").fetchone()
     assert online == (False, T0 + timedelta(minutes=2))
     assert count(conn, "gateway_heartbeat") == 1
@@ -165,9 +165,12 @@ def test_gateways_appear_from_uplinks_and_status(conn: psycopg.Connection[Any]) 
 
 def test_gateway_traffic_is_kept_in_bins_and_pairs_to_the_hour(conn: psycopg.Connection[Any]) -> None:
     municipality = ensure_municipality(conn, "paderborn")
+    device = register(conn, municipality, EUI)  # pairs are kept for registered devices only
     both = ("aa555a0000000001", "aa555a0000000002")
     # minutes 0..11 at T0: bins 08:00 and 08:05 and 08:10; a redelivery adds nothing
-    batch = IngestBatch(uplinks=[record(uplink(n, gateways=both), municipality, None, 0) for n in range(12)])
+    batch = IngestBatch(
+        uplinks=[record(uplink(n, gateways=both), municipality, device, 0) for n in range(12)]
+    )
     write_batch(conn, batch)
     write_batch(conn, batch)
     bins = conn.execute(
@@ -179,18 +182,21 @@ def test_gateway_traffic_is_kept_in_bins_and_pairs_to_the_hour(conn: psycopg.Con
     assert pairs == [(gateway, EUI, T0 + timedelta(minutes=11)) for gateway in both]
 
     # within the hour the pair's time is left alone (no write); past it, it moves on
-    write_batch(conn, IngestBatch(uplinks=[record(uplink(50, gateways=both[:1]), municipality, None, 0)]))
+    write_batch(conn, IngestBatch(uplinks=[record(uplink(50, gateways=both[:1]), municipality, device, 0)]))
     heard = "SELECT heard_at FROM gateway_device WHERE gateway_id = %s"
     assert conn.execute(heard, (both[0],)).fetchone() == (T0 + timedelta(minutes=11),)
-    write_batch(conn, IngestBatch(uplinks=[record(uplink(72, gateways=both[:1]), municipality, None, 0)]))
+    write_batch(conn, IngestBatch(uplinks=[record(uplink(72, gateways=both[:1]), municipality, device, 0)]))
     assert conn.execute(heard, (both[0],)).fetchone() == (T0 + timedelta(minutes=72),)
     assert conn.execute(heard, (both[1],)).fetchone() == (T0 + timedelta(minutes=11),)
 
 
 def test_rollups_recomputed_from_receptions_match_what_ingest_kept(conn: psycopg.Connection[Any]) -> None:
     municipality = ensure_municipality(conn, "paderborn")
+    device = register(conn, municipality, EUI)
     both = ("aa555a0000000001", "aa555a0000000002")
-    batch = IngestBatch(uplinks=[record(uplink(n, gateways=both), municipality, None, 0) for n in range(40)])
+    batch = IngestBatch(
+        uplinks=[record(uplink(n, gateways=both), municipality, device, 0) for n in range(40)]
+    )
     write_batch(conn, batch)
     tables = {
         "gateway_activity": "SELECT * FROM gateway_activity ORDER BY 1, 2",
