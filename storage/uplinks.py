@@ -21,7 +21,7 @@ Why it looks like this:
 - A frame whose network-server time was refused (too far ahead, see
   `ingest.pipeline`) is stored under the bridge's time with the claim in
   `claimed_received_at`. Its key is then not (time, key) of a redelivery any more,
-  so such frames are deduplicated by key among the refused ones.
+  so such frames are deduplicated by key among their town's refused ones.
 """
 
 from __future__ import annotations
@@ -192,10 +192,11 @@ WITH new_uplink AS (
         best_gateway_id, best_rssi_dbm, best_snr_db, claimed_received_at
     FROM stage_uplink s
     -- A refused time was replaced by the bridge's, which differs on each redelivery:
-    -- such a frame is new only if no refused frame of its key is stored yet.
+    -- such a frame is new only if its town has no refused frame of its key stored yet.
     WHERE s.claimed_received_at IS NULL
        OR NOT EXISTS (SELECT 1 FROM uplink u
-                      WHERE u.uplink_key = s.uplink_key AND u.claimed_received_at IS NOT NULL)
+                      WHERE u.uplink_key = s.uplink_key AND u.claimed_received_at IS NOT NULL
+                        AND u.municipality_id = s.municipality_id)
     ON CONFLICT DO NOTHING
     RETURNING received_at, uplink_key, source
 ),
