@@ -390,7 +390,13 @@ def device_signals(session: Session, device: Device, *, now: datetime) -> list[G
             func.percentile_cont(0.5).within_group(Reception.snr_db),
             func.max(Reception.received_at),
         )
-        .where(Reception.dev_eui == device.dev_eui, Reception.received_at > now - SIGNAL_WINDOW)
+        .where(
+            Reception.dev_eui == device.dev_eui,
+            # Receptions stored for the device's own town: another town's source hearing
+            # the same DevEUI shows that town's gateways, not this device's.
+            Reception.municipality_id == device.municipality_id,
+            Reception.received_at > now - SIGNAL_WINDOW,
+        )
         .group_by(Reception.gateway_id)
     )
     signals = [

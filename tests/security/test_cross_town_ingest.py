@@ -113,9 +113,11 @@ def test_a_source_stores_another_towns_devEUI_as_its_own_unclaimed_frame(
     assert [item["dev_eui"] for item in unclaimed["items"]] == [theirs]
     # B's views: C's gateway is not B's to see, B's device has no link health, B's alerts
     # read B's own silence and no value of A's frames.
-    seen = client.get(town_b.url("/gateways"), headers=town_b.headers("viewer"))
-    assert c_gateway not in seen.text
-    assert "secret-of-c" not in seen.text
+    for view in ("/gateways", "/health/gateways", "/health/devices", f"/health/devices/{theirs}"):
+        seen = client.get(town_b.url(view), headers=town_b.headers("viewer"))
+        assert seen.status_code == 200, seen.text
+        assert c_gateway not in seen.text, view
+        assert "secret-of-c" not in seen.text, view
     latest = client.get(town_b.url("/readings/latest"), headers=town_b.headers("viewer")).json()
     assert all(not item.get("values") for item in latest["items"]), latest
     with Session(engine) as session:
