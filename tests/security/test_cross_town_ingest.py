@@ -212,6 +212,9 @@ def test_an_ingest_grant_lets_the_source_town_deliver_until_revoked(
         assert [(item["id"], item["direction"]) for item in received] == [(grant["id"], "received")]
         refused = client.delete(town_a.url(f"/ingest-grants/{grant['id']}"), headers=town_a.headers("admin"))
         assert refused.status_code == 404
+        # A's frames of B's device are B's to claim now, so they leave A's unclaimed list.
+        listed = client.get(town_a.url("/unclaimed-devices"), headers=town_a.headers("viewer")).json()
+        assert listed["items"] == []
 
         assert (
             source.post(tts_uplink(traffic, 1, device=3, at=now - timedelta(minutes=1))[1]).status_code == 200
