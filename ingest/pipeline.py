@@ -13,7 +13,7 @@ Two things a message says are not taken on its word:
 - Its DevEUI says which device it is, not whose: a source writes for devices of its
   own municipality, or of one that granted its town (`DeviceCache.for_source`). A
   frame of any other town's device is stored unclaimed for the source's own town
-  and counted as `foreign`; the device's owner sees nothing of it.
+  and counted (`foreign_device`); the device's owner sees nothing of it.
 - Its time: a network server's time more than `max_future` ahead of the bridge's
   clock is refused. The uplink is stored under the bridge's receive time, which is
   what a believable server would have said give or take its delay, with the claim

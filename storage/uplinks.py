@@ -16,8 +16,11 @@ Why it looks like this:
   crash between COPY and COMMIT loses nothing: the broker redelivers.
 - Every row carries the municipality the pipeline decided (`ingest.pipeline`): the
   device's owner when the source may deliver for it, else the source's own town with
-  the frame unclaimed. Every summary is keyed by that municipality or fed only from
-  claimed frames, so that one town's source never moves another town's state.
+  the frame unclaimed. The summaries of devices and towns are keyed by that
+  municipality (device_activity, gateway_heard) or fed only from claimed frames
+  (readings, device_state, gateway_device), so that one town's source never moves
+  another town's state. The gateway row and its activity bins describe the physical
+  gateway and count every reception of it, whichever town's source reported it.
 - A frame whose network-server time was refused (too far ahead, see
   `ingest.pipeline`) is stored under the bridge's time with the claim in
   `claimed_received_at`. Its key is then not (time, key) of a redelivery any more,
