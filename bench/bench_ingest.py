@@ -96,6 +96,14 @@ def fresh_database(server_url: str, name: str) -> str:
     engine = create_database_engine(url)
     register_fleet(engine, demo_fleet())
     engine.dispose()
+    # The benchmark's sources all belong to paderborn (as one regional network server would),
+    # and a source writes only for its own town's devices: the other towns grant it ingest.
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO ingest_grant (owner_municipality_id, source_municipality_id, created_by) "
+            "SELECT owner.id, source.id, 'bench' FROM municipality owner, municipality source "
+            "WHERE source.slug = 'paderborn' AND owner.id <> source.id"
+        )
     return url
 
 
@@ -236,7 +244,9 @@ def pipeline_records(
     devices = DeviceCache()
     with psycopg.connect(database_url) as conn:
         devices.refresh(conn)
-        municipality_ids = {"bench": 1}
+        paderborn = conn.execute("SELECT id FROM municipality WHERE slug = 'paderborn'").fetchone()
+        assert paderborn is not None
+        municipality_ids = {"bench": int(paderborn[0])}  # the town the other towns granted ingest
     pipeline = Pipeline(devices, CodecRegistry(), municipality_ids, counters)
     source = SourceConfig(name="bench", kind=NetworkServer.TTS, municipality="bench", host="127.0.0.1")
     started = time.perf_counter()

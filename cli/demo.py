@@ -90,8 +90,14 @@ def demo_sources(fleet: Fleet, host: str, port: int) -> list[SourceConfig]:
                 topics = sorted({EnvelopeWriter.tts_topic(d).rsplit("/", 2)[0] + "/+/up" for d in devices})
             else:
                 topics = sorted({f"application/{d.application_id}/device/+/event/+" for d in devices})
-                if not any(s.kind is NetworkServer.CHIRPSTACK_V4 for s in sources):
-                    topics += ["gateway/+/event/stats", "gateway/+/state/conn"]
+                # Each town's source reports its own gateways: a status of another town's
+                # gateway is not a source's to give (see `storage.uplinks`).
+                topics += [
+                    f"gateway/{gateway.gateway_eui}/{suffix}"
+                    for gateway in fleet.gateways
+                    if gateway.municipality == town.slug and gateway.network_server is server
+                    for suffix in ("event/stats", "state/conn")
+                ]
             if not topics:
                 continue
             sources.append(

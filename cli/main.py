@@ -230,7 +230,9 @@ def build_app(database_url: str, sources: Sequence[SourceConfig] = (), counters:
     engine = create_database_engine(database_url, pool_size=DatabaseSettings().pool_size)
     routers = []
     if any(source.webhook_secret_env for source in sources):
-        ingest = WebhookIngest(sources, database_url, CodecRegistry(), counters)
+        ingest = WebhookIngest(
+            sources, database_url, CodecRegistry(), counters, max_future=IngestSettings().max_future
+        )
         routers.append(webhook_router(ingest))
     return create_app(
         ApiSettings(),
@@ -618,6 +620,36 @@ def _data_lines(path: Path) -> int:
     return max(0, lines + (last != b"\n") - 1)
 
 
+def command_ingest_grants(args: argparse.Namespace) -> int:
+    """Manage which municipality's sources may deliver uplinks for another municipality's devices."""
+    from sqlalchemy.orm import Session
+
+    from storage.ingest_grants import create_ingest_grant, list_ingest_grants, revoke_ingest_grant
+    from storage.municipalities import get_municipality
+
+    with database(DatabaseSettings()) as url:
+        upgrade_and_apply_policies(url, DatabaseSettings())
+        engine = create_database_engine(url)
+        try:
+            with Session(engine) as session:
+                owner = get_municipality(session, args.owner)
+                if args.grants_command == "grant":
+                    source = get_municipality(session, args.source)
+                    view = create_ingest_grant(session, owner=owner, source=source, created_by="cli")
+                    session.commit()
+                    print(f"{view.grant.id}: sources of {view.source_slug} deliver for {view.owner_slug}")
+                elif args.grants_command == "revoke":
+                    revoke_ingest_grant(session, owner_id=owner.id, grant_id=args.id)
+                    session.commit()
+                    print(f"revoked ingest grant {args.id}")
+                else:
+                    for view in list_ingest_grants(session, owner.id, after_id=None, limit=10_000):
+                        print(f"{view.grant.id}: sources of {view.source_slug} deliver for {view.owner_slug}")
+        finally:
+            engine.dispose()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lorakom", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -713,6 +745,20 @@ def build_parser() -> argparse.ArgumentParser:
     secrets_commands.add_parser(
         "rotate", help="re-encrypt every stored secret under the first key of LORAKOM_SECRET_KEYS"
     ).set_defaults(handler=command_secrets_rotate)
+    grants = commands.add_parser(
+        "ingest-grants", help="let another municipality's sources deliver for a municipality's devices"
+    )
+    grants_commands = grants.add_subparsers(dest="grants_command", required=True)
+    give = grants_commands.add_parser("grant", help="the owner lets the source town's sources deliver")
+    give.add_argument("--owner", required=True, help="slug of the municipality owning the devices")
+    give.add_argument("--source", required=True, help="slug of the municipality whose sources deliver")
+    listing = grants_commands.add_parser("list", help="grants a municipality gave and received")
+    listing.add_argument("--owner", required=True, help="slug of the municipality")
+    withdraw = grants_commands.add_parser("revoke", help="withdraw a grant the owner gave")
+    withdraw.add_argument("--owner", required=True, help="slug of the municipality that granted")
+    withdraw.add_argument("--id", type=int, required=True, help="the grant's id, as listed")
+    for parser_of_command in (give, listing, withdraw):
+        parser_of_command.set_defaults(handler=command_ingest_grants)
     return parser
 
 

@@ -9,7 +9,7 @@ adapters knows which server a message came from except through
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -133,3 +133,18 @@ class Ignored:
 
 
 NetworkEvent = Uplink | Join | DeviceStatus | GatewayStatus | Ignored
+
+
+DEFAULT_MAX_FUTURE = timedelta(minutes=5)
+"""How far ahead of the receiving clock a network server's time may lie and still be believed.
+
+Gateways and network servers keep time by GPS or NTP, so their times are close to ours;
+minutes of slack cover a badly set clock on either side. Every summary only moves
+forward in time (latest values, last seen, last heard), so a time far ahead, believed
+once, would hold them still until that moment came.
+"""
+
+
+def time_is_believable(claimed: datetime, received: datetime, max_future: timedelta) -> bool:
+    """Whether a network server's `claimed` time is at most `max_future` ahead of our `received`."""
+    return claimed <= received + max_future

@@ -346,7 +346,13 @@ class Bridge:
         self.devices.refresh(conn)
         self.scripts.refresh(conn)
         self._last_device_refresh = time.monotonic()
-        self.pipeline = Pipeline(self.devices, self.codecs, self._municipality_ids, self.counters)
+        self.pipeline = Pipeline(
+            self.devices,
+            self.codecs,
+            self._municipality_ids,
+            self.counters,
+            max_future=self.settings.max_future,
+        )
         for number in range(self.settings.writers):
             committer = threading.Thread(
                 target=self._commit_loop, args=(number == 0,), name=f"lorakom-committer-{number}", daemon=True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.errors import ConfigurationError
-from domain.uplink import NetworkServer
+from domain.uplink import DEFAULT_MAX_FUTURE, NetworkServer
 
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -165,9 +166,18 @@ class IngestSettings(BaseSettings):
         description="database connections writing batches in parallel",
     )
     device_refresh_s: float = Field(default=2.0, gt=0)
+    max_future_s: float = Field(
+        default=DEFAULT_MAX_FUTURE.total_seconds(),
+        ge=0,
+        description="a network server's time further ahead of this clock is replaced by it (and flagged)",
+    )
     stats_interval_s: float = Field(default=10.0, gt=0)
     shared_group: str | None = None
     instance: str | None = None
+
+    @property
+    def max_future(self) -> timedelta:
+        return timedelta(seconds=self.max_future_s)
 
     @model_validator(mode="after")
     def _group_is_a_topic_level(self) -> IngestSettings:

@@ -23,6 +23,11 @@ class Outcome(StrEnum):
     DECODE_FAILED = "decode_failed"
     BACKFILLED = "backfilled"
     OTHER_EVENT = "other_event"
+    # An uplink of a device registered in a municipality that did not grant the source's
+    # town: stored unclaimed for the source's own town (also counted as unclaimed).
+    FOREIGN = "foreign_device"
+    # A network-server time too far ahead of the bridge's clock, replaced by the bridge's.
+    FUTURE_TIME = "future_time"
 
 
 LIVE_OUTCOMES = (
@@ -31,6 +36,8 @@ LIVE_OUTCOMES = (
     Outcome.DUPLICATE,
     Outcome.REJECTED,
     Outcome.UNCLAIMED,
+    Outcome.FOREIGN,
+    Outcome.FUTURE_TIME,
     Outcome.OTHER_EVENT,  # joins, device status, gateway heartbeats: received but not uplinks
 )
 

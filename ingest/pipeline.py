@@ -8,14 +8,26 @@ Whatever arrives is kept, so nothing needs to be re-sent to be looked at again.
 Uplinks are decoded a batch at a time (`BatchBuilder.finish`), the way stored
 frames are decoded again (`frame_decoder`): one registry call per batch, in
 which JS codecs run in batches too.
+
+Two things a message says are not taken on its word:
+- Its DevEUI says which device it is, not whose: a source writes for devices of its
+  own municipality, or of one that granted its town (`DeviceCache.for_source`). A
+  frame of any other town's device is stored unclaimed for the source's own town
+  and counted (`foreign_device`); the device's owner sees nothing of it.
+- Its time: a network server's time more than `max_future` ahead of the bridge's
+  clock is refused. The uplink is stored under the bridge's receive time, which is
+  what a believable server would have said give or take its delay, with the claim
+  kept in `claimed_received_at` (the flag); joins and gateway statuses take the
+  bridge's time too. So no summary that only moves forward can be frozen by a date
+  years ahead, and nothing of the message is lost.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -23,30 +35,69 @@ import psycopg
 from decoders import DEFAULT_PREFERENCE, CodecRegistry, DecodeOutcome, DecodeRequest, DecoderSource
 from domain.errors import MessageRejected
 from domain.ids import DevEui
-from domain.uplink import DeviceStatus, GatewayStatus, Ignored, Join, JsonObject, NetworkEvent, Uplink
+from domain.uplink import (
+    DEFAULT_MAX_FUTURE,
+    DeviceStatus,
+    GatewayStatus,
+    Ignored,
+    Join,
+    JsonObject,
+    NetworkEvent,
+    Uplink,
+    time_is_believable,
+)
 from ingest.adapters import parse_message
 from ingest.config import SourceConfig
 from ingest.metrics import IngestCounters, Outcome
-from storage.device_registry import DeviceProfile, load_devices
+from storage.device_registry import (
+    DeviceProfile,
+    IngestGrants,
+    load_devices,
+    load_ingest_grants,
+    may_deliver,
+)
 from storage.redecode import DecodedFrame, Decoder, StoredFrame
 from storage.uplinks import DecodeStatus, IngestBatch, RejectedRecord, UplinkRecord
 
 _PREFERENCES: dict[str, tuple[DecoderSource, ...]] = {source.value: (source,) for source in DecoderSource}
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceLookup:
+    """What a source may do with a DevEUI: write for `profile`, or keep the frame as its own unclaimed."""
+
+    profile: DeviceProfile | None
+    foreign: bool = False
+    """Registered, but in a municipality that did not grant the source's town."""
+
+
+_UNKNOWN = DeviceLookup(None)
+_FOREIGN = DeviceLookup(None, foreign=True)
+
+
 class DeviceCache:
-    """All registered devices by DevEUI, refreshed incrementally (see storage.device_registry)."""
+    """All registered devices and the ingest grants, refreshed incrementally (see storage.device_registry).
+
+    There is no lookup by DevEUI alone: a DevEUI is answered for a source's municipality.
+    """
 
     FULL_RELOAD_EVERY = 30
 
     def __init__(self) -> None:
         self._by_eui: dict[DevEui, DeviceProfile] = {}
+        self._grants: IngestGrants = frozenset()
         self._newest: datetime | None = None
         self._refreshes = 0
         self._lock = threading.Lock()
 
-    def get(self, dev_eui: DevEui | None) -> DeviceProfile | None:
-        return None if dev_eui is None else self._by_eui.get(dev_eui)
+    def for_source(self, dev_eui: DevEui | None, source_municipality_id: int) -> DeviceLookup:
+        """The device a source of `source_municipality_id` may write for under this DevEUI, if any."""
+        profile = None if dev_eui is None else self._by_eui.get(dev_eui)
+        if profile is None:
+            return _UNKNOWN
+        if may_deliver(profile, source_municipality_id, self._grants):
+            return DeviceLookup(profile)
+        return _FOREIGN
 
     def __len__(self) -> int:
         return len(self._by_eui)
@@ -57,6 +108,7 @@ class DeviceCache:
             full = self._newest is None or self._refreshes % self.FULL_RELOAD_EVERY == 0
             self._refreshes += 1
             profiles = load_devices(conn, changed_after=None if full else self._newest)
+            self._grants = load_ingest_grants(conn)
             changed = [p for p in profiles if self._by_eui.get(p.dev_eui) != p]
             if full:
                 self._by_eui = {p.dev_eui: p for p in profiles}
@@ -86,11 +138,16 @@ class Pipeline:
         codecs: CodecRegistry,
         municipality_ids: dict[str, int],
         counters: IngestCounters,
+        *,
+        max_future: timedelta = DEFAULT_MAX_FUTURE,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.devices = devices
         self.codecs = codecs
         self.municipality_ids = municipality_ids
         self.counters = counters
+        self.max_future = max_future
+        self.clock = clock
 
     def new_batch(self, *, counted: bool = True) -> BatchBuilder:
         """`counted=False` for a batch built again from messages already counted once (a retry)."""
@@ -104,6 +161,7 @@ class _Undecoded:
     uplink: Uplink
     profile: DeviceProfile
     source_name: str
+    claimed_received_at: datetime | None
 
     def frame(self) -> FrameToDecode:
         uplink = self.uplink
@@ -149,34 +207,65 @@ class BatchBuilder:
         if self._counted:
             self._pipeline.counters.add(source.name, Outcome.REJECTED)
 
+    def _count(self, source: SourceConfig, outcome: Outcome) -> None:
+        if self._counted:
+            self._pipeline.counters.add(source.name, outcome)
+
+    def _bridge_time_if_refused(self, source: SourceConfig, claimed: datetime) -> datetime | None:
+        """The bridge's time when `claimed` lies too far ahead of it (counted), else None."""
+        now = self._pipeline.clock()
+        if time_is_believable(claimed, now, self._pipeline.max_future):
+            return None
+        self._count(source, Outcome.FUTURE_TIME)
+        return now
+
     def add_event(self, source: SourceConfig, event: NetworkEvent) -> None:
         batch = self._batch
-        municipality_id = self._pipeline.municipality_ids[source.name]
+        source_town = self._pipeline.municipality_ids[source.name]
         if isinstance(event, Uplink):
-            profile = self._pipeline.devices.get(event.dev_eui)
-            if profile is None:
-                self._uplinks.append(
-                    UplinkRecord(
-                        uplink=event,
-                        source=source.name,
-                        municipality_id=municipality_id,
-                        device_id=None,
-                        decode_status=DecodeStatus.UNCLAIMED,
-                    )
-                )
-            else:
-                self._uplinks.append(_Undecoded(event, profile, source.name))
+            self._add_uplink(source, source_town, event)
             return
-        if self._counted:
-            self._pipeline.counters.add(source.name, Outcome.OTHER_EVENT)
+        self._count(source, Outcome.OTHER_EVENT)
         if isinstance(event, Join):
-            batch.joins.append((source.name, municipality_id, event))
+            if (now := self._bridge_time_if_refused(source, event.received_at)) is not None:
+                event = replace(event, received_at=now)
+            batch.joins.append((source.name, self._town_of(event.dev_eui, source_town), event))
         elif isinstance(event, DeviceStatus):
-            batch.statuses.append(event)
+            batch.statuses.append((self._town_of(event.dev_eui, source_town), event))
         elif isinstance(event, GatewayStatus):
-            batch.gateway_statuses.append(event)
+            if (now := self._bridge_time_if_refused(source, event.observed_at)) is not None:
+                event = replace(event, observed_at=now)
+            batch.gateway_statuses.append((source_town, event))
         else:
             assert isinstance(event, Ignored)
+
+    def _town_of(self, dev_eui: DevEui | None, source_town: int) -> int:
+        """Whose device activity an event of this DevEUI belongs to: the owner's if it may deliver."""
+        profile = self._pipeline.devices.for_source(dev_eui, source_town).profile
+        return source_town if profile is None else profile.municipality_id
+
+    def _add_uplink(self, source: SourceConfig, source_town: int, uplink: Uplink) -> None:
+        claimed = None
+        if (now := self._bridge_time_if_refused(source, uplink.received_at)) is not None:
+            claimed = uplink.received_at
+            uplink = replace(uplink, received_at=now)
+        lookup = self._pipeline.devices.for_source(uplink.dev_eui, source_town)
+        if lookup.profile is not None:
+            self._uplinks.append(_Undecoded(uplink, lookup.profile, source.name, claimed))
+            return
+        if lookup.foreign:
+            self._count(source, Outcome.FOREIGN)
+        self._uplinks.append(
+            UplinkRecord(
+                uplink=uplink,
+                source=source.name,
+                municipality_id=source_town,
+                device_id=None,
+                decode_status=DecodeStatus.UNCLAIMED,
+                claimed_received_at=claimed,
+                foreign=lookup.foreign,
+            )
+        )
 
     def finish(self) -> IngestBatch:
         """Decode the uplinks of registered devices, all in one go, and return the batch."""
@@ -186,20 +275,19 @@ class BatchBuilder:
         undecoded = [entry for entry in self._uplinks if isinstance(entry, _Undecoded)]
         results = iter(decode_frames(self._pipeline.codecs, [entry.frame() for entry in undecoded]))
         self._batch.uplinks = [
-            entry
-            if isinstance(entry, UplinkRecord)
-            else _record(entry.uplink, entry.profile, entry.source_name, next(results))
+            entry if isinstance(entry, UplinkRecord) else _record(entry, next(results))
             for entry in self._uplinks
         ]
         return self._batch
 
 
-def _record(uplink: Uplink, profile: DeviceProfile, source_name: str, result: DecodedFrame) -> UplinkRecord:
+def _record(entry: _Undecoded, result: DecodedFrame) -> UplinkRecord:
     return UplinkRecord(
-        uplink=uplink,
-        source=source_name,
-        municipality_id=profile.municipality_id,
-        device_id=profile.device_id,
+        uplink=entry.uplink,
+        source=entry.source_name,
+        municipality_id=entry.profile.municipality_id,
+        device_id=entry.profile.device_id,
+        claimed_received_at=entry.claimed_received_at,
         decode_status=result.status,
         decoded=result.decoded,
         decoder_source=result.decoder_source,

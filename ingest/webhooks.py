@@ -20,6 +20,7 @@ import hmac
 import threading
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Annotated, Any
 
 import psycopg
@@ -28,7 +29,7 @@ from pydantic import BaseModel, Field, SecretStr
 
 from decoders import CodecRegistry
 from domain.errors import MessageRejected, NotFound, Unauthenticated
-from domain.uplink import NetworkServer, Uplink
+from domain.uplink import DEFAULT_MAX_FUTURE, NetworkServer, Uplink
 from ingest.adapters import parse_webhook
 from ingest.config import SourceConfig
 from ingest.metrics import IngestCounters, Outcome
@@ -62,6 +63,7 @@ class WebhookIngest:
         database_url: str,
         codecs: CodecRegistry,
         counters: IngestCounters | None = None,
+        max_future: timedelta = DEFAULT_MAX_FUTURE,
     ) -> None:
         self.sources = {source.name: source for source in sources if source.webhook_secret_env}
         self.secrets: dict[str, SecretStr] = {}
@@ -78,6 +80,7 @@ class WebhookIngest:
         self._conn: psycopg.Connection[Any] | None = None
         self._pipeline: Pipeline | None = None
         self._refreshed_at = 0.0
+        self._max_future = max_future
 
     def _ready(self) -> tuple[psycopg.Connection[Any], Pipeline]:
         if self._conn is None or self._conn.closed:
@@ -87,7 +90,9 @@ class WebhookIngest:
                 name: ensure_municipality(self._conn, source.municipality, source.municipality_name)
                 for name, source in self.sources.items()
             }
-            self._pipeline = Pipeline(self.devices, self._codecs, municipality_ids, self.counters)
+            self._pipeline = Pipeline(
+                self.devices, self._codecs, municipality_ids, self.counters, max_future=self._max_future
+            )
         assert self._pipeline is not None
         if time.monotonic() - self._refreshed_at > DEVICE_REFRESH_S:
             self.devices.refresh(self._conn)

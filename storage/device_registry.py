@@ -1,5 +1,8 @@
 """What the bridge needs to know about registered devices, read in bulk and cached.
 
+A DevEUI alone never decides where an uplink goes: `may_deliver` says whether the
+source's municipality may write for the device that has it (its own, or granted).
+
 The bridge looks up every uplink's DevEUI; a query per uplink would cost more than
 the rest of the pipeline together, so it keeps all devices in memory and asks the
 database only for rows changed since its last look (`device.updated_at`, which
@@ -48,6 +51,27 @@ def load_devices(
         rows = conn.execute(_SELECT + " WHERE updated_at > %s", (changed_after,)).fetchall()
     conn.commit()
     return [_profile(row) for row in rows]
+
+
+IngestGrants = frozenset[tuple[int, int]]
+"""(owner municipality id, source municipality id): the owner lets the source town's sources deliver."""
+
+
+def load_ingest_grants(conn: psycopg.Connection[Any]) -> IngestGrants:
+    """Every ingest grant, read whole each time: a handful of rows, and a revoked one must vanish."""
+    rows = conn.execute("SELECT owner_municipality_id, source_municipality_id FROM ingest_grant").fetchall()
+    conn.commit()
+    return frozenset((int(owner), int(source)) for owner, source in rows)
+
+
+def may_deliver(profile: DeviceProfile, source_municipality_id: int, grants: IngestGrants) -> bool:
+    """Whether a source of `source_municipality_id` may write for this registered device.
+
+    The one rule of ingest tenancy: a source writes for its own municipality's devices,
+    and for another's only where that owner granted it (`storage.models_sharing.IngestGrant`).
+    """
+    owner = profile.municipality_id
+    return owner == source_municipality_id or (owner, source_municipality_id) in grants
 
 
 def _profile(row: Any) -> DeviceProfile:

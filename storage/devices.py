@@ -25,7 +25,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -33,8 +33,10 @@ from sqlalchemy.orm import Session
 from domain.errors import Conflict, NotFound
 from domain.ids import parse_dev_eui
 from domain.spreadsheet import unescape_formula
+from storage.ingest_grants import claimable_municipalities
 from storage.models import Device, DeviceActivity
 from storage.models import Uplink as UplinkRow
+from storage.models_sharing import IngestGrant
 
 PrintableText = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]*$")]
 """Text without control characters: PostgreSQL refuses NUL, and nobody means a tab in a name."""
@@ -197,11 +199,24 @@ def delete_device(session: Session, device: Device) -> None:
 def list_unclaimed(
     session: Session, *, municipality_id: int, after_dev_eui: str | None, limit: int
 ) -> list[DeviceActivity]:
-    """DevEUIs heard on this municipality's sources that no municipality has registered."""
-    registered = exists().where(Device.dev_eui == DeviceActivity.dev_eui)
+    """DevEUIs heard on this municipality's sources that no device it delivers for has.
+
+    Only this municipality's own activity rows: another town's pool is that town's. A
+    DevEUI counts as claimed when the municipality registered it, or when its owner
+    granted this municipality's sources ingest (their frames go to that device). One
+    registered by a town that did not grant stays listed: this town's frames of it are
+    unclaimed, whoever owns a device of that DevEUI elsewhere.
+    """
+    granting_owners = select(IngestGrant.owner_municipality_id).where(
+        IngestGrant.source_municipality_id == municipality_id
+    )
+    claimed = exists().where(
+        Device.dev_eui == DeviceActivity.dev_eui,
+        or_(Device.municipality_id == municipality_id, Device.municipality_id.in_(granting_owners)),
+    )
     query = (
         select(DeviceActivity)
-        .where(DeviceActivity.municipality_id == municipality_id, ~registered)
+        .where(DeviceActivity.municipality_id == municipality_id, ~claimed)
         .order_by(DeviceActivity.dev_eui)
         .limit(limit + 1)
     )
@@ -210,9 +225,15 @@ def list_unclaimed(
     return list(session.scalars(query))
 
 
-def was_heard(session: Session, dev_eui: str) -> bool:
-    """Whether uplinks of this DevEUI were stored before it was registered (history to decode)."""
-    return bool(session.scalar(select(exists().where(DeviceActivity.dev_eui == dev_eui))))
+def was_heard(session: Session, *, municipality_id: int, dev_eui: str) -> bool:
+    """Whether a device of this DevEUI in `municipality_id` has stored frames to claim and decode.
+
+    Asked only of the frames it may claim (its own sources' and those of towns that it
+    granted ingest), so the answer says nothing about other towns' pools.
+    """
+    towns = claimable_municipalities(session, municipality_id)
+    heard = exists().where(DeviceActivity.dev_eui == dev_eui, DeviceActivity.municipality_id.in_(towns))
+    return bool(session.scalar(select(heard)))
 
 
 # --- CSV import and export -------------------------------------------------------------------
@@ -429,7 +450,17 @@ SELECT
     coalesce(
         array_agg(id ORDER BY id) FILTER (
             WHERE inserted
-              AND EXISTS (SELECT FROM device_activity WHERE device_activity.dev_eui = written.dev_eui)
+              AND EXISTS (
+                  SELECT FROM device_activity
+                  WHERE device_activity.dev_eui = written.dev_eui
+                    AND (
+                        device_activity.municipality_id = %(municipality_id)s
+                        OR device_activity.municipality_id IN (
+                            SELECT source_municipality_id FROM ingest_grant
+                            WHERE owner_municipality_id = %(municipality_id)s
+                        )
+                    )
+              )
         ),
         '{{}}'
     )
@@ -539,9 +570,14 @@ def device_csv_row(device: Device) -> list[str]:
     ]
 
 
-def count_stored_frames(session: Session, dev_eui: str, since: datetime | None) -> int:
-    """Raw frames of a DevEUI at or after `since`: what a redecode will go through."""
-    query = select(func.count()).select_from(UplinkRow).where(UplinkRow.dev_eui == dev_eui)
+def count_stored_frames(session: Session, device: Device, since: datetime | None) -> int:
+    """Raw frames of a device at or after `since`: what a redecode will go through (as it selects them)."""
+    towns = claimable_municipalities(session, device.municipality_id)
+    query = (
+        select(func.count())
+        .select_from(UplinkRow)
+        .where(UplinkRow.dev_eui == device.dev_eui, UplinkRow.municipality_id.in_(towns))
+    )
     if since is not None:
         query = query.where(UplinkRow.received_at >= since)
     return int(session.scalar(query) or 0)

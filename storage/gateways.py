@@ -38,7 +38,11 @@ def _visible() -> ColumnElement[bool]:
     )
     heard_last = (
         select(DeviceActivity.last_gateway_id)
-        .join(Device, Device.dev_eui == DeviceActivity.dev_eui)
+        .join(
+            Device,
+            (Device.dev_eui == DeviceActivity.dev_eui)
+            & (Device.municipality_id == DeviceActivity.municipality_id),
+        )
         .where(Device.municipality_id == municipality_id)
     )
     return or_(

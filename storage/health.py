@@ -299,16 +299,22 @@ class DeviceHealth:
 
 
 def _uplink_counters(
-    session: Session, dev_euis: Sequence[str], *, since: datetime
+    session: Session, owners: dict[str, int], *, since: datetime
 ) -> dict[str, tuple[list[float], list[int]]]:
+    """Arrivals and frame counters of each DevEUI in `owners` (DevEUI → municipality id), counting
+    only the frames stored for that municipality: another town's source hearing the DevEUI is not it."""
     rows = (
-        select(Uplink.dev_eui, epoch_of(Uplink.received_at), Uplink.f_cnt)
-        .where(Uplink.dev_eui.in_(dev_euis), Uplink.received_at > since)
+        select(Uplink.dev_eui, Uplink.municipality_id, epoch_of(Uplink.received_at), Uplink.f_cnt)
+        .where(
+            Uplink.dev_eui.in_(owners),
+            Uplink.municipality_id.in_(set(owners.values())),
+            Uplink.received_at > since,
+        )
         .order_by(Uplink.dev_eui, Uplink.received_at)
     )
-    found: dict[str, tuple[list[float], list[int]]] = {dev_eui: ([], []) for dev_eui in dev_euis}
-    for dev_eui, moment, f_cnt in session.execute(rows):
-        if dev_eui is None:
+    found: dict[str, tuple[list[float], list[int]]] = {dev_eui: ([], []) for dev_eui in owners}
+    for dev_eui, municipality_id, moment, f_cnt in session.execute(rows):
+        if dev_eui is None or owners[dev_eui] != municipality_id:
             continue
         found[dev_eui][0].append(moment)
         if f_cnt is not None:
@@ -329,12 +335,15 @@ def device_interval(device: Device, arrivals_s: Sequence[float]) -> tuple[float,
 def device_health(
     session: Session, devices: list[Device], *, now: datetime, loss_window: timedelta
 ) -> list[DeviceHealth]:
-    dev_euis = [device.dev_eui for device in devices]
-    activities = {
-        activity.dev_eui: activity
-        for activity in session.scalars(select(DeviceActivity).where(DeviceActivity.dev_eui.in_(dev_euis)))
-    }
-    counters = _uplink_counters(session, dev_euis, since=now - loss_window)
+    owners = {device.dev_eui: device.municipality_id for device in devices}
+    # Each device's own municipality's row: another town's sources keep rows of their own.
+    found_activity = session.scalars(
+        select(DeviceActivity).where(
+            DeviceActivity.dev_eui.in_(owners), DeviceActivity.municipality_id.in_(set(owners.values()))
+        )
+    )
+    activities = {a.dev_eui: a for a in found_activity if owners[a.dev_eui] == a.municipality_id}
+    counters = _uplink_counters(session, owners, since=now - loss_window)
     batteries = daily_means(
         session, [device.id for device in devices], BATTERY, start=now - BATTERY_WINDOW, end=now
     )
@@ -381,7 +390,13 @@ def device_signals(session: Session, device: Device, *, now: datetime) -> list[G
             func.percentile_cont(0.5).within_group(Reception.snr_db),
             func.max(Reception.received_at),
         )
-        .where(Reception.dev_eui == device.dev_eui, Reception.received_at > now - SIGNAL_WINDOW)
+        .where(
+            Reception.dev_eui == device.dev_eui,
+            # Receptions stored for the device's own town: another town's source hearing
+            # the same DevEUI shows that town's gateways, not this device's.
+            Reception.municipality_id == device.municipality_id,
+            Reception.received_at > now - SIGNAL_WINDOW,
+        )
         .group_by(Reception.gateway_id)
     )
     signals = [

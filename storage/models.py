@@ -140,6 +140,9 @@ class Uplink(Base):
     best_gateway_id: Mapped[str | None] = mapped_column(String(128))
     best_rssi_dbm: Mapped[float | None] = mapped_column(Float)
     best_snr_db: Mapped[float | None] = mapped_column(Float)
+    # Set when the network server's time lay too far in the future: the frame is then
+    # stored under the bridge's receive time, and this keeps what was claimed.
+    claimed_received_at: Mapped[datetime | None]
 
     __table_args__ = (
         Index("ix_uplink_dev_eui_received_at", "dev_eui", text("received_at DESC")),
@@ -148,6 +151,9 @@ class Uplink(Base):
             "dev_eui",
             "received_at",
             postgresql_where=text("decode_status = 'unclaimed'"),
+        ),
+        Index(
+            "ix_uplink_time_refused", "uplink_key", postgresql_where=text("claimed_received_at IS NOT NULL")
         ),
     )
 
@@ -204,13 +210,15 @@ class DeviceActivity(Base):
     """Link health per DevEUI, registered or not: what a field technician checks first.
 
     Keyed by DevEUI rather than device id so that unclaimed devices (heard, not yet
-    registered) have a first/last seen and a sample payload too.
+    registered) have a first/last seen and a sample payload too; and by the
+    municipality whose sources heard it (or that owns the device), so that another
+    town's source hearing the same DevEUI keeps a row of its own and never moves this one.
     """
 
     __tablename__ = "device_activity"
 
+    municipality_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dev_eui: Mapped[str] = mapped_column(String(16), primary_key=True)
-    municipality_id: Mapped[int] = mapped_column(Integer, index=True)
     source: Mapped[str] = mapped_column(String(100))
     network_device_id: Mapped[str | None] = mapped_column(String(200))
     first_seen_at: Mapped[datetime]

@@ -1,5 +1,6 @@
-"""The table of sharing grants: a municipality opening one use case's data, read-only, to
-another municipality or to the whole region.
+"""The tables of grants between municipalities: sharing grants (a municipality opening one
+use case's data, read-only, to another municipality or to the whole region) and ingest
+grants (a municipality letting another one's network-server sources deliver for its devices).
 
 A module of its own, sharing `Base` with `storage.models` like `storage.models_usecases`:
 grants are written by municipal admins through the API and read on every request
@@ -50,3 +51,25 @@ class SharingGrant(Base):
             postgresql_where=text("grantee_municipality_id IS NULL"),
         ),
     )
+
+
+class IngestGrant(Base):
+    """`owner` lets the network-server sources of `source` municipality deliver uplinks for its devices.
+
+    The owner grants, because it is the owner's readings, device state, alerts and
+    gateway views that such uplinks then move; without a grant a source writes only for
+    devices of its own municipality, and keeps anything else as its own unclaimed frames.
+    Read by the ingest bridge with its device list (`storage.device_registry`).
+    """
+
+    __tablename__ = "ingest_grant"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_municipality_id: Mapped[int] = mapped_column(ForeignKey("municipality.id", ondelete="CASCADE"))
+    source_municipality_id: Mapped[int] = mapped_column(
+        ForeignKey("municipality.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    created_by: Mapped[str] = mapped_column(String(16))
+
+    __table_args__ = (UniqueConstraint("owner_municipality_id", "source_municipality_id"),)

@@ -2,11 +2,16 @@
 
 Raw frames are never thrown away, so history is never stuck with the decoder it met
 first. Redecoding one device is one transaction: its readings in the range are
-deleted, every stored frame in the range is decoded again (by a callback, because
+deleted, every stored frame of it in the range is decoded again (by a callback, because
 storage may not import the decoders), the new readings are copied in and the
 frames' decode results updated, and `device_state` is rebuilt from the readings.
 Running it twice gives the same rows: it is idempotent, and a crash half-way
 leaves the old state.
+
+A device's stored frames are those of its DevEUI that its own municipality's
+sources heard, or the sources of a town its owner granted ingest
+(`CLAIMABLE_TOWNS_SQL`): never another town's unclaimed frames of the same DevEUI,
+which stay that town's.
 
 Where the time goes, and why it is arranged so: frames come in chunks through a
 binary server-side cursor, and the callback decodes a whole chunk (a JS codec then
@@ -96,10 +101,16 @@ CREATE TEMP TABLE IF NOT EXISTS stage_redecode_reading (
 ) ON COMMIT DROP;
 """
 
+CLAIMABLE_TOWNS_SQL = """
+SELECT %(owner)s::int
+UNION SELECT source_municipality_id FROM ingest_grant WHERE owner_municipality_id = %(owner)s
+"""
+"""The municipalities whose sources' frames a device of `owner` may claim: its own and those it granted."""
+
 _FRAMES_SQL = """
 SELECT received_at, uplink_key, f_port, payload, network_decoded
 FROM uplink
-WHERE dev_eui = %(dev_eui)s
+WHERE dev_eui = %(dev_eui)s AND municipality_id = ANY(%(claimable)s)
   AND received_at >= %(since)s AND received_at < %(until)s
   AND (NOT %(only_unclaimed)s OR decode_status = 'unclaimed')
 ORDER BY received_at
@@ -115,6 +126,7 @@ UPDATE uplink AS u SET
     codec_id = s.codec_id, decode_error = s.decode_error
 FROM stage_redecode AS s
 WHERE u.received_at = s.received_at AND u.uplink_key = s.uplink_key AND u.dev_eui = %(dev_eui)s
+  AND u.municipality_id = ANY(%(claimable)s)
   AND u.received_at BETWEEN %(chunk_first)s AND %(chunk_last)s
   AND (u.device_id, u.municipality_id, u.decode_status, u.decoder_source, u.codec_id, u.decode_error,
        u.decoded)
@@ -244,15 +256,21 @@ def count_frames(
 ) -> int:
     """How many stored frames a redecode would touch: the total of its progress bar."""
     with psycopg.connect(libpq_url(engine.url.render_as_string(hide_password=False))) as conn:
+        # Counted as `_FRAMES_SQL` selects them: the frames of the registered device's claimable towns.
+        claimable = (
+            "(u.municipality_id = d.municipality_id OR u.municipality_id IN (SELECT g.source_municipality_id "
+            "FROM ingest_grant g WHERE g.owner_municipality_id = d.municipality_id))"
+        )
         if dev_eui is not None:
             row = conn.execute(
-                "SELECT count(*) FROM uplink WHERE dev_eui = %s AND received_at >= %s",
+                "SELECT count(*) FROM uplink u JOIN device d ON d.dev_eui = u.dev_eui "
+                f"WHERE d.dev_eui = %s AND u.received_at >= %s AND {claimable}",
                 (dev_eui, since or _FAR_PAST),
             ).fetchone()
         else:
             row = conn.execute(
                 "SELECT count(*) FROM uplink u JOIN device d ON d.dev_eui = u.dev_eui "
-                "WHERE d.codec_id = %s AND u.received_at >= %s",
+                f"WHERE d.codec_id = %s AND u.received_at >= %s AND {claimable}",
                 (codec_id, since or _FAR_PAST),
             ).fetchone()
     return int(row[0]) if row else 0
@@ -289,10 +307,12 @@ def _redecode(
     progress: Callable[[int], object] | None,
 ) -> RedecodeReport:
     report = RedecodeReport(devices=1)
+    claimable = [row[0] for row in conn.execute(CLAIMABLE_TOWNS_SQL, {"owner": profile.municipality_id})]
     params = {
         "dev_eui": profile.dev_eui,
         "device_id": profile.device_id,
         "municipality_id": profile.municipality_id,
+        "claimable": claimable,
         "since": since,
         "until": until,
         "only_unclaimed": only_unclaimed,

@@ -14,6 +14,17 @@ Why it looks like this:
   retried by the caller (`TransientWriteError`).
 - The caller acknowledges MQTT messages only after `write_batch` returned, so a
   crash between COPY and COMMIT loses nothing: the broker redelivers.
+- Every row carries the municipality the pipeline decided (`ingest.pipeline`): the
+  device's owner when the source may deliver for it, else the source's own town with
+  the frame unclaimed. The summaries of devices and towns are keyed by that
+  municipality (device_activity, gateway_heard) or fed only from claimed frames
+  (readings, device_state, gateway_device), so that one town's source never moves
+  another town's state. The gateway row and its activity bins describe the physical
+  gateway and count every reception of it, whichever town's source reported it.
+- A frame whose network-server time was refused (too far ahead, see
+  `ingest.pipeline`) is stored under the bridge's time with the claim in
+  `claimed_received_at`. Its key is then not (time, key) of a redelivery any more,
+  so such frames are deduplicated by key among their town's refused ones.
 """
 
 from __future__ import annotations
@@ -68,6 +79,10 @@ class UplinkRecord:
     codec_id: str | None = None
     decode_error: str | None = None
     readings: Sequence[Reading] = ()
+    claimed_received_at: datetime | None = None
+    """The network server's time, when it was refused and `uplink.received_at` is the bridge's."""
+    foreign: bool = False
+    """Registered in a municipality that did not let this source deliver for it: kept unclaimed."""
 
 
 @dataclass(slots=True)
@@ -84,8 +99,9 @@ class IngestBatch:
 
     uplinks: list[UplinkRecord] = field(default_factory=list)
     joins: list[tuple[str, int, Join]] = field(default_factory=list)  # (source, municipality id, event)
-    statuses: list[DeviceStatus] = field(default_factory=list)
-    gateway_statuses: list[GatewayStatus] = field(default_factory=list)
+    statuses: list[tuple[int, DeviceStatus]] = field(default_factory=list)  # (municipality id, event)
+    # (the source's municipality, event): a source reports only on gateways its town runs or nobody does
+    gateway_statuses: list[tuple[int, GatewayStatus]] = field(default_factory=list)
     rejected: list[RejectedRecord] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -103,6 +119,10 @@ class BatchResult:
     new_by_source: dict[str, int]
     readings_new: int
     rejected: int
+    foreign: int = 0
+    """Uplinks of devices registered in a municipality that did not grant the source's town."""
+    times_refused: int = 0
+    """Uplinks whose network-server time lay too far ahead, stored under the bridge's time."""
 
     @property
     def uplinks_new(self) -> int:
@@ -116,7 +136,7 @@ CREATE TEMP TABLE IF NOT EXISTS stage_uplink (
     payload bytea, network_decoded text, decoded text, decode_status text, decoder_source text,
     codec_id text, decode_error text, confirmed bool, simulated bool, spreading_factor int2,
     bandwidth_hz int4, frequency_hz int8, data_rate int2, airtime_s float8, gateway_count int2,
-    best_gateway_id text, best_rssi_dbm float8, best_snr_db float8
+    best_gateway_id text, best_rssi_dbm float8, best_snr_db float8, claimed_received_at timestamptz
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS stage_reception (
     received_at timestamptz, uplink_key text, gateway_id text, antenna int2, dev_eui text,
@@ -137,7 +157,7 @@ _UPLINK_TYPES = [
     "bytea", "text", "text", "text", "text",
     "text", "text", "bool", "bool", "int2",
     "int4", "int8", "int2", "float8", "int2",
-    "text", "float8", "float8",
+    "text", "float8", "float8", "timestamptz",
 ]  # fmt: skip
 _RECEPTION_TYPES = [
     "timestamptz", "text", "text", "int2", "text",
@@ -167,13 +187,19 @@ WITH new_uplink AS (
         network_device_id, application_id, f_cnt, f_port, payload, network_decoded, decoded,
         decode_status, decoder_source, codec_id, decode_error, confirmed, simulated,
         spreading_factor, bandwidth_hz, frequency_hz, data_rate, airtime_s, gateway_count,
-        best_gateway_id, best_rssi_dbm, best_snr_db)
+        best_gateway_id, best_rssi_dbm, best_snr_db, claimed_received_at)
     SELECT received_at, uplink_key, municipality_id, source, network_server, dev_eui, device_id,
         network_device_id, application_id, f_cnt, f_port, payload, network_decoded::jsonb, decoded::jsonb,
         decode_status, decoder_source, codec_id, decode_error, confirmed, simulated,
         spreading_factor, bandwidth_hz, frequency_hz, data_rate, airtime_s, gateway_count,
-        best_gateway_id, best_rssi_dbm, best_snr_db
-    FROM stage_uplink
+        best_gateway_id, best_rssi_dbm, best_snr_db, claimed_received_at
+    FROM stage_uplink s
+    -- A refused time was replaced by the bridge's, which differs on each redelivery:
+    -- such a frame is new only if its town has no refused frame of its key stored yet.
+    WHERE s.claimed_received_at IS NULL
+       OR NOT EXISTS (SELECT 1 FROM uplink u
+                      WHERE u.uplink_key = s.uplink_key AND u.claimed_received_at IS NOT NULL
+                        AND u.municipality_id = s.municipality_id)
     ON CONFLICT DO NOTHING
     RETURNING received_at, uplink_key, source
 ),
@@ -224,10 +250,11 @@ latest_state AS (
 ),
 new_activity AS (
     SELECT u.*, count(*) OVER w AS frames, min(u.received_at) OVER w AS first_at,
-           row_number() OVER (PARTITION BY u.dev_eui ORDER BY u.received_at DESC) AS recency
+           row_number() OVER (PARTITION BY u.municipality_id, u.dev_eui
+                              ORDER BY u.received_at DESC) AS recency
     FROM stage_uplink u JOIN stage_new_uplink n USING (received_at, uplink_key)
     WHERE u.dev_eui IS NOT NULL
-    WINDOW w AS (PARTITION BY u.dev_eui)
+    WINDOW w AS (PARTITION BY u.municipality_id, u.dev_eui)
 ),
 activity AS (
     INSERT INTO device_activity (dev_eui, municipality_id, source, network_device_id, first_seen_at,
@@ -236,11 +263,10 @@ activity AS (
     SELECT dev_eui, municipality_id, source, network_device_id, first_at, received_at, frames, f_cnt,
            f_port, payload, best_gateway_id, best_rssi_dbm, best_snr_db, spreading_factor
     FROM new_activity WHERE recency = 1
-    ORDER BY dev_eui
-    ON CONFLICT (dev_eui) DO UPDATE SET
+    ORDER BY municipality_id, dev_eui
+    ON CONFLICT (municipality_id, dev_eui) DO UPDATE SET
         uplink_count = device_activity.uplink_count + excluded.uplink_count,
         first_seen_at = least(device_activity.first_seen_at, excluded.first_seen_at),
-        municipality_id = excluded.municipality_id,
         source = excluded.source,
         network_device_id = coalesce(excluded.network_device_id, device_activity.network_device_id),
         last_seen_at = greatest(device_activity.last_seen_at, excluded.last_seen_at),
@@ -292,10 +318,13 @@ activity_bins AS (
 device_links AS (
     -- Only pairs whose stored time is an hour behind are written: the probe is a plain
     -- index read, where ON CONFLICT ... WHERE would lock (and so write) every pair.
+    -- Only claimed frames count: the pairs are read as "the gateways that hear this
+    -- registered device", which an unclaimed frame of another town's source must not say.
     INSERT INTO gateway_device (gateway_id, dev_eui, heard_at)
     SELECT r.gateway_id, r.dev_eui, max(r.received_at)
     FROM stage_reception r JOIN stage_new_uplink n USING (received_at, uplink_key)
-    WHERE r.dev_eui IS NOT NULL
+    JOIN stage_uplink u USING (received_at, uplink_key)
+    WHERE r.dev_eui IS NOT NULL AND u.device_id IS NOT NULL
     GROUP BY r.gateway_id, r.dev_eui
     HAVING NOT EXISTS (
         SELECT 1 FROM gateway_device g
@@ -349,9 +378,11 @@ def gateway_rollup_statements(since: datetime | None = None) -> list[str]:
         f"DELETE FROM gateway_activity WHERE {bins_from}",
         "INSERT INTO gateway_activity (gateway_id, bin_start, receptions) "
         f"SELECT gateway_id, {bin_of}, count(*) FROM reception WHERE {recent} GROUP BY 1, 2",
+        # Pairs of registered devices heard for their own municipality, as on ingest.
         "INSERT INTO gateway_device (gateway_id, dev_eui, heard_at) "
-        "SELECT gateway_id, dev_eui, max(received_at) FROM reception "
-        f"WHERE dev_eui IS NOT NULL AND {recent} GROUP BY 1, 2 "
+        "SELECT r.gateway_id, r.dev_eui, max(r.received_at) FROM reception r "
+        "JOIN device d ON d.dev_eui = r.dev_eui AND d.municipality_id = r.municipality_id "
+        f"WHERE {recent.replace('received_at', 'r.received_at')} GROUP BY 1, 2 "
         "ON CONFLICT (gateway_id, dev_eui) DO UPDATE "
         "SET heard_at = greatest(gateway_device.heard_at, excluded.heard_at)",
     ]
@@ -361,16 +392,18 @@ _JOIN_SQL = """
 INSERT INTO device_activity (dev_eui, municipality_id, source, network_device_id, first_seen_at,
                              last_seen_at, last_join_at)
 VALUES (%(dev_eui)s, %(municipality_id)s, %(source)s, %(network_device_id)s, %(at)s, %(at)s, %(at)s)
-ON CONFLICT (dev_eui) DO UPDATE SET
+ON CONFLICT (municipality_id, dev_eui) DO UPDATE SET
     last_join_at = greatest(device_activity.last_join_at, excluded.last_join_at),
     last_seen_at = greatest(device_activity.last_seen_at, excluded.last_seen_at)
 """
 
 _STATUS_SQL = """
 UPDATE device_activity SET network_battery_percent = %(battery)s, network_margin_db = %(margin)s
-WHERE dev_eui = %(dev_eui)s
+WHERE municipality_id = %(municipality_id)s AND dev_eui = %(dev_eui)s
 """
 
+# A source speaks for gateways its own municipality runs, or that nobody claimed yet: a
+# status about another town's gateway (its online flag, uptime, heartbeats) is dropped.
 _GATEWAY_STATUS_SQL = """
 INSERT INTO gateway (gateway_id, latitude, longitude, altitude_m, first_seen_at, last_seen_at,
                      last_status_at, online, status_changed_at)
@@ -387,11 +420,15 @@ ON CONFLICT (gateway_id) DO UPDATE SET
                              THEN excluded.status_changed_at ELSE gateway.status_changed_at END,
     online = CASE WHEN gateway.last_status_at IS NULL OR excluded.last_status_at >= gateway.last_status_at
                   THEN excluded.online ELSE gateway.online END
+WHERE gateway.municipality_id IS NULL OR gateway.municipality_id = %(municipality_id)s
 """
 
 _HEARTBEAT_SQL = """
 INSERT INTO gateway_heartbeat (time, gateway_id, online, rx_packets, rx_packets_ok, tx_packets)
-VALUES (%(at)s, %(gateway_id)s, %(online)s, %(rx_packets)s, %(rx_packets_ok)s, %(tx_packets)s)
+SELECT %(at)s::timestamptz, %(gateway_id)s::text, %(online)s::bool, %(rx_packets)s::int8,
+       %(rx_packets_ok)s::int8, %(tx_packets)s::int8
+WHERE EXISTS (SELECT 1 FROM gateway g WHERE g.gateway_id = %(gateway_id)s::text
+              AND (g.municipality_id IS NULL OR g.municipality_id = %(municipality_id)s))
 ON CONFLICT DO NOTHING
 """
 
@@ -438,6 +475,7 @@ def _uplink_row(record: UplinkRecord) -> tuple[Any, ...]:
         best.gateway_id if best else None,
         best.rssi_dbm if best else None,
         best.snr_db if best else None,
+        record.claimed_received_at,
     )
 
 
@@ -472,7 +510,8 @@ def _unique_uplinks(records: list[UplinkRecord]) -> list[UplinkRecord]:
     seen: set[tuple[str, datetime]] = set()
     unique = []
     for record in records:
-        key = (record.uplink.uplink_key, record.uplink.received_at)
+        # A refused time is replaced by the bridge's, per copy; the claimed time is the frame's.
+        key = (record.uplink.uplink_key, record.claimed_received_at or record.uplink.received_at)
         if key not in seen:
             seen.add(key)
             unique.append(record)
@@ -482,9 +521,10 @@ def _unique_uplinks(records: list[UplinkRecord]) -> list[UplinkRecord]:
 def _write(conn: psycopg.Connection[Any], batch: IngestBatch) -> BatchResult:
     new_by_source: dict[str, int] = {}
     readings_new = 0
+    unique = _unique_uplinks(batch.uplinks)
     with conn.cursor() as cur:
-        if batch.uplinks:
-            _copy_staging(cur, _unique_uplinks(batch.uplinks))
+        if unique:
+            _copy_staging(cur, unique)
             cur.execute(_INSERT_SQL)
             counts = cur.fetchone()
             assert counts is not None
@@ -508,12 +548,20 @@ def _write(conn: psycopg.Connection[Any], batch: IngestBatch) -> BatchResult:
             cur.executemany(
                 _STATUS_SQL,
                 [
-                    {"dev_eui": s.dev_eui, "battery": s.battery_percent, "margin": s.margin_db}
-                    for s in batch.statuses
+                    {
+                        "municipality_id": municipality_id,
+                        "dev_eui": s.dev_eui,
+                        "battery": s.battery_percent,
+                        "margin": s.margin_db,
+                    }
+                    for municipality_id, s in batch.statuses
                 ],
             )
-        for status in sorted(batch.gateway_statuses, key=lambda s: (s.gateway_id, s.observed_at)):
+        for municipality_id, status in sorted(
+            batch.gateway_statuses, key=lambda item: (item[1].gateway_id, item[1].observed_at)
+        ):
             params = {
+                "municipality_id": municipality_id,
                 "gateway_id": status.gateway_id,
                 "at": status.observed_at,
                 "online": status.online,
@@ -532,6 +580,8 @@ def _write(conn: psycopg.Connection[Any], batch: IngestBatch) -> BatchResult:
         new_by_source=new_by_source,
         readings_new=readings_new,
         rejected=len(batch.rejected),
+        foreign=sum(1 for record in unique if record.foreign),
+        times_refused=sum(1 for record in unique if record.claimed_received_at is not None),
     )
 
 

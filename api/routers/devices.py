@@ -127,7 +127,7 @@ def create(
     tasks: BackgroundTasks,
 ) -> DeviceOut:
     device = create_device(session, municipality_id=municipality.id, spec=body)
-    heard = was_heard(session, device.dev_eui)
+    heard = was_heard(session, municipality_id=municipality.id, dev_eui=device.dev_eui)
     session.commit()
     if heard:
         schedule_registered(request, tasks, engine, [device.id])
@@ -261,14 +261,14 @@ def redecode(
     hook: RedecodeHook | None = request.app.state.redecode
     if hook is None:
         raise StorageUnavailable("redecoding is not configured in this deployment")
-    frames = count_stored_frames(session, device.dev_eui, since)
+    frames = count_stored_frames(session, device, since)
     tasks.add_task(hook, engine, device.id, since)
     return RedecodeAccepted(dev_eui=device.dev_eui, since=since, frames=frames)
 
 
 @router.get(
     "/unclaimed-devices",
-    summary="DevEUIs heard on the municipality's sources but registered nowhere",
+    summary="DevEUIs heard on the municipality's own sources that none of its devices claims",
     response_model=Page[UnclaimedDeviceOut],
     responses=problem_responses(403, 404),
 )

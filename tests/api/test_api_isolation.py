@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from api.access import ACTIONS_BY_ROLE, Action
 from storage.api_keys import Role
+from storage.models import Municipality
 from tests.api.data import (
     MUNICIPAL_ROLES,
     Tenant,
@@ -36,6 +38,15 @@ class Resources:
     key_id: int
     secret_name: str
     grant_id: int
+    ingest_grant_id: int = 0
+
+
+def source_town(engine: Engine, slug: str) -> str:
+    """A municipality of its own for ingest grants to name (created here, it has no keys)."""
+    with Session(engine) as session:
+        session.add(Municipality(slug=slug, name=slug))
+        session.commit()
+    return slug
 
 
 def populate(client: TestClient, engine: Engine, tenant: Tenant) -> Resources:
@@ -49,7 +60,14 @@ def populate(client: TestClient, engine: Engine, tenant: Tenant) -> Resources:
     grant = client.post(
         tenant.url("/sharing"), json={"use_case": "soil", "grantee": None}, headers=tenant.headers("admin")
     ).json()
-    return Resources(tenant.slug, dev_eui, gateway_id, key["id"], secret_name, grant["id"])
+    source = source_town(engine, f"{tenant.slug}-nachbar")
+    source_town(engine, f"{tenant.slug}-umland")  # for the grant route to name
+    ingest_grant = client.post(
+        tenant.url("/ingest-grants"), json={"source": source}, headers=tenant.headers("admin")
+    ).json()
+    return Resources(
+        tenant.slug, dev_eui, gateway_id, key["id"], secret_name, grant["id"], ingest_grant["id"]
+    )
 
 
 @dataclass(frozen=True)
@@ -69,6 +87,7 @@ class Route:
             gateway_id=target.gateway_id,
             key_id=target.key_id,
             grant_id=target.grant_id,
+            ingest_grant_id=target.ingest_grant_id,
         )
         kwargs: dict[str, Any] = {"headers": auth(key)}
         if self.body is not None:
@@ -126,6 +145,17 @@ ROUTES = {
         "POST", "{slug}/sharing", Action.SHARE, body=lambda _: {"use_case": "parking"}, success=201
     ),
     "sharing-revoke": Route("DELETE", "{slug}/sharing/{grant_id}", Action.SHARE, success=204),
+    "ingest-grants-list": Route("GET", "{slug}/ingest-grants", Action.SHARE),
+    "ingest-grants-grant": Route(
+        "POST",
+        "{slug}/ingest-grants",
+        Action.SHARE,
+        body=lambda target: {"source": f"{target.slug}-umland"},
+        success=201,
+    ),
+    "ingest-grants-revoke": Route(
+        "DELETE", "{slug}/ingest-grants/{ingest_grant_id}", Action.SHARE, success=204
+    ),
 }
 ALL_ROLES = (*MUNICIPAL_ROLES, Role.REGION_ADMIN.value)
 
@@ -185,7 +215,7 @@ def test_a_foreign_municipality_is_invisible(
 
 FOREIGN_RESOURCE_ROUTES = [
     name for name, route in ROUTES.items() if "{dev_eui}" in route.path or "{gateway_id}" in route.path
-] + ["keys-revoke", "history", "history-export", "sharing-revoke"]
+] + ["keys-revoke", "history", "history-export", "sharing-revoke", "ingest-grants-revoke"]
 
 
 @pytest.mark.parametrize("role", MUNICIPAL_ROLES)
@@ -197,7 +227,13 @@ def test_a_foreign_resource_under_the_own_slug_is_invisible(
     own = populate(client, engine, tenant)
     theirs = populate(client, engine, neighbour)
     smuggled = Resources(
-        own.slug, theirs.dev_eui, theirs.gateway_id, theirs.key_id, theirs.secret_name, theirs.grant_id
+        own.slug,
+        theirs.dev_eui,
+        theirs.gateway_id,
+        theirs.key_id,
+        theirs.secret_name,
+        theirs.grant_id,
+        theirs.ingest_grant_id,
     )
     response = route.call(client, smuggled, tenant.keys[role])
     allowed = route.action in ACTIONS_BY_ROLE[Role(role)]

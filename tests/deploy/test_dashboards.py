@@ -193,7 +193,7 @@ def insert_sample_rows(conn: psycopg.Connection[Any]) -> None:
             "INSERT INTO device_activity (dev_eui, municipality_id, source, first_seen_at, last_seen_at,"
             " uplink_count, last_payload, last_gateway_id)"
             " VALUES (%s, %s, 'test-source', %s, %s, 1, '\\x0102', %s)"
-            " ON CONFLICT (dev_eui) DO UPDATE SET last_seen_at = excluded.last_seen_at,"
+            " ON CONFLICT (municipality_id, dev_eui) DO UPDATE SET last_seen_at = excluded.last_seen_at,"
             " uplink_count = device_activity.uplink_count + 1",
             (eui, town, moment, moment, gateway),
         )

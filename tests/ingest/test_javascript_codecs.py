@@ -80,7 +80,7 @@ def test_a_batch_decodes_javascript_devices_as_single_calls_would(fresh_db_url: 
         batch = builder.finish()
         assert [record.uplink.f_cnt for record in batch.uplinks] == list(range(1200))
         for record in batch.uplinks:
-            uplink, profile = record.uplink, devices.get(record.uplink.dev_eui)
+            uplink, profile = record.uplink, devices.for_source(record.uplink.dev_eui, 1).profile
             if profile is None:
                 assert (record.decode_status, record.device_id, record.decoded) == ("unclaimed", None, None)
                 continue

@@ -219,3 +219,67 @@ def test_redecoding_a_codec_commits_every_device_on_a_shared_session(fresh_db_ur
     with psycopg.connect(fresh_db_url) as conn:
         assert rows(conn, "SELECT decode_status, count(*) FROM uplink GROUP BY 1") == [("decoded", 30)]
         assert rows(conn, "SELECT count(DISTINCT device_id) FROM device_state") == [(2,)]
+
+
+def store_heard_by(conn: psycopg.Connection[Any], municipality_id: int, hours: range) -> None:
+    """Unclaimed frames of EUI that a source of `municipality_id` heard, one an hour."""
+    records = [
+        UplinkRecord(
+            uplink=Uplink(
+                network_server=NetworkServer.CHIRPSTACK_V4,
+                uplink_key=f"town-{municipality_id}-{n}",
+                received_at=T0 + timedelta(hours=n),
+                dev_eui=EUI,
+                payload=em500_udl_payload(1000 + n),
+                f_port=85,
+                f_cnt=n,
+            ),
+            source=f"source-of-{municipality_id}",
+            municipality_id=municipality_id,
+            device_id=None,
+            decode_status=DecodeStatus.UNCLAIMED,
+        )
+        for n in hours
+    ]
+    write_batch(conn, IngestBatch(uplinks=records))
+
+
+def test_a_device_claims_frames_of_its_own_and_granted_towns_only(fresh_db_url: str) -> None:
+    with psycopg.connect(fresh_db_url) as conn:
+        prepare_connection(conn)
+        owner, granted, stranger = (
+            ensure_municipality(conn, slug) for slug in ("owner", "granted", "stranger")
+        )
+        store_heard_by(conn, owner, range(0, 3))
+        store_heard_by(conn, granted, range(3, 5))
+        store_heard_by(conn, stranger, range(5, 9))
+        conn.execute(
+            "INSERT INTO ingest_grant (owner_municipality_id, source_municipality_id, created_by) "
+            "VALUES (%s, %s, 'test')",
+            (owner, granted),
+        )
+        device_id = conn.execute(
+            "INSERT INTO device (municipality_id, dev_eui, name, codec_id) "
+            "VALUES (%s, %s, 'Pegel', %s) RETURNING id",
+            (owner, EUI, CODEC),
+        ).fetchone()[0]  # type: ignore[index]
+        conn.commit()
+    engine = create_database_engine(fresh_db_url)
+    try:
+        assert redecode.count_frames(engine, dev_eui=EUI) == 5
+        report = redecode_device(
+            engine, device_id, decoder=frame_decoder(CodecRegistry()), only_unclaimed=True
+        )
+        assert report.frames == 5
+        # A full redecode (the admin's action) goes over the same frames and no others.
+        assert redecode_device(engine, device_id, decoder=frame_decoder(CodecRegistry())).frames == 5
+    finally:
+        engine.dispose()
+    with psycopg.connect(fresh_db_url) as conn:
+        by_town = rows(
+            conn,
+            "SELECT municipality_id, device_id IS NOT NULL, count(*) FROM uplink GROUP BY 1, 2 ORDER BY 1",
+        )
+        readings = rows(conn, "SELECT count(DISTINCT time) FROM reading")
+    assert by_town == [(owner, True, 5), (stranger, False, 4)]
+    assert readings == [(5,)]

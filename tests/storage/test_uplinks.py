@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from domain.ids import DevEui, GatewayId
 from domain.reading import Quality, Reading
-from domain.uplink import GatewayStatus, Location, NetworkServer, Radio, Reception, Uplink
+from domain.uplink import DeviceStatus, GatewayStatus, Location, NetworkServer, Radio, Reception, Uplink
 from storage.device_registry import ensure_municipality, load_devices
 from storage.uplinks import (
     DecodeStatus,
@@ -157,7 +158,7 @@ def test_gateways_appear_from_uplinks_and_status(conn: psycopg.Connection[Any]) 
     heard = conn.execute("SELECT gateway_id, municipality_id, last_heard_at FROM gateway_heard").fetchall()
     assert heard == [("aa555a0000000001", municipality, T0 + timedelta(minutes=1))]
     status = GatewayStatus(GatewayId("aa555a0000000001"), T0 + timedelta(minutes=2), online=False)
-    write_batch(conn, IngestBatch(gateway_statuses=[status]))
+    write_batch(conn, IngestBatch(gateway_statuses=[(municipality, status)]))
     online = conn.execute("SELECT online, status_changed_at FROM gateway").fetchone()
     assert online == (False, T0 + timedelta(minutes=2))
     assert count(conn, "gateway_heartbeat") == 1
@@ -165,9 +166,12 @@ def test_gateways_appear_from_uplinks_and_status(conn: psycopg.Connection[Any]) 
 
 def test_gateway_traffic_is_kept_in_bins_and_pairs_to_the_hour(conn: psycopg.Connection[Any]) -> None:
     municipality = ensure_municipality(conn, "paderborn")
+    device = register(conn, municipality, EUI)  # pairs are kept for registered devices only
     both = ("aa555a0000000001", "aa555a0000000002")
     # minutes 0..11 at T0: bins 08:00 and 08:05 and 08:10; a redelivery adds nothing
-    batch = IngestBatch(uplinks=[record(uplink(n, gateways=both), municipality, None, 0) for n in range(12)])
+    batch = IngestBatch(
+        uplinks=[record(uplink(n, gateways=both), municipality, device, 0) for n in range(12)]
+    )
     write_batch(conn, batch)
     write_batch(conn, batch)
     bins = conn.execute(
@@ -179,18 +183,21 @@ def test_gateway_traffic_is_kept_in_bins_and_pairs_to_the_hour(conn: psycopg.Con
     assert pairs == [(gateway, EUI, T0 + timedelta(minutes=11)) for gateway in both]
 
     # within the hour the pair's time is left alone (no write); past it, it moves on
-    write_batch(conn, IngestBatch(uplinks=[record(uplink(50, gateways=both[:1]), municipality, None, 0)]))
+    write_batch(conn, IngestBatch(uplinks=[record(uplink(50, gateways=both[:1]), municipality, device, 0)]))
     heard = "SELECT heard_at FROM gateway_device WHERE gateway_id = %s"
     assert conn.execute(heard, (both[0],)).fetchone() == (T0 + timedelta(minutes=11),)
-    write_batch(conn, IngestBatch(uplinks=[record(uplink(72, gateways=both[:1]), municipality, None, 0)]))
+    write_batch(conn, IngestBatch(uplinks=[record(uplink(72, gateways=both[:1]), municipality, device, 0)]))
     assert conn.execute(heard, (both[0],)).fetchone() == (T0 + timedelta(minutes=72),)
     assert conn.execute(heard, (both[1],)).fetchone() == (T0 + timedelta(minutes=11),)
 
 
 def test_rollups_recomputed_from_receptions_match_what_ingest_kept(conn: psycopg.Connection[Any]) -> None:
     municipality = ensure_municipality(conn, "paderborn")
+    device = register(conn, municipality, EUI)
     both = ("aa555a0000000001", "aa555a0000000002")
-    batch = IngestBatch(uplinks=[record(uplink(n, gateways=both), municipality, None, 0) for n in range(40)])
+    batch = IngestBatch(
+        uplinks=[record(uplink(n, gateways=both), municipality, device, 0) for n in range(40)]
+    )
     write_batch(conn, batch)
     tables = {
         "gateway_activity": "SELECT * FROM gateway_activity ORDER BY 1, 2",
@@ -236,3 +243,87 @@ def test_device_registry_sees_changes_after_a_time(conn: psycopg.Connection[Any]
     everything = load_devices(conn)
     assert [d.dev_eui for d in everything] == [EUI]
     assert load_devices(conn, changed_after=everything[0].updated_at) == []
+
+
+def test_another_towns_source_keeps_its_own_activity_row(conn: psycopg.Connection[Any]) -> None:
+    """device_activity is per (municipality, DevEUI): A hearing B's DevEUI never moves B's row."""
+    town_b, town_a = ensure_municipality(conn, "town-b"), ensure_municipality(conn, "town-a")
+    device = register(conn, town_b, EUI)
+    write_batch(conn, IngestBatch(uplinks=[record(uplink(1), town_b, device, 100.0)]))
+    foreign = record(uplink(5), town_a, None, 0)
+    foreign.foreign = True
+    result = write_batch(conn, IngestBatch(uplinks=[foreign]))
+    assert result.foreign == 1
+    activity = conn.execute(
+        "SELECT municipality_id, last_seen_at, uplink_count, source FROM device_activity ORDER BY 1"
+    ).fetchall()
+    assert sorted(activity) == sorted(
+        [
+            (town_b, T0 + timedelta(minutes=1), 1, "test-source"),
+            (town_a, T0 + timedelta(minutes=5), 1, "test-source"),
+        ]
+    )
+    # The gateway-device pair says which gateways hear B's registered device: A's frame adds none.
+    assert conn.execute("SELECT heard_at FROM gateway_device").fetchall() == [(T0 + timedelta(minutes=1),)]
+    status = DeviceStatus(NetworkServer.CHIRPSTACK_V4, T0, EUI, battery_percent=3.0)
+    write_batch(conn, IngestBatch(statuses=[(town_a, status)]))
+    battery = "SELECT network_battery_percent FROM device_activity WHERE municipality_id = %s"
+    assert conn.execute(battery, (town_b,)).fetchone() == (None,)
+    assert conn.execute(battery, (town_a,)).fetchone() == (3.0,)
+
+
+def test_a_gateway_status_moves_only_gateways_of_the_sources_town_or_nobodys(
+    conn: psycopg.Connection[Any],
+) -> None:
+    town_a, town_c = ensure_municipality(conn, "town-a"), ensure_municipality(conn, "town-c")
+    conn.execute(
+        "INSERT INTO gateway (gateway_id, municipality_id, online, last_status_at) "
+        "VALUES ('gw-c', %s, true, %s)",
+        (town_c, T0),
+    )
+    conn.commit()
+    offline = GatewayStatus(GatewayId("gw-c"), T0 + timedelta(minutes=1), online=False)
+    write_batch(conn, IngestBatch(gateway_statuses=[(town_a, offline)]))
+    assert conn.execute("SELECT online, last_status_at FROM gateway").fetchone() == (True, T0)
+    assert count(conn, "gateway_heartbeat") == 0
+    write_batch(conn, IngestBatch(gateway_statuses=[(town_c, offline)]))
+    assert conn.execute("SELECT online, last_status_at FROM gateway").fetchone() == (
+        False,
+        offline.observed_at,
+    )
+    assert count(conn, "gateway_heartbeat") == 1
+
+
+def test_a_refused_time_is_stored_once_however_often_it_comes(conn: psycopg.Connection[Any]) -> None:
+    """A refused frame carries the bridge's time, new on each redelivery: its key and claim dedupe it."""
+    municipality = ensure_municipality(conn, "paderborn")
+    device = register(conn, municipality, EUI)
+    claimed = datetime(9999, 12, 31, tzinfo=UTC)
+
+    def delivered(bridge_time: datetime) -> UplinkRecord:
+        refused = record(replace(uplink(1), received_at=bridge_time), municipality, device, 10.0)
+        refused.claimed_received_at = claimed
+        return refused
+
+    first = write_batch(conn, IngestBatch(uplinks=[delivered(T0), delivered(T0 + timedelta(seconds=1))]))
+    again = write_batch(conn, IngestBatch(uplinks=[delivered(T0 + timedelta(seconds=9))]))
+    assert (first.uplinks_new, first.times_refused, again.uplinks_new) == (1, 1, 0)
+    assert conn.execute("SELECT received_at, claimed_received_at FROM uplink").fetchall() == [(T0, claimed)]
+    assert conn.execute("SELECT max(time) FROM device_state").fetchone() == (T0,)
+    # Another town's refused frame of the same key is that town's own, not a duplicate.
+    other = ensure_municipality(conn, "elsewhere")
+    theirs = delivered(T0 + timedelta(seconds=20))
+    theirs.municipality_id, theirs.device_id, theirs.readings = other, None, ()
+    assert write_batch(conn, IngestBatch(uplinks=[theirs])).uplinks_new == 1
+
+
+def test_rollups_pair_gateways_only_with_devices_of_the_receptions_town(
+    conn: psycopg.Connection[Any],
+) -> None:
+    town_b, town_a = ensure_municipality(conn, "town-b"), ensure_municipality(conn, "town-a")
+    register(conn, town_b, EUI)
+    write_batch(conn, IngestBatch(uplinks=[record(uplink(n), town_a, None, 0) for n in range(3)]))
+    conn.execute("DELETE FROM gateway_device")
+    for statement in gateway_rollup_statements():
+        conn.execute(statement)
+    assert count(conn, "gateway_device") == 0
