@@ -35,7 +35,9 @@ from cli.main import main
 from domain.errors import ConfigurationError
 from storage.database import create_database_engine
 from storage.reader_roles import ReaderSettings
+from storage.schema import upgrade_database
 from tests.cli.grafana_stand_in import ADMIN_LOGIN, ADMIN_PASSWORD, GrafanaStandIn, running_stand_in
+from tests.conftest import create_database, drop_database
 from tests.storage.reader_logins import (
     drop_roles,
     install_reader_schema_stand_in,
@@ -49,9 +51,21 @@ DASHBOARDS = load_dashboards(ROOT / "dashboards")
 
 
 @pytest.fixture(scope="module")
-def engine(migrated_db_url: str) -> Iterator[Engine]:
-    install_reader_schema_stand_in(migrated_db_url)
-    engine = create_database_engine(migrated_db_url, pool_size=2)
+def provision_db_url(postgres_server: str) -> Iterator[str]:
+    """A database of this module's own: provisioning covers every municipality in it, so
+    towns that other tests left in the session's database must not be there."""
+    url = create_database(postgres_server, prefix="lorakom_grafana")
+    upgrade_database(url)
+    try:
+        yield url
+    finally:
+        drop_database(postgres_server, url)
+
+
+@pytest.fixture(scope="module")
+def engine(provision_db_url: str) -> Iterator[Engine]:
+    install_reader_schema_stand_in(provision_db_url)
+    engine = create_database_engine(provision_db_url, pool_size=2)
     yield engine
     engine.dispose()
 
@@ -412,7 +426,7 @@ def test_the_command_provisions_through_the_cli(
     grafana: tuple[GrafanaStandIn, str],
     readers: ReaderSettings,
     towns: list[dict[str, Any]],
-    migrated_db_url: str,
+    provision_db_url: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
@@ -421,7 +435,7 @@ def test_the_command_provisions_through_the_cli(
     users = tmp_path / "users.toml"
     users.write_text('[[town_user]]\nlogin = "{slug}-viewer"\nrole = "Viewer"\n')
     for name, value in {
-        "LORAKOM_DB_URL": migrated_db_url,
+        "LORAKOM_DB_URL": provision_db_url,
         "LORAKOM_GRAFANA_URL": url,
         "LORAKOM_GRAFANA_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "LORAKOM_READERS_ROLE_PREFIX": readers.role_prefix,
@@ -446,12 +460,12 @@ def test_the_command_provisions_through_the_cli(
 def test_a_wrong_admin_password_is_a_configuration_error(
     grafana: tuple[GrafanaStandIn, str],
     readers: ReaderSettings,
-    migrated_db_url: str,
+    provision_db_url: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     _, url = grafana
-    monkeypatch.setenv("LORAKOM_DB_URL", migrated_db_url)
+    monkeypatch.setenv("LORAKOM_DB_URL", provision_db_url)
     monkeypatch.setenv("LORAKOM_GRAFANA_URL", url)
     monkeypatch.setenv("LORAKOM_GRAFANA_ADMIN_PASSWORD", "wrong")
     monkeypatch.setenv("LORAKOM_READERS_ROLE_PREFIX", readers.role_prefix)
