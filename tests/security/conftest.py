@@ -1,9 +1,18 @@
 """The standing security suite: every door of the platform, probed as an attacker would.
 
 It shares the API suite's fixtures (a session's app on the migrated database, tenants
-made per test), so that a probe here meets exactly the app the API tests meet.
+made per test), so that a probe here meets exactly the app the API tests meet. The
+suite's own towns (`world`) are made once per module: a probe over every route needs
+many requests, not many towns.
 """
 
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine
+from starlette.testclient import TestClient
+
+from decoders import CodecRegistry
 from tests.api.conftest import (  # noqa: F401  (fixtures, found by pytest by name)
     client,
     engine,
@@ -14,3 +23,20 @@ from tests.api.conftest import (  # noqa: F401  (fixtures, found by pytest by na
     settings,
     tenant,
 )
+from tests.security.world import World, make_world
+
+
+@pytest.fixture(scope="session", autouse=True)
+def v8_started_on_the_main_thread() -> None:
+    """V8 first started off the main thread crashes when another thread then makes an isolate,
+    and the app makes isolates in request threads (codec scripts); so V8 starts here first."""
+    warm = CodecRegistry()
+    warm.register_javascript("warm/up", "function decodeUplink(input) { return { data: {} }; }")
+    warm.close()
+
+
+@pytest.fixture(scope="module")
+def world(client: TestClient, engine: Engine, region_key: str) -> Iterator[World]:  # noqa: F811  (the fixtures above)
+    made = make_world(client, engine, region_key)
+    yield made
+    made.close()
