@@ -35,8 +35,19 @@ def v8_started_on_the_main_thread() -> None:
     warm.close()
 
 
+@pytest.fixture(scope="session")
+def probe(client: TestClient) -> TestClient:  # noqa: F811  (the fixture above)
+    """The session's app, answering a server error as the 500 a client would get.
+
+    The API suite's client raises the app's exception into the test instead; a probe
+    over many requests must see the answer and go on, to report every failure at once.
+    The app is already started by `client`, so this one is used without a lifespan.
+    """
+    return TestClient(client.app, raise_server_exceptions=False)
+
+
 @pytest.fixture(scope="module")
-def world(client: TestClient, engine: Engine, region_key: str) -> Iterator[World]:  # noqa: F811  (the fixtures above)
-    made = make_world(client, engine, region_key)
+def world(probe: TestClient, engine: Engine, region_key: str) -> Iterator[World]:  # noqa: F811  (above)
+    made = make_world(probe, engine, region_key)
     yield made
     made.close()
