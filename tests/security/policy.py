@@ -10,7 +10,7 @@ break one thing at a time (the hostile bodies).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +18,10 @@ from urllib.parse import quote
 from starlette.testclient import TestClient
 
 from api.access import Action
+from api.app import create_app
+from api.settings import ApiSettings
+from decoders import CodecRegistry
+from ingest.webhooks import WebhookIngest, webhook_router
 from storage.sharing import SharedUseCase
 from tests.api.data import device_body, unique_slug
 from tests.security.world import World, codec_script_body, unknown_value
@@ -34,6 +38,7 @@ class Door(Enum):
     SCRIPT_READ = "codec scripts are global: every key reads every script, not who registered it"
     SCRIPT_TRY = "trying a script runs code: editors and up"
     SCRIPT_OWNER = "a script is changed by its town's admins or the region admin"
+    WEBHOOK = "a network server's webhook: its source's secret, which no API key is"
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,11 @@ class Policy:
     """The path names something the request creates in the own town when absent (a zone, a soil type)."""
     names_grantors: bool = False
     """The own town's answer lists the towns that granted it something, by slug."""
+    kinds: dict[str, str] = field(default_factory=dict)
+    """Resource kinds of path parameters whose name does not say it (`{source}` of which kind)."""
+
+    def kind_of(self, parameter: str) -> str:
+        return self.kinds.get(parameter, parameter)
 
 
 def town(action: Action, use_case: SharedUseCase | None = None, success: int = 200, **more: Any) -> Policy:
@@ -198,6 +208,11 @@ POLICY: dict[tuple[str, str], Policy] = {
         },
     ),
     ("DELETE", "/v1/codec-scripts/{codec_id}"): Policy(Door.SCRIPT_OWNER, success=204, consumes=True),
+    # webhook ingest
+    ("POST", "/v1/ingest/tts/{source}"): Policy(Door.WEBHOOK, kinds={"source": "tts-source"}),
+    ("POST", "/v1/ingest/chirpstack/{source}"): Policy(
+        Door.WEBHOOK, kinds={"source": "chirpstack-source"}, query=lambda target: {"event": "up"}
+    ),
     ("POST", "/v1/codec-scripts/{codec_id}/test"): Policy(
         Door.SCRIPT_TRY,
         body=lambda world, target: {"f_port": 1, "payload_hex": "2a", "metadata": {"bin_depth_mm": 900}},
@@ -217,6 +232,13 @@ class Route:
     @property
     def label(self) -> str:
         return f"{self.method} {self.path}"
+
+
+def deployed_document() -> dict[str, Any]:
+    """The OpenAPI document of the app as `lorakom run` composes it, webhook ingest included;
+    for parametrizing tests when they are collected, before any app runs."""
+    ingest = WebhookIngest([], "postgresql://unused", CodecRegistry())
+    return create_app(ApiSettings(), extra_routers=[webhook_router(ingest)]).openapi()
 
 
 def document_routes(client: TestClient) -> list[Route]:

@@ -201,7 +201,10 @@ def body_routes(client: TestClient) -> list[Route]:
 
 def own_target(world: World, route: Route) -> Target:
     """The own town's resources: a request that reaches the handler with a valid body."""
-    return Target(world.own.slug, {kind: world.value(kind, world.own) for kind in route.path_ids})
+    policy = POLICY[(route.method, route.path)]
+    return Target(
+        world.own.slug, {name: world.value(policy.kind_of(name), world.own) for name in route.path_ids}
+    )
 
 
 def judge(response: Any, hostile: Hostile, who: str) -> list[str]:

@@ -81,8 +81,8 @@ def relations(route: Route, policy: Policy) -> tuple[Relation, ...]:
 def expected_status(policy: Policy, caller: str, relation: Relation) -> int:
     if policy.door is Door.OPEN:
         return policy.success
-    if caller in UNAUTHENTICATED:
-        return 401
+    if caller in UNAUTHENTICATED or policy.door is Door.WEBHOOK:
+        return 401  # a webhook's source, known or not, answers an API key as no secret at all
     region = caller == REGION_ADMIN
     match policy.door:
         case Door.ANY_KEY:
@@ -165,10 +165,12 @@ def target_for(world: World, route: Route, policy: Policy, relation: Relation, *
         Relation.UNKNOWN_ID: (world.own, None),
         Relation.NONE: (None, None),
     }[relation]
-    kinds = (*route.path_ids, *policy.query_ids)
+    names = (*route.path_ids, *policy.query_ids)
     ids = {
-        kind: world.value(kind, id_town, fresh=fresh) if id_town is not None else unknown_value(kind)
-        for kind in kinds
+        name: world.value(policy.kind_of(name), id_town, fresh=fresh)
+        if id_town is not None
+        else unknown_value(policy.kind_of(name))
+        for name in names
     }
     slug = slug_town.slug if slug_town is not None else None
     if "{slug}" in route.path and slug is None:

@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
+from ingest.config import SourceConfig
 from storage.api_keys import Role, create_api_key, revoke_api_key
 from storage.models_usecases import AlertEvent
 from storage.municipalities import create_municipality
@@ -32,6 +33,19 @@ from storage.sharing import SharedUseCase
 from tests.api.data import MUNICIPAL_ROLES, Tenant, add_gateway, auth, register, unique_slug
 
 LARGEST_ID = 2**31 - 1
+
+WEBHOOK_SECRET_ENV = "LORAKOM_SECURITY_SUITE_WEBHOOK_SECRET"
+WEBHOOK_SOURCES = (
+    SourceConfig(name="quelle-tts", kind="tts", municipality="quelle", webhook_secret_env=WEBHOOK_SECRET_ENV),
+    SourceConfig(
+        name="quelle-chirpstack",
+        kind="chirpstack-v4",
+        municipality="quelle",
+        webhook_secret_env=WEBHOOK_SECRET_ENV,
+    ),
+)
+"""The webhook sources of the suite's app. Their secret is made per session and never sent:
+no probe knows it, as no attacker does."""
 
 CODEC_SCRIPT = """\
 function decodeUplink(input) {
@@ -131,7 +145,7 @@ def unknown_value(kind: str) -> str:
     """An id of kind `kind` that names nothing anywhere, but is well-formed."""
     if kind in ("dev_eui", "gateway_id"):
         return secrets.token_hex(8)
-    if kind in ("zone", "soil_type"):
+    if kind in ("zone", "soil_type", "tts-source", "chirpstack-source"):
         return f"unbekannt-{secrets.token_hex(5)}"
     if kind == "codec_id":
         return f"unbekannt-{secrets.token_hex(5)}/codec"
@@ -251,6 +265,11 @@ def _codec_script(world: World, town: Town) -> str:
 
 
 MAKERS: dict[str, ResourceMaker] = {
+    # Sources belong to the app's configuration, not to a town of the module: the own town
+    # stands for the route's own kind of source, any other town for a source of the other
+    # kind, a known name that the route must answer like an unknown one.
+    "tts-source": lambda world, town: WEBHOOK_SOURCES[0 if town is world.own else 1].name,
+    "chirpstack-source": lambda world, town: WEBHOOK_SOURCES[1 if town is world.own else 0].name,
     "dev_eui": _device,
     "gateway_id": _gateway,
     "key_id": _key,
