@@ -187,6 +187,10 @@ def make_world(client: TestClient, engine: Engine, region_key: str) -> World:
             f"/v1/municipalities/{sharer.slug}/sharing",
             json={"use_case": use_case.value, "grantee": own.slug},
         )
+    # One of each resource in every town up front, so that every list has rows to leak.
+    for town in world.towns:
+        for kind in TOWN_RESOURCES:
+            world.value(kind, town)
     return world
 
 
@@ -264,6 +268,18 @@ def _codec_script(world: World, town: Town) -> str:
     return codec_id
 
 
+TOWN_RESOURCES = (
+    "dev_eui",
+    "gateway_id",
+    "key_id",
+    "rule_id",
+    "event_id",
+    "webhook_id",
+    "grant_id",
+    "zone",
+    "soil_type",
+    "codec_id",
+)
 MAKERS: dict[str, ResourceMaker] = {
     # Sources belong to the app's configuration, not to a town of the module: the own town
     # stands for the route's own kind of source, any other town for a source of the other
