@@ -36,7 +36,7 @@ class Door(Enum):
     TOWN = "a town's route: its keys (by action) and the region admin; shared use cases readable"
     SCRIPT_CREATE = "codec scripts are registered by admins"
     SCRIPT_READ = "codec scripts are global: every key reads every script, not who registered it"
-    SCRIPT_TRY = "trying a script runs code: editors and up"
+    SCRIPT_TRY = "trying a script runs code on the platform's CPU: editors and up, not viewers"
     SCRIPT_OWNER = "a script is changed by its town's admins or the region admin"
     WEBHOOK = "a network server's webhook: its source's secret, which no API key is"
 
