@@ -71,6 +71,13 @@ class DecodeRequest(NamedTuple):
     network_decoded: JsonObject | None
     device_metadata: Mapping[str, Any] | None = None
     preference: Sequence[DecoderSource] = DEFAULT_PREFERENCE
+    municipality_id: int | None = None
+    """Whose payload this is: JS codecs run in that municipality's own isolate (no state crosses towns)."""
+
+
+def script_tenant(municipality_id: int | None) -> str:
+    """The JS sandbox's name for a municipality's isolates; '' for callers without one (tools, the region)."""
+    return "" if municipality_id is None else f"municipality-{municipality_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +141,11 @@ class _ScriptCall(Enum):
 
 
 class _ScriptNeeded(NamedTuple):
-    """Where a deferred decode stopped: this script must run on this fPort."""
+    """Where a deferred decode stopped: this script must run on this fPort, for this tenant."""
 
     codec: JavaScriptCodec
     f_port: int
+    tenant: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,9 +221,18 @@ class CodecRegistry:
         network_decoded: JsonObject | None,
         device_metadata: Mapping[str, Any] | None = None,
         preference: Sequence[DecoderSource] = DEFAULT_PREFERENCE,
+        municipality_id: int | None = None,
     ) -> DecodeOutcome:
+        """Decode one payload of `municipality_id` (whose isolate a JS codec runs in)."""
         outcome = self._decode(
-            codec_id, f_port, payload, network_decoded, device_metadata, preference, _ScriptCall.NOW
+            codec_id,
+            f_port,
+            payload,
+            network_decoded,
+            device_metadata,
+            preference,
+            municipality_id,
+            _ScriptCall.NOW,
         )
         assert isinstance(outcome, DecodeOutcome)  # only a deferred script call stops early
         return outcome
@@ -231,18 +248,20 @@ class CodecRegistry:
         outcomes, warnings and fall-through are the same as one call at a time.
         """
         outcomes: list[DecodeOutcome | None] = []
-        waiting: dict[JavaScriptCodec, list[tuple[int, int]]] = {}
+        waiting: dict[tuple[JavaScriptCodec, str], list[tuple[int, int]]] = {}
         for index, request in enumerate(requests):
             first = self._decode(*request, _ScriptCall.DEFERRED)  # fields in `_decode`'s order
             if isinstance(first, DecodeOutcome):
                 outcomes.append(first)
             else:
                 outcomes.append(None)
-                waiting.setdefault(first.codec, []).append((index, first.f_port))
-        for codec, calls in waiting.items():
+                waiting.setdefault((first.codec, first.tenant), []).append((index, first.f_port))
+        for (codec, tenant), calls in waiting.items():
             for start in range(0, len(calls), SCRIPT_BATCH):
                 chunk = calls[start : start + SCRIPT_BATCH]
-                answers = codec.decode_many([(port, requests[index].payload) for index, port in chunk])
+                answers = codec.decode_many(
+                    [(port, requests[index].payload) for index, port in chunk], tenant=tenant
+                )
                 for (index, _), answer in zip(chunk, answers, strict=True):
                     finished = self._decode(*requests[index], answer)
                     assert isinstance(finished, DecodeOutcome)
@@ -258,6 +277,7 @@ class CodecRegistry:
         network_decoded: JsonObject | None,
         device_metadata: Mapping[str, Any] | None,
         preference: Sequence[DecoderSource],
+        municipality_id: int | None,
         script: _ScriptCall | ScriptResult | DecodeError,
     ) -> DecodeOutcome | _ScriptNeeded:
         """The rules of `decode`; `script` says how the JS source gets its answer.
@@ -281,9 +301,12 @@ class CodecRegistry:
                         if registered is None:
                             continue
                         port = _required_port(f_port)
+                        tenant = script_tenant(municipality_id)
                         if script is _ScriptCall.DEFERRED:
-                            return _ScriptNeeded(registered.codec, port)
-                        answer: ScriptResult | DecodeError = registered.codec.decode(port, payload)
+                            return _ScriptNeeded(registered.codec, port, tenant)
+                        answer: ScriptResult | DecodeError = registered.codec.decode(
+                            port, payload, tenant=tenant
+                        )
                     else:
                         answer = script
                     if isinstance(answer, DecodeError):

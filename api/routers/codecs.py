@@ -201,6 +201,7 @@ def try_codec_script(
         network_decoded=None,
         device_metadata=body.metadata,
         preference=(DecoderSource.JAVASCRIPT,),
+        municipality_id=key.municipality_id,
     )
     if not outcome.ok or outcome.decoded is None:
         raise DecodeError(outcome.error or "the script decoded nothing")
