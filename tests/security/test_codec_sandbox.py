@@ -277,3 +277,38 @@ def test_trying_a_shared_script_shows_nothing_of_another_towns_payload(
         assert theirs.json()["decoded"] == {"previous": None}
     finally:
         client.delete(f"/v1/codec-scripts/{codec_id}", headers=auth(region_key))
+
+
+# -- who may run scripts, and how often ----------------------------------------------------
+
+
+def test_trying_a_script_needs_an_editor_and_is_rate_limited_per_key(
+    client: TestClient, tenant: Tenant, neighbour: Tenant, region_key: str
+) -> None:
+    codec_id = f"test-{uuid.uuid4().hex[:8]}/try-codec"
+    script = "function decodeUplink(input) { return { data: { first: input.bytes[0] } }; }"
+    registered = client.post(
+        "/v1/codec-scripts",
+        json={"codec_id": codec_id, "style": "decodeUplink", "script": script},
+        headers=tenant.headers("admin"),
+    )
+    assert registered.status_code == 201, registered.text
+    url = f"/v1/codec-scripts/{codec_id}/test"
+    payload = {"f_port": 1, "payload_hex": "2a"}
+    try:
+        for role in ("viewer", "technician"):
+            refused = client.post(url, json=payload, headers=tenant.headers(role))
+            assert refused.status_code == 403, (role, refused.text)
+            assert refused.headers["content-type"] == "application/problem+json"
+        answers = [client.post(url, json=payload, headers=tenant.headers("editor")) for _ in range(12)]
+        assert [answer.status_code for answer in answers[:10]] == [200] * 10
+        limited = answers[-1]
+        assert limited.status_code == 429
+        assert limited.headers["content-type"] == "application/problem+json"
+        assert int(limited.headers["Retry-After"]) >= 1
+        assert limited.json()["status"] == 429
+        # The allowance is the key's own: another key of the same or another town still may.
+        assert client.post(url, json=payload, headers=tenant.headers("admin")).status_code == 200
+        assert client.post(url, json=payload, headers=neighbour.headers("editor")).status_code == 200
+    finally:
+        client.delete(f"/v1/codec-scripts/{codec_id}", headers=auth(region_key))
