@@ -88,8 +88,9 @@ class SandboxLimits:
     """All data a script's process may hold beyond V8's own needs: heaps and ArrayBuffers."""
     max_waiting_calls: int = 8
     """Calls that may wait for a busy script; more are refused at once."""
-    max_isolates: int = 8
-    """Tenants with a live isolate in one script's process; the least recently used goes first."""
+    max_isolates: int = 32
+    """Tenants with a live isolate in one script's process (the installation has 29 towns); the
+    least recently used goes first. Each costs some 2 MiB."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +156,7 @@ class JavaScriptCodec:
             "variables": variables,
             "single": True,
         }
-        answer = self._exchange(request, tenant, self.limits.call_time_limit_s)[0]
+        answer = self._exchange(request, [tenant], self.limits.call_time_limit_s)[0]
         return _result(answer)
 
     def decode_many(
@@ -167,22 +168,47 @@ class JavaScriptCodec:
     ) -> list[ScriptResult | DecodeError]:
         """Decode a batch in one call, within one call's time limit; when the batch fails as a
         whole, each frame runs alone with its own limit, until `BATCH_RUNAWAYS` have run into it."""
-        if not frames:
-            return []
-        run_time_s = self.limits.call_time_limit_s * (1 + BATCH_RUNAWAYS) + _PER_FRAME_S * len(frames)
+        return self.decode_groups([(tenant, frames)], variables)[0]
+
+    def decode_groups(
+        self,
+        groups: Sequence[tuple[str, Sequence[tuple[int, bytes]]]],
+        variables: Mapping[str, Any] | None = None,
+    ) -> list[list[ScriptResult | DecodeError]]:
+        """`decode_many` for several tenants' batches in one exchange with the script's process
+        (an ingest batch holds many towns' uplinks; one exchange each would cost a round trip
+        per town). Each batch runs in its tenant's isolate, with its own time limits."""
+        groups = [(tenant, frames) for tenant, frames in groups]
+        if not any(frames for _, frames in groups):
+            return [[] for _ in groups]
+        limits = self.limits
+        run_time_s = sum(
+            limits.call_time_limit_s * (1 + BATCH_RUNAWAYS) + _PER_FRAME_S * len(frames)
+            for _, frames in groups
+        )
         request = {
-            "tenant": tenant,
-            "frames": [[int(port), list(payload)] for port, payload in frames],
+            "groups": [
+                [tenant, [[int(port), list(payload)] for port, payload in frames]]
+                for tenant, frames in groups
+            ],
             "variables": variables,
             "max_runaways": BATCH_RUNAWAYS,
         }
         try:
-            answers = self._exchange(request, tenant, run_time_s)
+            answered = self._exchange(request, [tenant for tenant, _ in groups], run_time_s)
         except DecodeError as exc:
-            return [exc for _ in frames]
-        if len(answers) != len(frames):
-            return [DecodeError("the sandbox answered for another number of frames") for _ in frames]
-        return [_result_or_error(answer) for answer in answers]
+            return [[exc for _ in frames] for _, frames in groups]
+        results: list[list[ScriptResult | DecodeError]] = []
+        for (_, frames), answers in zip(groups, answered, strict=False):
+            if not isinstance(answers, list) or len(answers) != len(frames):
+                results.append(
+                    [DecodeError("the sandbox answered for another number of frames") for _ in frames]
+                )
+            else:
+                results.append([_result_or_error(answer) for answer in answers])
+        if len(results) != len(groups):
+            raise DecodeError("the sandbox answered for another number of batches")
+        return results
 
     def close(self) -> None:
         """End the script's process; later calls fail."""
@@ -190,7 +216,7 @@ class JavaScriptCodec:
             self._closed = True
             self._stop()
 
-    def _exchange(self, request: dict[str, Any], tenant: str, run_time_s: float) -> list[Any]:
+    def _exchange(self, request: dict[str, Any], tenants: Sequence[str], run_time_s: float) -> list[Any]:
         """Send one request when it is this call's turn, and read the answer within its allowance.
 
         The wait for the turn counts against the call's time limit, and only so many calls
@@ -219,8 +245,9 @@ class JavaScriptCodec:
                 self._stop()
                 self._start()
             allowance = run_time_s + _GRACE_S
-            if tenant not in self._warm:
-                allowance += limits.load_time_limit_s
+            allowance += limits.load_time_limit_s * len(
+                {tenant for tenant in tenants if tenant not in self._warm}
+            )
             try:
                 self._send(request)
                 reply = self._receive(time.monotonic() + allowance)
@@ -235,8 +262,9 @@ class JavaScriptCodec:
                     f"script exceeded its memory limit of {limits.memory_limit_bytes // 2**20} MiB "
                     f"(its sandbox process ended: {gone})"
                 ) from None
-            self._warm[tenant] = None
-            self._warm.move_to_end(tenant)
+            for tenant in tenants:
+                self._warm[tenant] = None
+                self._warm.move_to_end(tenant)
             while len(self._warm) > limits.max_isolates:
                 self._warm.popitem(last=False)
             answers = reply.get("answers")

@@ -21,8 +21,9 @@ new isolate and a reload of the script (about 9 ms) on every call.
 
 Protocol, one JSON document per line both ways. The first line is the configuration;
 the worker answers `{"ready": true}` or `{"error": ...}` once the script has loaded into
-a first isolate. Then each request `{"tenant", "frames": [[fPort, [bytes]]...],
-"variables", "single"|"max_runaways"}` gets `{"answers": [...]}`: per frame, the glue's
+a first isolate. Then each request, one frame `{"tenant", "frames": [[fPort, [bytes]]], "variables",
+"single": true}` or batches of several tenants `{"groups": [[tenant, frames]...],
+"variables", "max_runaways"}`, gets `{"answers": [...]}` (an array per batch): per frame, the glue's
 answer as V8 wrote it (passed on unparsed, the parent reads it once) or `{"failure"}`
 where the sandbox stopped the frame. After a timeout whose isolate cannot be freed
 promptly (a built-in that V8 cannot interrupt), the worker answers and exits: the parent
@@ -393,22 +394,31 @@ class Worker:
 
     def call(self, request: dict[str, Any]) -> tuple[str, bool]:
         """The answers (a JSON array's text), and whether the process must end (an isolate
-        could not be stopped)."""
-        engine = self._engine(str(request["tenant"]))
-        # Room for the isolates alive and one more: after a timeout the engine makes a new
-        # isolate while the old one may still be being freed.
-        self._budget.allow(isolates=self._isolates() + 1)
-        frames = request["frames"]
+        could not be stopped). A request is one frame of one tenant (`single`) or batches of
+        several tenants (`groups`); for those the answer is an array per batch."""
         variables = request.get("variables")
         if request.get("single"):
-            port, payload = frames[0]
+            engine = self._ready_engine(str(request["tenant"]))
+            port, payload = request["frames"][0]
             try:
                 answers = "[" + engine.decode(port, payload, variables) + "]"
             except ScriptFailure as exc:
                 answers = "[" + _failure(str(exc)) + "]"
-        else:
-            answers = engine.decode_many(frames, variables, int(request["max_runaways"]))
-        return answers, engine.stuck()
+            return answers, engine.stuck()
+        batches: list[str] = []
+        used: list[IsolateEngine] = []
+        for tenant, frames in request["groups"]:
+            engine = self._ready_engine(str(tenant))
+            used.append(engine)
+            batches.append(engine.decode_many(frames, variables, int(request["max_runaways"])))
+        return "[" + ",".join(batches) + "]", any(engine.stuck() for engine in used)
+
+    def _ready_engine(self, tenant: str) -> IsolateEngine:
+        engine = self._engine(tenant)
+        # Room for the isolates alive and one more: after a timeout the engine makes a new
+        # isolate while the old one may still be being freed.
+        self._budget.allow(isolates=self._isolates() + 1)
+        return engine
 
     def _isolates(self) -> int:
         engines = [*self._engines.values(), *([self._spare] if self._spare is not None else [])]

@@ -56,6 +56,9 @@ BUILTIN_CODECS: tuple[BuiltinCodec, ...] = (
 # Payloads per call into a JS sandbox: large enough that the thread switch is a small
 # share, small enough that a batch's text stays short and one slow batch holds up little.
 SCRIPT_BATCH = 256
+# Payloads per exchange with a script's process, over several towns' batches: one round trip
+# for a whole ingest batch (2000 uplinks by default).
+SCRIPT_EXCHANGE = 2048
 
 
 class DecodeRequest(NamedTuple):
@@ -240,10 +243,11 @@ class CodecRegistry:
     def decode_many(self, requests: Sequence[DecodeRequest]) -> list[DecodeOutcome]:
         """`decode` for each request, with every JS codec call made in batches.
 
-        A call into a JS sandbox costs a thread switch that dwarfs the codec's own
-        work, so a first pass decodes each request up to the point where a script
-        would run, the scripts then run per codec in batches of `SCRIPT_BATCH`
-        (one switch each), and a second pass finishes those requests with their
+        A call into a JS sandbox costs a round trip to its process that dwarfs the
+        codec's own work, so a first pass decodes each request up to the point where
+        a script would run, the scripts then run per codec and municipality in batches
+        of `SCRIPT_BATCH` (one call into V8 each, several towns' batches per round
+        trip), and a second pass finishes those requests with their
         script's answer. Both passes follow the same rules as `decode`, so the
         outcomes, warnings and fall-through are the same as one call at a time.
         """
@@ -256,16 +260,25 @@ class CodecRegistry:
             else:
                 outcomes.append(None)
                 waiting.setdefault((first.codec, first.tenant), []).append((index, first.f_port))
+        by_codec: dict[JavaScriptCodec, list[tuple[str, list[tuple[int, int]]]]] = {}
         for (codec, tenant), calls in waiting.items():
-            for start in range(0, len(calls), SCRIPT_BATCH):
-                chunk = calls[start : start + SCRIPT_BATCH]
-                answers = codec.decode_many(
-                    [(port, requests[index].payload) for index, port in chunk], tenant=tenant
+            chunks = by_codec.setdefault(codec, [])
+            chunks.extend(
+                (tenant, calls[start : start + SCRIPT_BATCH]) for start in range(0, len(calls), SCRIPT_BATCH)
+            )
+        for codec, chunks in by_codec.items():
+            for exchange in _exchanges(chunks):
+                answered = codec.decode_groups(
+                    [
+                        (tenant, [(port, requests[index].payload) for index, port in chunk])
+                        for tenant, chunk in exchange
+                    ]
                 )
-                for (index, _), answer in zip(chunk, answers, strict=True):
-                    finished = self._decode(*requests[index], answer)
-                    assert isinstance(finished, DecodeOutcome)
-                    outcomes[index] = finished
+                for (_, chunk), answers in zip(exchange, answered, strict=True):
+                    for (index, _), answer in zip(chunk, answers, strict=True):
+                        finished = self._decode(*requests[index], answer)
+                        assert isinstance(finished, DecodeOutcome)
+                        outcomes[index] = finished
         assert all(outcome is not None for outcome in outcomes)
         return cast("list[DecodeOutcome]", outcomes)
 
@@ -342,6 +355,22 @@ class CodecRegistry:
             scripts, self._scripts = self._scripts, {}
         for registered in scripts.values():
             registered.codec.close()
+
+
+def _exchanges(
+    chunks: list[tuple[str, list[tuple[int, int]]]],
+) -> list[list[tuple[str, list[tuple[int, int]]]]]:
+    """Chunks of several tenants, put together into exchanges with a script's process of at
+    most `SCRIPT_EXCHANGE` frames: one round trip for many towns, but no unbounded request."""
+    exchanges: list[list[tuple[str, list[tuple[int, int]]]]] = []
+    size = SCRIPT_EXCHANGE
+    for tenant, chunk in chunks:
+        if size + len(chunk) > SCRIPT_EXCHANGE:
+            exchanges.append([])
+            size = 0
+        exchanges[-1].append((tenant, chunk))
+        size += len(chunk)
+    return exchanges
 
 
 def _required_port(f_port: int | None) -> int:
