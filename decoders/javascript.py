@@ -88,6 +88,8 @@ class SandboxLimits:
     """All data a script's process may hold beyond V8's own needs: heaps and ArrayBuffers."""
     max_waiting_calls: int = 8
     """Calls that may wait for a busy script; more are refused at once."""
+    idle_stop_s: float = 300.0
+    """A script's process unused this long is ended (some 30-50 MiB each); the next call starts it again."""
     max_isolates: int = 32
     """Tenants with a live isolate in one script's process (the installation has 29 towns); the
     least recently used goes first. Each costs some 2 MiB."""
@@ -107,6 +109,46 @@ def _close_live_codecs() -> None:
     """End every script process while the interpreter still runs, so none outlives it."""
     for codec in list(_LIVE_CODECS):
         codec.close()
+
+
+class _IdleReaper:
+    """One daemon thread for all codecs: ends script processes unused for their `idle_stop_s`.
+
+    A registered script keeps its process while it is used; an installation has scripts
+    that decode a few uplinks a day, and each idle process would hold its memory for good.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._changed = threading.Event()
+
+    def watch(self) -> None:
+        """Called for each new codec: its idle time may be shorter than the one slept on."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="lorakom-js-idle", daemon=True)
+                self._thread.start()
+        self._changed.set()
+
+    def _run(self) -> None:
+        while True:
+            self._changed.clear()
+            shortest = self._sweep()
+            self._changed.wait(timeout=max(min(shortest / 2, _IDLE_CHECK_S), 0.05))
+
+    @staticmethod
+    def _sweep() -> float:
+        """Stop the idle processes; the shortest idle time of all (no codec is held while sleeping)."""
+        codecs = list(_LIVE_CODECS)
+        for codec in codecs:
+            codec.stop_if_idle()
+        return min([codec.limits.idle_stop_s for codec in codecs], default=_IDLE_CHECK_S)
+
+
+# How often, at most, the idle reaper looks.
+_IDLE_CHECK_S = 30.0
+_REAPER = _IdleReaper()
 
 
 class _ProcessGone(Exception):
@@ -137,9 +179,11 @@ class JavaScriptCodec:
         self._buffer = b""
         self._warm: OrderedDict[str, None] = OrderedDict()  # tenants with an isolate in the process
         self._closed = False
+        self._last_used = time.monotonic()
         _LIVE_CODECS.add(self)
         with self._lock:
             self._start()
+        _REAPER.watch()
 
     def decode(
         self,
@@ -216,6 +260,17 @@ class JavaScriptCodec:
             self._closed = True
             self._stop()
 
+    def stop_if_idle(self) -> None:
+        """End the process if it went unused for `idle_stop_s` (the next call starts another)."""
+        if not self._lock.acquire(blocking=False):
+            return  # in use
+        try:
+            idle_s = time.monotonic() - self._last_used
+            if self._process is not None and not self._closed and idle_s > self.limits.idle_stop_s:
+                self._stop()
+        finally:
+            self._lock.release()
+
     def _exchange(self, request: dict[str, Any], tenants: Sequence[str], run_time_s: float) -> list[Any]:
         """Send one request when it is this call's turn, and read the answer within its allowance.
 
@@ -262,6 +317,8 @@ class JavaScriptCodec:
                     f"script exceeded its memory limit of {limits.memory_limit_bytes // 2**20} MiB "
                     f"(its sandbox process ended: {gone})"
                 ) from None
+            if reply.get("exiting"):  # it could not stop a call in time and ends itself
+                self._stop()
             for tenant in tenants:
                 self._warm[tenant] = None
                 self._warm.move_to_end(tenant)
@@ -272,6 +329,7 @@ class JavaScriptCodec:
                 raise DecodeError("the sandbox gave no answers")
             return answers
         finally:
+            self._last_used = time.monotonic()
             self._lock.release()
 
     def _start(self) -> None:

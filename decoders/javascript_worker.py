@@ -487,9 +487,10 @@ def main() -> None:
     _send(out, '{"ready":true}')
     for line in read:
         answers, stuck = worker.call(json.loads(line))
-        _send(out, '{"answers":' + answers + "}")
-        if stuck:
+        if stuck:  # told, so that the parent does not mistake the exit for a crash
+            _send(out, '{"answers":' + answers + ',"exiting":true}')
             break
+        _send(out, '{"answers":' + answers + "}")
     # Nothing to clean up, and freeing isolates while the interpreter stops its threads can hang.
     os._exit(0)
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -494,3 +496,36 @@ def test_a_runaway_frame_in_a_registry_batch_fails_alone_in_bounded_time(
     assert outcomes[600].error == "javascript: script exceeded its time limit of 300 ms"
     assert all(outcome.ok for index, outcome in enumerate(outcomes) if index != 600)
     assert outcomes[601].decoded == {"first": 601 % 200, "port": 1}
+
+
+def _sandbox_processes() -> set[int]:
+    """Live child processes of this test process (the codecs' sandbox processes)."""
+    me, found = os.getpid(), set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rpartition(")")[2].split()
+            if int(fields[1]) == me and fields[0] != "Z":
+                found.add(int(entry.name))
+    return found
+
+
+def test_an_idle_script_process_is_ended_and_started_again_when_needed() -> None:
+    before = _sandbox_processes()
+    sleepy = JavaScriptCodec(
+        DEVICE_REPOSITORY_CODEC, ScriptStyle.DEVICE_REPOSITORY, SandboxLimits(idle_stop_s=0.3)
+    )
+    try:
+        assert sleepy.decode(85, bytes([92, 0x01, 0x34])).data["battery"] == 92
+        assert len(_sandbox_processes() - before) == 1
+        waited = 0.0
+        while _sandbox_processes() - before and waited < 10:
+            time.sleep(0.1)
+            waited += 0.1
+        assert _sandbox_processes() - before == set(), "the idle process should have been ended"
+        assert sleepy.decode(85, bytes([93, 0x01, 0x34])).data["battery"] == 93
+    finally:
+        sleepy.close()
