@@ -13,15 +13,19 @@ started as a plain script with an empty environment: it imports nothing of the p
 
 Tenancy: scripts are shared by municipalities, so each call names its tenant and runs in
 that tenant's own isolate inside the script's process; no global state of one town's
-calls is visible to another's (see the worker for the cost of stricter choices).
+calls is visible to another's (see the worker for the cost of stricter choices). Several
+towns' batches travel in one round trip (`decode_groups`).
+
+Cost: a round trip to the process per call (a batch is one call), and 30-50 MiB per
+script process; a process unused for `idle_stop_s` is ended and started again on demand.
 
 Limits: each call has a wall-clock limit that includes its wait for the script (calls to
 one script run one at a time); at most `max_waiting_calls` may wait, further calls are
 refused at once, so a runaway script costs its callers a bounded delay and never holds up
 other scripts, which have processes of their own. A batch gets one call's time limit in
 all; when it fails as a whole, its frames run alone with their own limits until
-`BATCH_RUNAWAYS` of them have run into theirs. Beyond the worker's own limits, the parent ends a
-process that does not answer within the call's allowance plus `_GRACE_S`.
+`BATCH_RUNAWAYS` of them have run into theirs. Beyond the worker's own limits, the parent
+ends a process that does not answer within the call's allowance plus `_GRACE_S`.
 
 Failures come back as `DecodeError` with the JavaScript message and, where V8
 knows it, the line in the script.

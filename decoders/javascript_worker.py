@@ -9,25 +9,29 @@ mini-racer offers no limit on V8's array-buffer allocator. So the whole process 
 data-segment limit (RLIMIT_DATA): an allocation beyond it fails inside the script as a
 `RangeError`, and where V8 itself can get no memory the process dies and the parent
 starts another. RLIMIT_AS would not do: V8 reserves far more address space than it ever
-uses. The limit is set once V8 has made its first isolate (its code range is reserved
-then, once per process, and would not fit), as a budget above what the process uses at
-that point plus what each further isolate's own machinery takes when it is made.
+uses. The limit is set after two probe isolates (V8 reserves its code range with the
+first, once per process), at what the process then uses, plus each live isolate's own
+machinery (thread stack and reservations, as measured on the second probe: no memory of
+the script's), plus the budget; it follows the number of live isolates.
 
 Tenancy: scripts are shared by municipalities, and a script's global state would carry
 one town's payloads into another town's calls. Each tenant (the parent names it) gets
 isolates of its own, made on first use, and the least recently used one is dropped once
-`max_isolates` are alive. A new context per call would be stricter still, but costs a
-new isolate and a reload of the script (about 9 ms) on every call.
+`max_isolates` are alive. A new context per call would be stricter still, but
+mini-racer offers one context per isolate (and V8's ShadowRealm needs an embedder hook it
+lacks), so that would cost a new isolate and a reload of the script (about 9 ms) on every
+call; no town relies on state kept between its own calls.
 
 Protocol, one JSON document per line both ways. The first line is the configuration;
 the worker answers `{"ready": true}` or `{"error": ...}` once the script has loaded into
-a first isolate. Then each request, one frame `{"tenant", "frames": [[fPort, [bytes]]], "variables",
-"single": true}` or batches of several tenants `{"groups": [[tenant, frames]...],
-"variables", "max_runaways"}`, gets `{"answers": [...]}` (an array per batch): per frame, the glue's
-answer as V8 wrote it (passed on unparsed, the parent reads it once) or `{"failure"}`
-where the sandbox stopped the frame. After a timeout whose isolate cannot be freed
-promptly (a built-in that V8 cannot interrupt), the worker answers and exits: the parent
-starts a fresh one, and no thread keeps burning CPU for a call nobody waits for.
+a first isolate. Then each request, one frame `{"tenant", "frames": [[fPort, [bytes]]],
+"variables", "single": true}` or batches of several tenants `{"groups": [[tenant,
+frames]...], "variables", "max_runaways"}`, gets `{"answers": [...]}` (an array per
+batch): per frame, the glue's answer as V8 wrote it (passed on unparsed, the parent
+reads it once) or `{"failure"}` where the sandbox stopped the frame. After a timeout
+whose isolate cannot be freed promptly (a built-in that V8 cannot interrupt), the worker
+answers (saying `"exiting"`) and exits: the parent starts a fresh one, and no thread
+keeps burning CPU for a call nobody waits for.
 """
 
 from __future__ import annotations
