@@ -200,7 +200,7 @@ class JavaScriptCodec:
         """Decode one payload in `tenant`'s isolate (a municipality; '' for tools without one)."""
         request = {
             "tenant": tenant,
-            "frames": [[int(f_port), list(payload)]],
+            "frames": [[int(f_port), payload.hex()]],
             "variables": variables,
             "single": True,
         }
@@ -236,7 +236,7 @@ class JavaScriptCodec:
         )
         request = {
             "groups": [
-                [tenant, [[int(port), list(payload)] for port, payload in frames]]
+                [tenant, [[int(port), payload.hex()] for port, payload in frames]]
                 for tenant, frames in groups
             ],
             "variables": variables,
