@@ -182,6 +182,7 @@ class JavaScriptCodec:
         self._process: subprocess.Popen[bytes] | None = None
         self._buffer = b""
         self._warm: OrderedDict[str, None] = OrderedDict()  # tenants with an isolate in the process
+        self._spare_ready = False  # the isolate of the start-up check waits for its first tenant
         self._closed = False
         self._last_used = time.monotonic()
         _LIVE_CODECS.add(self)
@@ -303,15 +304,17 @@ class JavaScriptCodec:
             if self._process is None or self._process.poll() is not None:
                 self._stop()
                 self._start()
-            allowance = run_time_s + _GRACE_S
-            allowance += limits.load_time_limit_s * len(
-                {tenant for tenant in tenants if tenant not in self._warm}
-            )
+            # A tenant new to the process needs its isolate made and the script loaded, except
+            # the first: it takes the isolate the script was checked in at start.
+            cold = len({tenant for tenant in tenants if tenant not in self._warm})
+            if self._spare_ready and cold:
+                cold -= 1
+            allowance = run_time_s + _GRACE_S + limits.load_time_limit_s * cold
             try:
                 self._send(request)
                 reply = self._receive(time.monotonic() + allowance)
             except TimeoutError:
-                self._stop()
+                self._stop(at_once=True)
                 raise DecodeError(
                     f"script exceeded its time limit of {limits.call_time_limit_s * 1000:.0f} ms"
                 ) from None
@@ -321,6 +324,7 @@ class JavaScriptCodec:
                     f"script exceeded its memory limit of {limits.memory_limit_bytes // 2**20} MiB "
                     f"(its sandbox process ended: {gone})"
                 ) from None
+            self._spare_ready = False
             if reply.get("exiting"):  # it could not stop a call in time and ends itself
                 self._stop()
             for tenant in tenants:
@@ -348,11 +352,12 @@ class JavaScriptCodec:
         )
         self._buffer = b""
         self._warm.clear()
+        self._spare_ready = False
         try:
             self._send_raw(self._config)
             reply = self._receive(time.monotonic() + self.limits.load_time_limit_s + 10 * _GRACE_S)
         except TimeoutError:
-            self._stop()
+            self._stop(at_once=True)
             raise DecodeError("script did not finish loading within its time limit") from None
         except _ProcessGone as gone:
             self._stop()
@@ -360,8 +365,11 @@ class JavaScriptCodec:
         if "error" in reply:
             self._stop()
             raise DecodeError(str(reply["error"]))
+        self._spare_ready = True
 
-    def _stop(self) -> None:
+    def _stop(self, *, at_once: bool = False) -> None:
+        """End the process: let it leave when its input closes, or, `at_once` (it does not
+        answer), kill it without waiting for a process that is busy anyway."""
         process, self._process = self._process, None
         self._warm.clear()
         if process is None:
@@ -370,7 +378,7 @@ class JavaScriptCodec:
             with contextlib.suppress(OSError):
                 process.stdin.close()
         try:
-            process.wait(timeout=_CLOSE_WAIT_S)
+            process.wait(timeout=0 if at_once else _CLOSE_WAIT_S)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

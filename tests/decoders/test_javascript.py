@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -529,3 +530,22 @@ def test_an_idle_script_process_is_ended_and_started_again_when_needed() -> None
         assert sleepy.decode(85, bytes([93, 0x01, 0x34])).data["battery"] == 93
     finally:
         sleepy.close()
+
+
+def test_a_sandbox_process_that_stops_answering_is_ended_after_the_calls_allowance() -> None:
+    """The worker enforces the time limits itself; should it hang (here: stopped by a signal),
+    the caller still gets its timeout within the limit and a grace, and the next call a new
+    process."""
+    before = _sandbox_processes()
+    frozen = _compile(DEVICE_REPOSITORY_CODEC)
+    try:
+        (worker,) = _sandbox_processes() - before
+        os.kill(worker, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(DecodeError, match="time limit of 300 ms"):
+            frozen.decode(85, bytes([1, 0, 5]))
+        assert time.monotonic() - started < FAST_LIMITS.call_time_limit_s + 1.0 + 0.7
+        assert worker not in _sandbox_processes()
+        assert frozen.decode(85, bytes([1, 0, 5])).data["temperature"] == 0.5
+    finally:
+        frozen.close()
