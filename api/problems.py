@@ -29,6 +29,7 @@ from domain.errors import (
     NotFound,
     PermissionDenied,
     PlatformError,
+    RateLimited,
     StorageUnavailable,
     Unauthenticated,
 )
@@ -45,6 +46,7 @@ STATUS_BY_ERROR: dict[type[PlatformError], HTTPStatus] = {
     DecodeError: HTTPStatus.UNPROCESSABLE_ENTITY,
     MessageRejected: HTTPStatus.BAD_REQUEST,
     StorageUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
+    RateLimited: HTTPStatus.TOO_MANY_REQUESTS,
     ConfigurationError: HTTPStatus.INTERNAL_SERVER_ERROR,
     PlatformError: HTTPStatus.INTERNAL_SERVER_ERROR,
 }
@@ -126,6 +128,8 @@ async def handle_platform_error(request: Request, exc: Exception) -> JSONRespons
         headers = {"WWW-Authenticate": 'Bearer realm="lorakom"'}
     elif status is HTTPStatus.SERVICE_UNAVAILABLE:
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    elif isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     detail = str(exc) if status < HTTPStatus.INTERNAL_SERVER_ERROR or status.value == 503 else None
     return problem_response(request, status, detail, headers=headers)
 

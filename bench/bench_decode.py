@@ -10,6 +10,11 @@ per call (each pays a thread switch into V8, far more than the codec's work),
 and batched as the product runs it (the bridge and redecoding decode a batch of
 uplinks in one `CodecRegistry.decode_many` call, which runs the codec on
 SCRIPT_BATCH frames per switch).
+
+JS codecs run in a child process per script, one isolate per municipality inside it (no
+script state crosses towns). Two rows show that choice's cost: a batch whose uplinks come
+from 29 towns (29 isolates, one call each), and what the rejected alternative, a fresh
+isolate for every call, would cost per call.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from decoders.javascript import JavaScriptCodec, ScriptStyle
+from decoders.javascript_worker import IsolateEngine
 from decoders.registry import BUILTIN_CODECS, SCRIPT_BATCH, CodecRegistry, DecodeRequest, DecoderSource
 
 MILESIGHT_TARGET = 100_000
@@ -87,6 +93,7 @@ function decodeUplink(input) {
 """
 JS_FRAME = bytes.fromhex("01755c03673401046865077de704087d070009733f27")
 INGEST_BATCH = 2000  # the bridge's default batch size (LORAKOM_INGEST_BATCH_SIZE)
+TOWNS = 29  # municipalities on the installation
 
 
 def js_frame(n: int) -> bytes:
@@ -197,6 +204,37 @@ def main() -> None:
         )
         rows.append(
             (f"javascript batch of {INGEST_BATCH}, stage 1+2", rate(js_batch_full, args.seconds), JS_TARGET)
+        )
+        from_towns = [request._replace(municipality_id=n % TOWNS + 1) for n, request in enumerate(requests)]
+        assert all(outcome.ok for outcome in registry.decode_many(from_towns))
+
+        def js_batch_towns() -> int:
+            registry.decode_many(from_towns)
+            return len(from_towns)
+
+        rows.append(
+            (
+                f"javascript batch of {INGEST_BATCH}, {TOWNS} towns",
+                rate(js_batch_towns, args.seconds),
+                JS_TARGET,
+            )
+        )
+
+        def js_fresh_isolate() -> int:
+            for _ in range(5):
+                engine = IsolateEngine(
+                    JS_CHANNEL_CODEC,
+                    ScriptStyle.DEVICE_REPOSITORY.value,
+                    call_time_limit_s=1.0,
+                    load_time_limit_s=10.0,
+                    heap_limit_bytes=128 * 2**20,
+                )
+                engine.decode(85, JS_FRAME, None)
+                engine.close()
+            return 5
+
+        rows.append(
+            ("javascript fresh isolate per call (not used)", rate(js_fresh_isolate, args.seconds), None)
         )
     finally:
         script.close()

@@ -1,31 +1,31 @@
-"""Vendor JavaScript codecs, run in an embedded V8 sandbox (mini-racer), never in a subprocess.
+"""Vendor JavaScript codecs, run in an embedded V8 sandbox (mini-racer) in a child process per script.
 
-Isolation: every registered script gets its own V8 isolate, so a script cannot
-see another codec's globals and a runaway script exhausts only its own heap.
-V8 alone offers no `require`, `fetch`, `process` or file access; nothing of the
-host is exposed to the script.
+Why a process: V8 counts an isolate's heap against its limit, but not ArrayBuffer
+memory, and mini-racer offers no limit on the array-buffer allocator; in-process, one
+call could allocate gigabytes, and calls holding buffers in globals grew the process
+without end. Each script's process runs with a data-segment limit
+(`SandboxLimits.memory_limit_bytes` above what V8 itself needs), so an allocation beyond
+it fails in the script as a `RangeError`, and where V8 itself finds no memory only that
+process dies; the next call starts another. A process can also really be stopped: a call
+V8 cannot interrupt (a long built-in) is ended by ending its process, so no thread keeps
+burning CPU after its caller got the timeout. The child is `decoders/javascript_worker.py`,
+started as a plain script with an empty environment: it imports nothing of the platform.
 
-Reuse: the script is compiled once; each call evaluates one short expression
-that hands the bytes to a glue function installed beside the script. The
-engine's own thread-hopping helpers cost several thread switches per call, so
-calls drive a private asyncio loop in the caller's thread instead (one switch
-to the V8 thread and back). That switch still costs far more than a codec's
-work (a trivial call takes as long as a real one), so `decode_many` runs a
-whole batch in one switch; the registry's `decode_many` uses it for ingest and
-for re-decoding history.
+Tenancy: scripts are shared by municipalities, so each call names its tenant and runs in
+that tenant's own isolate inside the script's process; no global state of one town's
+calls is visible to another's (see the worker for the cost of stricter choices). Several
+towns' batches travel in one round trip (`decode_groups`).
 
-Limits: each call has a wall-clock limit (V8 execution is terminated), each
-isolate a hard heap limit. A batch gets one call's time limit in all, not one
-per frame: a runaway frame then delays its batch by one limit rather than by
-one limit per frame in it. When a batch fails as a whole (time, memory, an
-answer that cannot be serialised), every frame runs again alone with its own
-limit, so each gets the result or error a single call would give. After a
-timeout or an out-of-memory stop the isolate is thrown away and rebuilt from
-the script on the next call, because the script's global state may have been
-left half-updated. Known gap: a single uninterruptible built-in (e.g.
-`new Array(2e8).fill(0)`) keeps its V8 thread busy until it finishes; the
-caller still gets its timeout and a fresh isolate, but that thread burns CPU
-until then.
+Cost: a round trip to the process per call (a batch is one call), and 30-50 MiB per
+script process; a process unused for `idle_stop_s` is ended and started again on demand.
+
+Limits: each call has a wall-clock limit that includes its wait for the script (calls to
+one script run one at a time); at most `max_waiting_calls` may wait, further calls are
+refused at once, so a runaway script costs its callers a bounded delay and never holds up
+other scripts, which have processes of their own. A batch gets one call's time limit in
+all; when it fails as a whole, its frames run alone with their own limits until
+`BATCH_RUNAWAYS` of them have run into theirs. Beyond the worker's own limits, the parent
+ends a process that does not answer within the call's allowance plus `_GRACE_S`.
 
 Failures come back as `DecodeError` with the JavaScript message and, where V8
 knows it, the line in the script.
@@ -33,58 +33,54 @@ knows it, the line in the script.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import json
+import logging
+import os
 import re
+import select
+import subprocess
+import sys
 import threading
+import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from types import FrameType
-from typing import Any, TypeVar
-
-from py_mini_racer import (
-    JSEvalException,
-    JSOOMException,
-    JSTimeoutException,
-    MiniRacer,
-    init_mini_racer,
-    mini_racer,
-)
+from pathlib import Path
+from typing import Any
 
 from domain.errors import DecodeError
 from domain.uplink import JsonObject
 
-SCRIPT_NAME = "codec.js"
+log = logging.getLogger(__name__)
 
+WORKER_SCRIPT = Path(__file__).with_name("javascript_worker.py")
 
-def _start_engine_on_the_main_thread() -> None:
-    """Initialise V8 now, while importing, which happens on the main thread.
+# Where a script exception happened, from the stack V8 wrote (the worker names the script so).
+_STACK_LOCATION = re.compile(r"codec\.js:(\d+)")
 
-    If the engine is first started from another thread (an API request, a background
-    redecode), creating a second isolate later on yet another thread crashes the whole
-    process with a segmentation fault. Started on the main thread, any thread may then
-    create isolates.
-    """
-    if threading.current_thread() is threading.main_thread():
-        init_mini_racer(ignore_duplicate_init=True)
+# Frames of a failed batch that may run into their time limit alone before the rest of the
+# batch fails unrun: a batch then costs at most one limit more than this many.
+BATCH_RUNAWAYS = 2
 
+# What the parent allows per frame of a batch that runs frame by frame (each is one call into V8).
+_PER_FRAME_S = 0.01
 
-_start_engine_on_the_main_thread()
+# What the parent adds to a call's allowance before it ends an unanswering process: the
+# worker's own grace for freeing an interrupted isolate, and the answer's way back.
+_GRACE_S = 1.0
 
-_T = TypeVar("_T")
-
-# How long `close` waits for a discarded isolate whose V8 thread is still busy.
-_CLOSE_WAIT_S = 5.0
+# How long `close` waits for a process to leave on its own before ending it.
+_CLOSE_WAIT_S = 2.0
 
 
 class ScriptStyle(StrEnum):
     DEVICE_REPOSITORY = "decodeUplink"  # also ChirpStack v4: decodeUplink(input) -> {data, warnings, errors}
     CHIRPSTACK_V3 = "Decode"  # Decode(fPort, bytes, variables) -> object
+    TTN_V2 = "Decoder"  # The Things Network v2 / TTS v2 and older ChirpStack: Decoder(bytes, port) -> object
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +88,15 @@ class SandboxLimits:
     call_time_limit_s: float = 1.0
     load_time_limit_s: float = 10.0
     heap_limit_bytes: int = 128 * 1024 * 1024
+    memory_limit_bytes: int = 256 * 1024 * 1024
+    """All data a script's process may hold beyond V8's own needs: heaps and ArrayBuffers."""
+    max_waiting_calls: int = 8
+    """Calls that may wait for a busy script; more are refused at once."""
+    idle_stop_s: float = 300.0
+    """A script's process unused this long is ended (some 30-50 MiB each); the next call starts it again."""
+    max_isolates: int = 32
+    """Tenants with a live isolate in one script's process (the installation has 29 towns); the
+    least recently used goes first. Each costs some 2 MiB."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,97 +105,349 @@ class ScriptResult:
     warnings: tuple[str, ...] = ()
 
 
-# Installed after the user's script. It captures JSON.stringify first so a script that
-# replaces it cannot forge our answers, and reports script exceptions as values so
-# that V8 unwinding never leaves the isolate in doubt.
-_GLUE = """
-const __lorakomGlue = (function (style) {
-  const stringify = JSON.stringify;
-  const describe = function (e) {
-    if (e instanceof Error) return { error: e.name + ": " + e.message, stack: String(e.stack || "") };
-    return { error: "uncaught " + String(e), stack: "" };
-  };
-  const once = function (fPort, bytes, variables) {
-    try {
-      if (style === "Decode") {
-        if (typeof Decode !== "function") {
-          return { error: "script defines no function Decode(fPort, bytes, variables)" };
+_LIVE_CODECS: weakref.WeakSet[JavaScriptCodec] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_codecs() -> None:
+    """End every script process while the interpreter still runs, so none outlives it."""
+    for codec in list(_LIVE_CODECS):
+        codec.close()
+
+
+class _IdleReaper:
+    """One daemon thread for all codecs: ends script processes unused for their `idle_stop_s`.
+
+    A registered script keeps its process while it is used; an installation has scripts
+    that decode a few uplinks a day, and each idle process would hold its memory for good.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._changed = threading.Event()
+
+    def watch(self) -> None:
+        """Called for each new codec: its idle time may be shorter than the one slept on."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="lorakom-js-idle", daemon=True)
+                self._thread.start()
+        self._changed.set()
+
+    def _run(self) -> None:
+        while True:
+            self._changed.clear()
+            shortest = self._sweep()
+            self._changed.wait(timeout=max(min(shortest / 2, _IDLE_CHECK_S), 0.05))
+
+    @staticmethod
+    def _sweep() -> float:
+        """Stop the idle processes; the shortest idle time of all (no codec is held while sleeping)."""
+        codecs = list(_LIVE_CODECS)
+        for codec in codecs:
+            codec.stop_if_idle()
+        return min([codec.limits.idle_stop_s for codec in codecs], default=_IDLE_CHECK_S)
+
+
+# How often, at most, the idle reaper looks.
+_IDLE_CHECK_S = 30.0
+_REAPER = _IdleReaper()
+
+
+class _ProcessGone(Exception):
+    """The script's process ended without answering (out of memory, or ended for its time)."""
+
+
+class JavaScriptCodec:
+    """One codec script in a process of its own; thread-safe, one call at a time per script."""
+
+    def __init__(self, script: str, style: ScriptStyle, limits: SandboxLimits | None = None) -> None:
+        self.style = style
+        self.limits = limits or SandboxLimits()
+        self._config = json.dumps(
+            {
+                "script": script,
+                "style": style.value,
+                "call_time_limit_s": self.limits.call_time_limit_s,
+                "load_time_limit_s": self.limits.load_time_limit_s,
+                "heap_limit_bytes": self.limits.heap_limit_bytes,
+                "memory_limit_bytes": self.limits.memory_limit_bytes,
+                "max_isolates": self.limits.max_isolates,
+            }
+        ).encode()
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._buffer = b""
+        self._warm: OrderedDict[str, None] = OrderedDict()  # tenants with an isolate in the process
+        self._spare_ready = False  # the isolate of the start-up check waits for its first tenant
+        self._closed = False
+        self._last_used = time.monotonic()
+        _LIVE_CODECS.add(self)
+        with self._lock:
+            self._start()
+        _REAPER.watch()
+
+    def decode(
+        self,
+        f_port: int,
+        payload: bytes,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        tenant: str = "",
+    ) -> ScriptResult:
+        """Decode one payload in `tenant`'s isolate (a municipality; '' for tools without one)."""
+        request = {
+            "tenant": tenant,
+            "frames": [[int(f_port), payload.hex()]],
+            "variables": variables,
+            "single": True,
         }
-        return { data: Decode(fPort, bytes, variables) };
-      }
-      if (typeof decodeUplink !== "function") {
-        return { error: "script defines no function decodeUplink(input)" };
-      }
-      const result = decodeUplink({ bytes: bytes, fPort: fPort, variables: variables });
-      if (result === null || typeof result !== "object") {
-        return { error: "decodeUplink returned " + typeof result + ", not {data, warnings, errors}" };
-      }
-      return { data: result.data, warnings: result.warnings || [], errors: result.errors || [] };
-    } catch (e) {
-      return describe(e);
-    }
-  };
-  return {
-    one: function (fPort, bytes, variables) { return stringify(once(fPort, bytes, variables)); },
-    many: function (frames, variables) {
-      return stringify(frames.map(function (frame) { return once(frame[0], frame[1], variables); }));
-    },
-  };
-})(%s);
-Object.defineProperty(globalThis, "__lorakom", { writable: false, configurable: false, value: __lorakomGlue
-});
-"""
+        answer = self._exchange(request, [tenant], self.limits.call_time_limit_s)[0]
+        return _result(answer)
 
-_FIRST_LINE_LOCATION = re.compile(r"^[^\n]*?:(\d+): ([^\n]*)")
-_STACK_LOCATION = re.compile(re.escape(SCRIPT_NAME) + r":(\d+)")
+    def decode_many(
+        self,
+        frames: Sequence[tuple[int, bytes]],
+        variables: Mapping[str, Any] | None = None,
+        *,
+        tenant: str = "",
+    ) -> list[ScriptResult | DecodeError]:
+        """Decode a batch in one call, within one call's time limit; when the batch fails as a
+        whole, each frame runs alone with its own limit, until `BATCH_RUNAWAYS` have run into it."""
+        return self.decode_groups([(tenant, frames)], variables)[0]
+
+    def decode_groups(
+        self,
+        groups: Sequence[tuple[str, Sequence[tuple[int, bytes]]]],
+        variables: Mapping[str, Any] | None = None,
+    ) -> list[list[ScriptResult | DecodeError]]:
+        """`decode_many` for several tenants' batches in one exchange with the script's process
+        (an ingest batch holds many towns' uplinks; one exchange each would cost a round trip
+        per town). Each batch runs in its tenant's isolate, with its own time limits."""
+        groups = [(tenant, frames) for tenant, frames in groups]
+        if not any(frames for _, frames in groups):
+            return [[] for _ in groups]
+        limits = self.limits
+        run_time_s = sum(
+            limits.call_time_limit_s * (1 + BATCH_RUNAWAYS) + _PER_FRAME_S * len(frames)
+            for _, frames in groups
+        )
+        request = {
+            "groups": [
+                [tenant, [[int(port), payload.hex()] for port, payload in frames]]
+                for tenant, frames in groups
+            ],
+            "variables": variables,
+            "max_runaways": BATCH_RUNAWAYS,
+        }
+        try:
+            answered = self._exchange(request, [tenant for tenant, _ in groups], run_time_s)
+        except DecodeError as exc:
+            return [[exc for _ in frames] for _, frames in groups]
+        results: list[list[ScriptResult | DecodeError]] = []
+        for (_, frames), answers in zip(groups, answered, strict=False):
+            if not isinstance(answers, list) or len(answers) != len(frames):
+                results.append(
+                    [DecodeError("the sandbox answered for another number of frames") for _ in frames]
+                )
+            else:
+                results.append([_result_or_error(answer) for answer in answers])
+        if len(results) != len(groups):
+            raise DecodeError("the sandbox answered for another number of batches")
+        return results
+
+    def close(self) -> None:
+        """End the script's process; later calls fail."""
+        with self._lock:
+            self._closed = True
+            self._stop()
+
+    def stop_if_idle(self) -> None:
+        """End the process if it went unused for `idle_stop_s` (the next call starts another)."""
+        if not self._lock.acquire(blocking=False):
+            return  # in use
+        try:
+            idle_s = time.monotonic() - self._last_used
+            if self._process is not None and not self._closed and idle_s > self.limits.idle_stop_s:
+                self._stop()
+        finally:
+            self._lock.release()
+
+    def _exchange(self, request: dict[str, Any], tenants: Sequence[str], run_time_s: float) -> list[Any]:
+        """Send one request when it is this call's turn, and read the answer within its allowance.
+
+        The wait for the turn counts against the call's time limit, and only so many calls
+        may wait: a runaway script then costs its callers a bounded delay, not a queue.
+        """
+        limits = self.limits
+        with self._waiting_lock:
+            if self._waiting >= limits.max_waiting_calls:
+                raise DecodeError(
+                    f"script busy: {self._waiting} calls are waiting for it already; try again later"
+                )
+            self._waiting += 1
+        try:
+            got_turn = self._lock.acquire(timeout=limits.call_time_limit_s)
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+        if not got_turn:
+            raise DecodeError(
+                f"script busy: no turn within its time limit of {limits.call_time_limit_s * 1000:.0f} ms"
+            )
+        try:
+            if self._closed:
+                raise DecodeError("the codec was closed")
+            if self._process is None or self._process.poll() is not None:
+                self._stop()
+                self._start()
+            # A tenant new to the process needs its isolate made and the script loaded, except
+            # the first: it takes the isolate the script was checked in at start.
+            cold = len({tenant for tenant in tenants if tenant not in self._warm})
+            if self._spare_ready and cold:
+                cold -= 1
+            allowance = run_time_s + _GRACE_S + limits.load_time_limit_s * cold
+            try:
+                self._send(request)
+                reply = self._receive(time.monotonic() + allowance)
+            except TimeoutError:
+                self._stop(at_once=True)
+                raise DecodeError(
+                    f"script exceeded its time limit of {limits.call_time_limit_s * 1000:.0f} ms"
+                ) from None
+            except _ProcessGone as gone:
+                self._stop()
+                raise DecodeError(
+                    f"script exceeded its memory limit of {limits.memory_limit_bytes // 2**20} MiB "
+                    f"(its sandbox process ended: {gone})"
+                ) from None
+            self._spare_ready = False
+            if reply.get("exiting"):  # it could not stop a call in time and ends itself
+                self._stop()
+            for tenant in tenants:
+                self._warm[tenant] = None
+                self._warm.move_to_end(tenant)
+            while len(self._warm) > limits.max_isolates:
+                self._warm.popitem(last=False)
+            answers = reply.get("answers")
+            if not isinstance(answers, list):
+                raise DecodeError("the sandbox gave no answers")
+            return answers
+        finally:
+            self._last_used = time.monotonic()
+            self._lock.release()
+
+    def _start(self) -> None:
+        """Start the script's process and wait until the script has loaded; caller holds the lock."""
+        self._process = subprocess.Popen(  # noqa: S603  # our own interpreter and file, no shell
+            [sys.executable, "-I", str(WORKER_SCRIPT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # V8's own reports of a fatal error; the parent logs the exit
+            env={},
+            cwd="/",
+        )
+        self._buffer = b""
+        self._warm.clear()
+        self._spare_ready = False
+        try:
+            self._send_raw(self._config)
+            reply = self._receive(time.monotonic() + self.limits.load_time_limit_s + 10 * _GRACE_S)
+        except TimeoutError:
+            self._stop(at_once=True)
+            raise DecodeError("script did not finish loading within its time limit") from None
+        except _ProcessGone as gone:
+            self._stop()
+            raise DecodeError(f"script exceeded its memory limit while loading ({gone})") from None
+        if "error" in reply:
+            self._stop()
+            raise DecodeError(str(reply["error"]))
+        self._spare_ready = True
+
+    def _stop(self, *, at_once: bool = False) -> None:
+        """End the process: let it leave when its input closes, or, `at_once` (it does not
+        answer), kill it without waiting for a process that is busy anyway."""
+        process, self._process = self._process, None
+        self._warm.clear()
+        if process is None:
+            return
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        try:
+            process.wait(timeout=0 if at_once else _CLOSE_WAIT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+        if process.returncode not in (0, None):
+            log.warning("a JS codec's sandbox process ended with exit code %s", process.returncode)
+
+    def _send(self, request: dict[str, Any]) -> None:
+        self._send_raw(json.dumps(request, separators=(",", ":")).encode())
+
+    def _send_raw(self, line: bytes) -> None:
+        process = self._process
+        assert process is not None
+        assert process.stdin is not None
+        try:
+            process.stdin.write(line + b"\n")
+            process.stdin.flush()
+        except (BrokenPipeError, ValueError) as exc:
+            raise _ProcessGone(self._exit_of(process)) from exc
+
+    def _receive(self, deadline: float) -> dict[str, Any]:
+        process = self._process
+        assert process is not None
+        assert process.stdout is not None
+        descriptor = process.stdout.fileno()
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            readable, _, _ = select.select([descriptor], [], [], remaining)
+            if not readable:
+                continue
+            chunk = os.read(descriptor, 1 << 16)
+            if not chunk:
+                raise _ProcessGone(self._exit_of(process))
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        reply = json.loads(line)
+        if not isinstance(reply, dict):
+            raise DecodeError("the sandbox answered with no object")
+        return reply
+
+    @staticmethod
+    def _exit_of(process: subprocess.Popen[bytes]) -> str:
+        try:
+            code = process.wait(timeout=_CLOSE_WAIT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = process.wait()
+        return f"exit code {code}"
 
 
-def _tear_down(scope: contextlib.ExitStack | None, loop: asyncio.AbstractEventLoop) -> None:
-    """Free an isolate, then settle what it still sent to its loop and close the loop.
-
-    An answer V8 delivered for a cancelled call holds a value of the isolate. Let go of
-    while the isolate is being freed, such a value could end the isolate's teardown on
-    the wrong thread; let go of afterwards, the engine finds no isolate and frees nothing.
-    """
-    try:
-        if scope is not None:
-            scope.close()
-    finally:
-        loop.run_until_complete(asyncio.sleep(0))
-        loop.close()
-
-
-def _release_frames(error: BaseException) -> None:
-    """Clear the locals of every finished frame of the failed call: those in `error`'s
-    traceback (and in those of the exceptions it was raised from or during), and the
-    finished frames that called them, up to the first frame still running (ours).
-
-    The engine raises some errors inside its result callback, whose caller still holds the
-    value handle; that frame is reachable only as the callback frame's caller.
-    """
-    pending: list[BaseException] = [error]
-    seen: set[int] = set()
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        tb = current.__traceback__
-        while tb is not None:
-            frame: FrameType | None = tb.tb_frame
-            while frame is not None:
-                caller = frame.f_back
-                try:
-                    frame.clear()
-                except RuntimeError:  # still running: the rest of the stack is live
-                    break
-                frame = caller
-            tb = tb.tb_next
-        pending.extend(linked for linked in (current.__cause__, current.__context__) if linked is not None)
-
-
-class _TimeLimitError(Exception):
-    pass
+def _result(answer: object) -> ScriptResult:
+    """One frame's answer from the sandbox: the glue's `{data, warnings, errors}` or its
+    `{error, stack}` for a script exception, or the sandbox's own `{failure}`."""
+    if not isinstance(answer, dict):
+        raise DecodeError("the sandbox answered with no object")
+    if "failure" in answer:
+        raise DecodeError(str(answer["failure"]))
+    if "error" in answer:
+        raise _script_error(str(answer["error"]), str(answer.get("stack", "")))
+    errors = answer.get("errors") or []
+    if errors:
+        raise DecodeError("codec reported: " + "; ".join(str(error) for error in errors))
+    data = answer.get("data")
+    if not isinstance(data, dict):
+        raise DecodeError(f"codec returned {type(data).__name__} as data, not an object")
+    return ScriptResult(data, tuple(str(warning) for warning in answer.get("warnings") or ()))
 
 
 def _script_error(message: str, stack: str = "") -> DecodeError:
@@ -199,206 +456,8 @@ def _script_error(message: str, stack: str = "") -> DecodeError:
     return DecodeError(f"script error: {message}{where}")
 
 
-def _engine_error(exc: JSEvalException) -> DecodeError:
-    """Errors V8 raised outside the glue's try/catch: syntax errors, top-level throws."""
-    text = str(exc)
-    found = _FIRST_LINE_LOCATION.match(text)
-    if found is None:
-        return DecodeError(f"script error: {text.strip()}")
-    return DecodeError(f"script error: {found.group(2)} (line {found.group(1)})")
-
-
-_LIVE_CODECS: weakref.WeakSet[JavaScriptCodec] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_live_codecs() -> None:
-    """Free every isolate while the interpreter can still run threads.
-
-    An isolate left for garbage collection at interpreter exit is torn down while
-    Python stops its threads: V8's teardown then waits for a thread that will never
-    run again, and the process hangs after it has done its work (a `lorakom decode`
-    that never returns). Closing them here, before that, ends the process cleanly.
-    """
-    for codec in list(_LIVE_CODECS):
-        codec.close()
-
-
-class JavaScriptCodec:
-    """One compiled codec script in its own isolate; thread-safe, one call at a time."""
-
-    def __init__(self, script: str, style: ScriptStyle, limits: SandboxLimits | None = None) -> None:
-        self.style = style
-        self.limits = limits or SandboxLimits()
-        self._source = f"{script}\n//# sourceURL={SCRIPT_NAME}\n"
-        self._glue = _GLUE % json.dumps(style.value)
-        self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._racer: MiniRacer | None = None
-        self._racer_scope: contextlib.ExitStack | None = None
-        self._worker: ThreadPoolExecutor | None = None
-        self._discards: list[threading.Thread] = []
-        _LIVE_CODECS.add(self)
-        try:
-            with self._lock:
-                self._load()
-        except DecodeError:
-            self.close()
-            raise
-
-    def decode(self, f_port: int, payload: bytes, variables: Mapping[str, Any] | None = None) -> ScriptResult:
-        settings = json.dumps(variables) if variables else "{}"
-        code = f"__lorakom.one({int(f_port)},[{','.join(map(str, payload))}],{settings})"
-        answer = json.loads(self._run(code, self.limits.call_time_limit_s))
-        return self._result(answer)
-
-    def decode_many(
-        self, frames: Sequence[tuple[int, bytes]], variables: Mapping[str, Any] | None = None
-    ) -> list[ScriptResult | DecodeError]:
-        """Decode a batch in one call into V8, within one call's time limit; when the batch
-        fails as a whole, each frame runs alone with its own limit."""
-        if not frames:
-            return []
-        listed = ",".join(f"[{int(port)},[{','.join(map(str, payload))}]]" for port, payload in frames)
-        code = f"__lorakom.many([{listed}],{json.dumps(variables or {})})"
-        try:
-            answers = json.loads(self._run(code, self.limits.call_time_limit_s))
-        except DecodeError:
-            answers = None
-        if not isinstance(answers, list) or len(answers) != len(frames):
-            return [self._attempt(port, payload, variables) for port, payload in frames]
-        return [self._result_or_error(answer) for answer in answers]
-
-    def close(self) -> None:
-        """Free the isolate (each discarded isolate's loop is closed by its own teardown)."""
-        with self._lock:
-            if self._loop.is_closed():  # closed before (a failed load, then at exit)
-                return
-            self._discard()
-            self._loop.close()  # the fresh loop `_discard` made, never run
-            if self._worker is not None:
-                self._worker.shutdown(wait=False)
-            for thread in [thread for thread in self._discards if thread.is_alive()]:
-                thread.join(timeout=_CLOSE_WAIT_S)
-
-    def _attempt(
-        self, f_port: int, payload: bytes, variables: Mapping[str, Any] | None
-    ) -> ScriptResult | DecodeError:
-        try:
-            return self.decode(f_port, payload, variables)
-        except DecodeError as exc:
-            return exc
-
-    def _result_or_error(self, answer: object) -> ScriptResult | DecodeError:
-        try:
-            return self._result(answer)
-        except DecodeError as exc:
-            return exc
-
-    @staticmethod
-    def _result(answer: object) -> ScriptResult:
-        if not isinstance(answer, dict):
-            raise DecodeError("script glue returned no object")
-        if "error" in answer:
-            raise _script_error(str(answer["error"]), str(answer.get("stack", "")))
-        errors = answer.get("errors") or []
-        if errors:
-            raise DecodeError("codec reported: " + "; ".join(str(error) for error in errors))
-        data = answer.get("data")
-        if not isinstance(data, dict):
-            raise DecodeError(f"codec returned {type(data).__name__} as data, not an object")
-        warnings = tuple(str(warning) for warning in answer.get("warnings") or ())
-        return ScriptResult(data, warnings)
-
-    def _run(self, code: str, time_limit_s: float) -> str:
-        with self._lock:
-            if self._racer is None:
-                self._load()
-            assert self._racer is not None
-            try:
-                raw = self._evaluate(self._racer, code, time_limit_s)
-            except _TimeLimitError:
-                self._discard()
-                raise DecodeError(f"script exceeded its time limit of {time_limit_s * 1000:.0f} ms") from None
-            except JSOOMException:
-                self._discard()
-                raise DecodeError(
-                    f"script exceeded its memory limit of {self.limits.heap_limit_bytes // 2**20} MiB"
-                ) from None
-            except JSEvalException as exc:
-                raise _engine_error(exc) from None
-        if not isinstance(raw, str):
-            raise DecodeError("script glue returned no text")
-        return raw
-
-    def _load(self) -> None:
-        """Build a fresh isolate and compile the script into it; caller holds the lock."""
-        scope = contextlib.ExitStack()
-
-        async def open_racer() -> MiniRacer:
-            return scope.enter_context(mini_racer(self._loop))
-
-        racer = self._call_in_safe_thread(lambda: self._loop.run_until_complete(open_racer()))
-        racer.set_hard_memory_limit(self.limits.heap_limit_bytes)
-        self._racer, self._racer_scope = racer, scope
-        try:
-            self._evaluate(racer, self._source, self.limits.load_time_limit_s)
-            self._evaluate(racer, self._glue, self.limits.load_time_limit_s)
-        except _TimeLimitError:
-            self._discard()
-            raise DecodeError("script did not finish loading within its time limit") from None
-        except JSOOMException:
-            self._discard()
-            raise DecodeError("script exceeded its memory limit while loading") from None
-        except JSEvalException as exc:
-            self._discard()
-            raise _engine_error(exc) from None
-
-    def _discard(self) -> None:
-        """Drop the isolate; freeing it may wait for V8 to stop, so that happens off the caller's path.
-
-        The isolate takes its event loop along and the next one gets a fresh loop: V8 may
-        still answer a call cancelled on the old isolate, and that answer must not be
-        settled on the new isolate's loop while the old isolate is being torn down.
-        """
-        scope, self._racer, self._racer_scope = self._racer_scope, None, None
-        loop, self._loop = self._loop, asyncio.new_event_loop()
-        thread = threading.Thread(
-            target=_tear_down, args=(scope, loop), name="lorakom-js-discard", daemon=True
-        )
-        thread.start()
-        self._discards = [*(alive for alive in self._discards if alive.is_alive()), thread]
-
-    def _evaluate(self, racer: MiniRacer, code: str, time_limit_s: float) -> object:
-        try:
-            return self._call_in_safe_thread(lambda: self._evaluate_on_loop(racer, code, time_limit_s))
-        except BaseException as exc:
-            # The failed call's frames hold the engine's value handles. Kept alive by the
-            # exception, they were freed later on the caller's path: outside this codec's
-            # lock, and after a timeout while the discarded isolate was being torn down,
-            # which crashed the process. They go now, under the lock, while it still lives.
-            _release_frames(exc)
-            raise
-
-    def _evaluate_on_loop(self, racer: MiniRacer, code: str, time_limit_s: float) -> object:
-        task = self._loop.create_task(racer.eval_cancelable(code))
-        timer = self._loop.call_later(time_limit_s, task.cancel)
-        try:
-            return self._loop.run_until_complete(task)
-        except asyncio.CancelledError:
-            raise _TimeLimitError from None
-        except JSTimeoutException:
-            raise _TimeLimitError from None
-        finally:
-            timer.cancel()
-
-    def _call_in_safe_thread(self, work: Callable[[], _T]) -> _T:
-        """Run `work` here, unless this thread already runs an event loop (an async caller):
-        a loop cannot be driven from inside another, so then a private worker thread drives it."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return work()
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lorakom-js")
-        return self._worker.submit(work).result()
+def _result_or_error(answer: object) -> ScriptResult | DecodeError:
+    try:
+        return _result(answer)
+    except DecodeError as exc:
+        return exc

@@ -56,6 +56,9 @@ BUILTIN_CODECS: tuple[BuiltinCodec, ...] = (
 # Payloads per call into a JS sandbox: large enough that the thread switch is a small
 # share, small enough that a batch's text stays short and one slow batch holds up little.
 SCRIPT_BATCH = 256
+# Payloads per exchange with a script's process, over several towns' batches: one round trip
+# for a whole ingest batch (2000 uplinks by default).
+SCRIPT_EXCHANGE = 2048
 
 
 class DecodeRequest(NamedTuple):
@@ -71,6 +74,13 @@ class DecodeRequest(NamedTuple):
     network_decoded: JsonObject | None
     device_metadata: Mapping[str, Any] | None = None
     preference: Sequence[DecoderSource] = DEFAULT_PREFERENCE
+    municipality_id: int | None = None
+    """Whose payload this is: JS codecs run in that municipality's own isolate (no state crosses towns)."""
+
+
+def script_tenant(municipality_id: int | None) -> str:
+    """The JS sandbox's name for a municipality's isolates; '' for callers without one (tools, the region)."""
+    return "" if municipality_id is None else f"municipality-{municipality_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +144,11 @@ class _ScriptCall(Enum):
 
 
 class _ScriptNeeded(NamedTuple):
-    """Where a deferred decode stopped: this script must run on this fPort."""
+    """Where a deferred decode stopped: this script must run on this fPort, for this tenant."""
 
     codec: JavaScriptCodec
     f_port: int
+    tenant: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,9 +224,18 @@ class CodecRegistry:
         network_decoded: JsonObject | None,
         device_metadata: Mapping[str, Any] | None = None,
         preference: Sequence[DecoderSource] = DEFAULT_PREFERENCE,
+        municipality_id: int | None = None,
     ) -> DecodeOutcome:
+        """Decode one payload of `municipality_id` (whose isolate a JS codec runs in)."""
         outcome = self._decode(
-            codec_id, f_port, payload, network_decoded, device_metadata, preference, _ScriptCall.NOW
+            codec_id,
+            f_port,
+            payload,
+            network_decoded,
+            device_metadata,
+            preference,
+            municipality_id,
+            _ScriptCall.NOW,
         )
         assert isinstance(outcome, DecodeOutcome)  # only a deferred script call stops early
         return outcome
@@ -223,30 +243,42 @@ class CodecRegistry:
     def decode_many(self, requests: Sequence[DecodeRequest]) -> list[DecodeOutcome]:
         """`decode` for each request, with every JS codec call made in batches.
 
-        A call into a JS sandbox costs a thread switch that dwarfs the codec's own
-        work, so a first pass decodes each request up to the point where a script
-        would run, the scripts then run per codec in batches of `SCRIPT_BATCH`
-        (one switch each), and a second pass finishes those requests with their
+        A call into a JS sandbox costs a round trip to its process that dwarfs the
+        codec's own work, so a first pass decodes each request up to the point where
+        a script would run, the scripts then run per codec and municipality in batches
+        of `SCRIPT_BATCH` (one call into V8 each, several towns' batches per round
+        trip), and a second pass finishes those requests with their
         script's answer. Both passes follow the same rules as `decode`, so the
         outcomes, warnings and fall-through are the same as one call at a time.
         """
         outcomes: list[DecodeOutcome | None] = []
-        waiting: dict[JavaScriptCodec, list[tuple[int, int]]] = {}
+        waiting: dict[tuple[JavaScriptCodec, str], list[tuple[int, int]]] = {}
         for index, request in enumerate(requests):
             first = self._decode(*request, _ScriptCall.DEFERRED)  # fields in `_decode`'s order
             if isinstance(first, DecodeOutcome):
                 outcomes.append(first)
             else:
                 outcomes.append(None)
-                waiting.setdefault(first.codec, []).append((index, first.f_port))
-        for codec, calls in waiting.items():
-            for start in range(0, len(calls), SCRIPT_BATCH):
-                chunk = calls[start : start + SCRIPT_BATCH]
-                answers = codec.decode_many([(port, requests[index].payload) for index, port in chunk])
-                for (index, _), answer in zip(chunk, answers, strict=True):
-                    finished = self._decode(*requests[index], answer)
-                    assert isinstance(finished, DecodeOutcome)
-                    outcomes[index] = finished
+                waiting.setdefault((first.codec, first.tenant), []).append((index, first.f_port))
+        by_codec: dict[JavaScriptCodec, list[tuple[str, list[tuple[int, int]]]]] = {}
+        for (codec, tenant), calls in waiting.items():
+            chunks = by_codec.setdefault(codec, [])
+            chunks.extend(
+                (tenant, calls[start : start + SCRIPT_BATCH]) for start in range(0, len(calls), SCRIPT_BATCH)
+            )
+        for codec, chunks in by_codec.items():
+            for exchange in _exchanges(chunks):
+                answered = codec.decode_groups(
+                    [
+                        (tenant, [(port, requests[index].payload) for index, port in chunk])
+                        for tenant, chunk in exchange
+                    ]
+                )
+                for (_, chunk), answers in zip(exchange, answered, strict=True):
+                    for (index, _), answer in zip(chunk, answers, strict=True):
+                        finished = self._decode(*requests[index], answer)
+                        assert isinstance(finished, DecodeOutcome)
+                        outcomes[index] = finished
         assert all(outcome is not None for outcome in outcomes)
         return cast("list[DecodeOutcome]", outcomes)
 
@@ -258,6 +290,7 @@ class CodecRegistry:
         network_decoded: JsonObject | None,
         device_metadata: Mapping[str, Any] | None,
         preference: Sequence[DecoderSource],
+        municipality_id: int | None,
         script: _ScriptCall | ScriptResult | DecodeError,
     ) -> DecodeOutcome | _ScriptNeeded:
         """The rules of `decode`; `script` says how the JS source gets its answer.
@@ -281,9 +314,12 @@ class CodecRegistry:
                         if registered is None:
                             continue
                         port = _required_port(f_port)
+                        tenant = script_tenant(municipality_id)
                         if script is _ScriptCall.DEFERRED:
-                            return _ScriptNeeded(registered.codec, port)
-                        answer: ScriptResult | DecodeError = registered.codec.decode(port, payload)
+                            return _ScriptNeeded(registered.codec, port, tenant)
+                        answer: ScriptResult | DecodeError = registered.codec.decode(
+                            port, payload, tenant=tenant
+                        )
                     else:
                         answer = script
                     if isinstance(answer, DecodeError):
@@ -319,6 +355,22 @@ class CodecRegistry:
             scripts, self._scripts = self._scripts, {}
         for registered in scripts.values():
             registered.codec.close()
+
+
+def _exchanges(
+    chunks: list[tuple[str, list[tuple[int, int]]]],
+) -> list[list[tuple[str, list[tuple[int, int]]]]]:
+    """Chunks of several tenants, put together into exchanges with a script's process of at
+    most `SCRIPT_EXCHANGE` frames: one round trip for many towns, but no unbounded request."""
+    exchanges: list[list[tuple[str, list[tuple[int, int]]]]] = []
+    size = SCRIPT_EXCHANGE
+    for tenant, chunk in chunks:
+        if size + len(chunk) > SCRIPT_EXCHANGE:
+            exchanges.append([])
+            size = 0
+        exchanges[-1].append((tenant, chunk))
+        size += len(chunk)
+    return exchanges
 
 
 def _required_port(f_port: int | None) -> int:

@@ -6,6 +6,7 @@
     ├── DecodeError              a payload a codec cannot decode (offset and reason)
     ├── ConfigurationError       settings or a sources file that do not make sense
     ├── StorageUnavailable       the database cannot be reached right now (retry later)
+    ├── RateLimited              the caller asked too often; `retry_after_s` says when to ask again
     ├── NotFound                 an entity that does not exist for the caller
     ├── Conflict                 an entity that already exists or a state that forbids the change
     └── PermissionDenied         the caller may see the entity but not do this to it
@@ -54,6 +55,14 @@ class ConfigurationError(PlatformError):
 
 class StorageUnavailable(PlatformError):
     """The database is unreachable; the caller should keep its data and retry."""
+
+
+class RateLimited(PlatformError):
+    """The caller used up its allowance for an expensive action; it may ask again after `retry_after_s`."""
+
+    def __init__(self, reason: str, retry_after_s: int) -> None:
+        super().__init__(reason)
+        self.retry_after_s = retry_after_s
 
 
 class NotFound(PlatformError):

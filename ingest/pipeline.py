@@ -316,6 +316,7 @@ def decode_frames(codecs: CodecRegistry, frames: Sequence[FrameToDecode]) -> lis
                 network_decoded=network_decoded,
                 device_metadata=profile.metadata,
                 preference=_PREFERENCES.get(profile.decoder_source or "", DEFAULT_PREFERENCE),
+                municipality_id=profile.municipality_id,
             )
             for profile, f_port, payload, network_decoded in frames
         ]

@@ -34,8 +34,8 @@ from storage.models_codecs import CodecScript
 
 log = logging.getLogger(__name__)
 
-# Mirrors decoders.ScriptStyle (Device Repository / ChirpStack v4, and ChirpStack v3).
-ScriptStyleName = Literal["decodeUplink", "Decode"]
+# Mirrors decoders.ScriptStyle (Device Repository / ChirpStack v4, ChirpStack v3, TTN / TTS v2).
+ScriptStyleName = Literal["decodeUplink", "Decode", "Decoder"]
 CODEC_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,98}/[a-z0-9][a-z0-9._-]{0,98}$"
 """`vendor/codec` as in the LoRaWAN Device Repository, lower case like its ids."""
 MAX_SCRIPT_BYTES = 2 * 1024 * 1024

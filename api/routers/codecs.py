@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from api.access import is_region_admin
 from api.deps import CurrentKey, SessionDep
 from api.problems import problem_responses
+from api.rate_limits import KeyRateLimiter
 from api.schemas.codecs import (
     CodecScriptDetail,
     CodecScriptFields,
@@ -177,19 +178,41 @@ def delete_codec_script(
     _synced_registry(request.app, session)
 
 
+# Trying a script runs it in the sandbox: a few calls at once, then one every two seconds per key.
+TRY_BURST = 10
+TRY_PER_MINUTE = 30.0
+TRY_ROLES = (Role.EDITOR.value, Role.ADMIN.value, Role.REGION_ADMIN.value)
+
+
+def try_limiter(app: FastAPI) -> KeyRateLimiter:
+    """The app's per-key allowance for trying scripts, made on first use."""
+    with _FOLLOWER_LOCK:
+        limiter: KeyRateLimiter | None = getattr(app.state, "codec_try_limiter", None)
+        if limiter is None:
+            limiter = KeyRateLimiter(what="try a codec script", burst=TRY_BURST, per_minute=TRY_PER_MINUTE)
+            app.state.codec_try_limiter = limiter
+        return limiter
+
+
 @router.post(
     "/codec-scripts/{codec_id:path}/test",
-    summary="Decode one payload with a registered JS codec script",
+    summary="Decode one payload with a registered JS codec script (editor and up, rate-limited per key)",
     response_model=TryPayloadOut,
-    responses=problem_responses(401, 404, 422),
+    responses=problem_responses(401, 403, 404, 422, 429),
 )
 def try_codec_script(
     codec_id: CodecIdPath, body: TryPayloadIn, key: CurrentKey, session: SessionDep, request: Request
 ) -> TryPayloadOut:
-    """What a technician runs before assigning the codec to devices: the decoded object, the
+    """What an editor runs before assigning the codec to devices: the decoded object, the
     readings lorakom makes of it, and the script's warnings; a failure (a script exception,
-    the time or memory limit) answers 422 with the sandbox's message."""
+    the time or memory limit, a script busy with other calls) answers 422 with the sandbox's
+    message. Running a script costs real work, so viewers and technicians may not, and each
+    key has an allowance (429 with Retry-After beyond it). The script runs in the key's
+    municipality's own isolate, so it sees nothing another town's payloads left behind."""
+    if key.role not in TRY_ROLES:
+        raise PermissionDenied(f"the role {key.role!r} may not try codec scripts; an editor may")
     script_owner(session, codec_id)  # 404 unless registered
+    try_limiter(request.app).take(key.id)
     registry = _synced_registry(request.app, session)
     follower = script_follower(request.app)
     if codec_id in follower.failures:
@@ -201,6 +224,7 @@ def try_codec_script(
         network_decoded=None,
         device_metadata=body.metadata,
         preference=(DecoderSource.JAVASCRIPT,),
+        municipality_id=key.municipality_id,
     )
     if not outcome.ok or outcome.decoded is None:
         raise DecodeError(outcome.error or "the script decoded nothing")

@@ -61,7 +61,10 @@ class CodecScriptFields(BaseModel):
     style: ScriptStyleName = Field(
         default="decodeUplink",
         description="`decodeUplink` (Device Repository, ChirpStack v4: `decodeUplink(input) -> "
-        "{data, warnings, errors}`) or `Decode` (ChirpStack v3: `Decode(fPort, bytes, variables)`)",
+        "{data, warnings, errors}`), `Decode` (ChirpStack v3: `Decode(fPort, bytes, variables)`) or "
+        "`Decoder` (The Things Network / TTS v2: `Decoder(bytes, port)`, its return is the decoded "
+        "object). A legacy `Decoder` script registered as `decodeUplink` runs as `Decoder`; a "
+        "script without the function its style calls is refused.",
     )
     script: ScriptText = Field(description=f"ES2020 source, at most {MAX_SCRIPT_BYTES // 2**20} MiB")
     description: Annotated[PrintableText, Field(max_length=2000)] | None = None

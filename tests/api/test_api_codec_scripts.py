@@ -55,16 +55,6 @@ function decodeUplink(input) {
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def v8_started_on_the_main_thread() -> None:
-    """Workaround: V8 (mini-racer) first started off the main thread segfaults when a second
-    thread then creates an isolate. The app creates isolates in request threads, so V8 is
-    started here first; decoders.javascript should do this itself at import."""
-    warm = CodecRegistry()
-    warm.register_javascript("warm/up", "function decodeUplink(input) { return { data: {} }; }")
-    warm.close()
-
-
 @pytest.fixture
 def new_codec_id(client: TestClient, region_key: str) -> Iterator[Callable[[], str]]:
     """Fresh codec ids; their scripts are deleted afterwards, so no later app of the session
@@ -132,14 +122,14 @@ def test_register_list_read_try_replace_delete(
     detail = client.get(f"/v1/codec-scripts/{codec_id}", headers=neighbour.headers("viewer")).json()
     assert (detail["script"], detail["devices"], detail["use_case"]) == (THERMOMETER, ["TP-1"], "environment")
 
-    tried = try_payload(client, codec_id, tenant.headers("technician"), 1, "00eb05")
+    tried = try_payload(client, codec_id, tenant.headers("editor"), 1, "00eb05")
     assert tried.status_code == 200, tried.text
     assert tried.json()["decoded"] == {"temperature": 23.5, "battery": 5}
     assert tried.json()["warnings"] == ["battery low"]
     readings = {r["quantity"]: r for r in tried.json()["readings"]}
     assert readings["temperature"]["value"] == 23.5
     assert readings["temperature"]["quality"] == "good"
-    refused = try_payload(client, codec_id, tenant.headers("viewer"), 1, "00")
+    refused = try_payload(client, codec_id, tenant.headers("editor"), 1, "00")
     assert refused.status_code == 422
     assert "expected 3 bytes, got 1" in refused.json()["detail"]
 
@@ -194,8 +184,8 @@ def test_a_chirpstack_v3_script_and_its_exceptions(
     register(
         client, tenant.headers("admin"), codec_id, script=V3_COUNTER, style="Decode", use_case="counting"
     )
-    assert try_payload(client, codec_id, tenant.headers("viewer"), 2, "07").json()["decoded"] == {"count": 7}
-    failed = try_payload(client, codec_id, tenant.headers("viewer"), 3, "07")
+    assert try_payload(client, codec_id, tenant.headers("editor"), 2, "07").json()["decoded"] == {"count": 7}
+    failed = try_payload(client, codec_id, tenant.headers("editor"), 3, "07")
     assert failed.status_code == 422
     assert "Error: unexpected fPort 3 (line 3)" in failed.json()["detail"]
 
@@ -209,7 +199,7 @@ def test_a_script_of_256_kb_and_the_size_limit(
     assert len(big) >= 256 * 1024
     codec_id = new_codec_id()
     register(client, tenant.headers("admin"), codec_id, script=big)
-    assert try_payload(client, codec_id, tenant.headers("viewer"), 1, "03").json()["decoded"] == {"v": 757}
+    assert try_payload(client, codec_id, tenant.headers("editor"), 1, "03").json()["decoded"] == {"v": 757}
     assert (
         client.get(f"/v1/codec-scripts/{codec_id}", headers=tenant.headers("viewer")).json()["script"] == big
     )
@@ -229,7 +219,7 @@ def test_an_endless_script_hits_the_time_limit_and_the_api_stays_responsive(
     register(client, tenant.headers("admin"), codec_id, script=HOSTILE)
     answers: list[Any] = []
     worker = threading.Thread(
-        target=lambda: answers.append(try_payload(client, codec_id, tenant.headers("viewer"), 99, "01"))
+        target=lambda: answers.append(try_payload(client, codec_id, tenant.headers("editor"), 99, "01"))
     )
     started = time.monotonic()
     worker.start()
@@ -244,7 +234,7 @@ def test_an_endless_script_hits_the_time_limit_and_the_api_stays_responsive(
     assert answers[0].status_code == 422
     assert "time limit" in answers[0].json()["detail"]
     # A fresh isolate serves the next call.
-    assert try_payload(client, codec_id, tenant.headers("viewer"), 1, "2a").json()["decoded"] == {"first": 42}
+    assert try_payload(client, codec_id, tenant.headers("editor"), 1, "2a").json()["decoded"] == {"first": 42}
 
 
 def test_who_may_register_change_and_delete(
@@ -327,5 +317,50 @@ def test_stored_scripts_are_loaded_at_start_and_followed(
             create_script(session, later, ScriptFields("decodeUplink", HOSTILE), owner_municipality_id=None)
             session.commit()
         assert sources(other, tenant.headers("viewer"))[later] == "javascript"
-        assert try_payload(other, later, tenant.headers("viewer"), 1, "05").json()["decoded"] == {"first": 5}
+        assert try_payload(other, later, tenant.headers("editor"), 1, "05").json()["decoded"] == {"first": 5}
     registry.close()
+
+
+# A The Things Network v2 codec as vendors ship it: Decoder(bytes, port) returns the object.
+TTN_V2_PROBE = """\
+function Decoder(bytes, port) {
+  var decoded = {};
+  if (port === 1) {
+    decoded.temperature = ((bytes[0] << 24 >> 16) | bytes[1]) / 10;
+    decoded.battery = bytes[2];
+  }
+  return decoded;
+}
+"""
+
+
+@pytest.mark.parametrize("style", ["Decoder", "decodeUplink"])
+def test_a_legacy_ttn_v2_codec_registers_and_runs(
+    client: TestClient, tenant: Tenant, new_codec_id: Callable[[], str], style: str
+) -> None:
+    codec_id = new_codec_id()
+    register(client, tenant.headers("admin"), codec_id, script=TTN_V2_PROBE, style=style)
+    tried = try_payload(client, codec_id, tenant.headers("editor"), 1, "00eb5a")
+    assert tried.status_code == 200, tried.text
+    assert tried.json()["decoded"] == {"temperature": 23.5, "battery": 90}
+    assert {r["quantity"] for r in tried.json()["readings"]} >= {"temperature", "battery"}
+
+
+def test_a_script_without_the_function_its_style_calls_is_refused_at_upload(
+    client: TestClient, tenant: Tenant, new_codec_id: Callable[[], str]
+) -> None:
+    codec_id = new_codec_id()
+    refused = client.post(
+        "/v1/codec-scripts",
+        json=body(codec_id, "function decode(bytes) { return {}; }"),
+        headers=tenant.headers("admin"),
+    )
+    assert refused.status_code == 422
+    assert "script defines no function decodeUplink(input)" in refused.json()["detail"]
+    mismatched = client.post(
+        "/v1/codec-scripts",
+        json=body(codec_id, TTN_V2_PROBE, style="Decode"),
+        headers=tenant.headers("admin"),
+    )
+    assert mismatched.status_code == 422
+    assert "register it in the style Decoder" in mismatched.json()["detail"]

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from decoders.javascript import JavaScriptCodec, SandboxLimits, ScriptResult, ScriptStyle
+from decoders.javascript_worker import IsolateEngine, ScriptFailure
 from decoders.registry import CodecRegistry, DecodeRequest, DecoderSource
 from domain.errors import DecodeError
 
@@ -73,6 +77,59 @@ def test_chirpstack_v3_style_with_variables() -> None:
         v3.close()
 
 
+# The Things Network v2 / TTS v2 shape, as vendors still ship it: Decoder(bytes, port) returns
+# the decoded object itself, and port selects the frame type.
+TTN_V2_CODEC = """
+function Decoder(bytes, port) {
+  var decoded = {};
+  if (port === 1) {
+    decoded.temperature = ((bytes[0] << 24 >> 16) | bytes[1]) / 100;
+    decoded.humidity = bytes[2] / 2;
+    decoded.battery = bytes[3];
+  } else if (port === 2) {
+    decoded.alarm = bytes[0] === 1;
+  }
+  return decoded;
+}
+"""
+
+
+@pytest.mark.parametrize("style", [ScriptStyle.TTN_V2, ScriptStyle.DEVICE_REPOSITORY])
+def test_a_legacy_decoder_runs_with_its_return_as_the_decoded_object(style: ScriptStyle) -> None:
+    """Registered as `Decoder` or in the default style (vendors hand out such files as
+    "the codec"), the legacy function runs as `Decoder(bytes, port)`."""
+    legacy = _compile(TTN_V2_CODEC, style)
+    try:
+        assert legacy.decode(1, bytes([0x09, 0x2E, 0x5A, 98])).data == {
+            "temperature": 23.5,
+            "humidity": 45.0,
+            "battery": 98,
+        }
+        assert legacy.decode(2, b"\x01").data == {"alarm": True}
+    finally:
+        legacy.close()
+
+
+@pytest.mark.parametrize(
+    ("script", "style", "message"),
+    [
+        ("var x = 1;", ScriptStyle.DEVICE_REPOSITORY, r"defines no function decodeUplink\(input\)$"),
+        (
+            CHIRPSTACK_V3_CODEC,
+            ScriptStyle.DEVICE_REPOSITORY,
+            r"defines no function decodeUplink\(input\); it defines Decode\(fPort, bytes, variables\)",
+        ),
+        (TTN_V2_CODEC, ScriptStyle.CHIRPSTACK_V3, r"defines no function Decode\(.*it defines Decoder"),
+        (DEVICE_REPOSITORY_CODEC, ScriptStyle.TTN_V2, r"defines no function Decoder\(bytes, port\)"),
+    ],
+)
+def test_a_script_without_the_function_its_style_calls_is_refused_when_loaded(
+    script: str, style: ScriptStyle, message: str
+) -> None:
+    with pytest.raises(DecodeError, match=message):
+        _compile(script, style)
+
+
 def test_throw_reports_message_and_line() -> None:
     thrower = _compile(
         "function decodeUplink(input) {\n  const x = 1;\n  throw new RangeError('bad frame ' + x);\n}\n"
@@ -124,14 +181,25 @@ def _values_held_by(error: BaseException) -> list[object]:
     return found
 
 
+def _engine(script: str) -> IsolateEngine:
+    """The sandbox process's own engine, run here so that its V8 values can be counted."""
+    return IsolateEngine(
+        script,
+        ScriptStyle.DEVICE_REPOSITORY.value,
+        call_time_limit_s=FAST_LIMITS.call_time_limit_s,
+        load_time_limit_s=FAST_LIMITS.load_time_limit_s,
+        heap_limit_bytes=FAST_LIMITS.heap_limit_bytes,
+    )
+
+
 def test_a_timed_out_call_lets_go_of_engine_values_before_its_isolate_is_discarded() -> None:
     """The failed call's frames held the engine's value handles; freed later on the caller's
-    path, they reached V8 outside the codec's lock while the discarded isolate was being
-    torn down, and the process died of a segmentation fault (seen once in CI)."""
-    looping = _compile("function decodeUplink(input) { while (true) {} }\n")
+    path, they reached V8 while the discarded isolate was being torn down, and the process
+    died of a segmentation fault (seen once in CI)."""
+    looping = _engine("function decodeUplink(input) { while (true) {} }\n")
     try:
-        with pytest.raises(DecodeError, match="time limit") as raised:
-            looping.decode(1, b"\x01")
+        with pytest.raises(ScriptFailure, match="time limit") as raised:
+            looping.decode(1, b"\x01", None)
         assert _values_held_by(raised.value) == []
     finally:
         looping.close()
@@ -146,10 +214,10 @@ def test_the_answer_to_a_cancelled_call_is_let_go_of_by_its_isolates_teardown() 
     to the discarded isolate and is settled on the isolate's own loop once it is freed,
     not on the next isolate's loop by the next call (which would free the value while the
     old isolate was being torn down)."""
-    looping = _compile("function decodeUplink(input) { while (true) {} }\n")
+    looping = _engine("function decodeUplink(input) { while (true) {} }\n")
     try:
-        with pytest.raises(DecodeError, match="time limit"):
-            looping.decode(1, b"\x01")
+        with pytest.raises(ScriptFailure, match="time limit"):
+            looping.decode(1, b"\x01", None)
         for thread in threading.enumerate():
             if thread.name == "lorakom-js-discard":  # the old isolate's teardown
                 thread.join(timeout=10)
@@ -429,3 +497,55 @@ def test_a_runaway_frame_in_a_registry_batch_fails_alone_in_bounded_time(
     assert outcomes[600].error == "javascript: script exceeded its time limit of 300 ms"
     assert all(outcome.ok for index, outcome in enumerate(outcomes) if index != 600)
     assert outcomes[601].decoded == {"first": 601 % 200, "port": 1}
+
+
+def _sandbox_processes() -> set[int]:
+    """Live child processes of this test process (the codecs' sandbox processes)."""
+    me, found = os.getpid(), set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rpartition(")")[2].split()
+            if int(fields[1]) == me and fields[0] != "Z":
+                found.add(int(entry.name))
+    return found
+
+
+def test_an_idle_script_process_is_ended_and_started_again_when_needed() -> None:
+    before = _sandbox_processes()
+    sleepy = JavaScriptCodec(
+        DEVICE_REPOSITORY_CODEC, ScriptStyle.DEVICE_REPOSITORY, SandboxLimits(idle_stop_s=0.3)
+    )
+    try:
+        assert sleepy.decode(85, bytes([92, 0x01, 0x34])).data["battery"] == 92
+        assert len(_sandbox_processes() - before) == 1
+        waited = 0.0
+        while _sandbox_processes() - before and waited < 10:
+            time.sleep(0.1)
+            waited += 0.1
+        assert _sandbox_processes() - before == set(), "the idle process should have been ended"
+        assert sleepy.decode(85, bytes([93, 0x01, 0x34])).data["battery"] == 93
+    finally:
+        sleepy.close()
+
+
+def test_a_sandbox_process_that_stops_answering_is_ended_after_the_calls_allowance() -> None:
+    """The worker enforces the time limits itself; should it hang (here: stopped by a signal),
+    the caller still gets its timeout within the limit and a grace, and the next call a new
+    process."""
+    before = _sandbox_processes()
+    frozen = _compile(DEVICE_REPOSITORY_CODEC)
+    try:
+        (worker,) = _sandbox_processes() - before
+        os.kill(worker, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(DecodeError, match="time limit of 300 ms"):
+            frozen.decode(85, bytes([1, 0, 5]))
+        assert time.monotonic() - started < FAST_LIMITS.call_time_limit_s + 1.0 + 0.7
+        assert worker not in _sandbox_processes()
+        assert frozen.decode(85, bytes([1, 0, 5])).data["temperature"] == 0.5
+    finally:
+        frozen.close()

@@ -109,6 +109,61 @@ def test_a_batch_decodes_javascript_devices_as_single_calls_would(fresh_db_url: 
         registry.close()
 
 
+# Tells each call the first byte of the payload it saw before, kept in a global.
+TELLTALE = """
+var lastFirstByte = null;
+function decodeUplink(input) {
+  var previous = lastFirstByte;
+  lastFirstByte = input.bytes[0];
+  return { data: { previous: previous } };
+}
+"""
+
+
+def test_a_batch_of_two_towns_devices_shows_neither_town_the_others_payloads(fresh_db_url: str) -> None:
+    """One shared script, one batch with the uplinks of a device in each of two towns,
+    interleaved: a global the script sets for one town's uplink is never seen in the other's."""
+    traffic = Traffic()
+    codec_id = f"test-{traffic.tag}/telltale"
+    with psycopg.connect(fresh_db_url) as conn:
+        for device, town in ((1, "northtown"), (2, "southtown")):
+            municipality = conn.execute(
+                "INSERT INTO municipality (slug, name) VALUES (%s, %s) "
+                "ON CONFLICT (slug) DO UPDATE SET slug = excluded.slug RETURNING id",
+                (f"{town}-{traffic.tag}", town),
+            ).fetchone()
+            assert municipality is not None
+            conn.execute(
+                "INSERT INTO device (municipality_id, dev_eui, name, codec_id, decoder_source) "
+                "VALUES (%s, %s, %s, %s, 'javascript')",
+                (municipality[0], traffic.dev_eui(device), f"Sensor {device}", codec_id),
+            )
+    devices = DeviceCache()
+    with psycopg.connect(fresh_db_url) as conn:
+        devices.refresh(conn)
+    source = SourceConfig(name=traffic.source_names[0], kind="tts", municipality="testtown", host="localhost")
+    registry = CodecRegistry()
+    registry.register_javascript(codec_id, TELLTALE)
+    pipeline = Pipeline(devices, registry, {source.name: 1}, IngestCounters())
+    # payload n starts with n % 256: device 1 sends the even counters, device 2 the odd ones
+    messages = [traffic.tts_uplink(n, device=1 + n % 2) for n in range(40)]
+    try:
+        for _ in range(2):  # and again: a second batch sees the first batch's state of its own town only
+            builder = pipeline.new_batch()
+            for topic, body in messages:
+                builder.add_message(ReceivedMessage(source, topic, body))
+            batch = builder.finish()
+            seen = [
+                (record.uplink.f_cnt % 2, record.decoded["previous"])
+                for record in batch.uplinks
+                if record.decoded is not None
+            ]
+            assert len(seen) == 40
+            assert all(previous is None or previous % 2 == parity for parity, previous in seen), seen
+    finally:
+        registry.close()
+
+
 def test_the_bridge_decodes_with_a_registered_javascript_codec(
     broker: Broker, fresh_db_url: str, tmp_path: Path
 ) -> None:
