@@ -18,8 +18,12 @@ class ApiSettings(BaseSettings):
     root_path: str = ""
     cors_origins: list[str] = Field(default_factory=list)
     """Origins allowed to call the API from a browser, e.g. a municipality's dashboard host."""
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Largest request body of a JSON route; refused with 413 before it is read (`api.admission`)."""
     max_import_bytes: int = 20 * 1024 * 1024
     """Largest CSV accepted by the device import (20 MiB is some 100,000 rows)."""
+    max_ingest_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Largest body of the routes the composition root adds (network servers' webhooks)."""
     export_page_rows: int = 5000
     """Rows fetched per query while streaming an export: bounds memory, not the export's size."""
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
