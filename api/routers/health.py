@@ -9,6 +9,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.pool import Pool, QueuePool
 
 from api.deps import EngineDep
 from api.problems import problem_responses
@@ -33,12 +35,32 @@ def healthz() -> Health:
     responses={503: problem_responses(503)[503]},
 )
 def readyz(engine: EngineDep) -> Health:
+    """Ready means a request could get a connection now: with every pooled connection in use
+    the answer is 503 at once, where waiting for one took the pool's timeout and ended in 500."""
+    if pool_exhausted(engine.pool):
+        raise StorageUnavailable("the database is busy: every pooled connection is in use")
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+    except PoolTimeout as exc:  # the last connection was taken between the check and here
+        raise StorageUnavailable("the database is busy: every pooled connection is in use") from exc
     except OperationalError as exc:
         raise StorageUnavailable("the database cannot be reached right now") from exc
     return Health(status="ok")
+
+
+def pool_exhausted(pool: Pool) -> bool:
+    """No idle connection and no overflow left, so that a checkout would wait for one."""
+    if not isinstance(pool, QueuePool):
+        return False
+    # SQLAlchemy counts the overflow in public but keeps its bound private.
+    max_overflow = getattr(pool, "_max_overflow", -1)
+    return (
+        isinstance(max_overflow, int)
+        and max_overflow > -1
+        and pool.checkedin() == 0
+        and (pool.overflow() >= max_overflow)
+    )
 
 
 @router.get(

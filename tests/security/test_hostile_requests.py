@@ -7,6 +7,7 @@ server reads, and how much memory it takes, can be watched from outside.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import logging
@@ -29,7 +30,8 @@ from sqlalchemy import Engine
 from api.app import create_app
 from api.settings import ApiSettings
 from cli.services import free_port, port_answers
-from tests.api.data import Tenant, auth, device_body
+from storage.database import create_database_engine
+from tests.api.data import Tenant, auth, device_body, register
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -269,3 +271,96 @@ def test_a_body_that_is_not_json_is_a_problem(client: TestClient, tenant: Tenant
         headers=tenant.headers("editor") | {"Content-Type": "application/json"},
     )
     assert_problem(response, 422)
+
+
+def cursor_of(*parts: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+
+
+INTEGER_LISTS = ["/devices", "/sharing", "/api-keys", "/alerts/rules", "/readings/latest", "/soil/sensors"]
+BIGINT_LISTS = ["/alerts/events"]
+CURSOR_CASES = [
+    *((tail, cursor_of(2147483648)) for tail in INTEGER_LISTS),
+    *((tail, cursor_of(-2147483649)) for tail in INTEGER_LISTS),
+    *((tail, cursor_of(2**63)) for tail in INTEGER_LISTS + BIGINT_LISTS),
+    *((tail, cursor_of(0)) for tail in INTEGER_LISTS + BIGINT_LISTS),
+]
+
+
+@pytest.mark.parametrize(("tail", "cursor"), CURSOR_CASES)
+def test_a_cursor_out_of_range_is_refused_not_a_500(
+    client: TestClient, tenant: Tenant, tail: str, cursor: str
+) -> None:
+    response = client.get(tenant.url(tail), params={"cursor": cursor}, headers=tenant.headers("admin"))
+    assert_problem(response, 422)
+
+
+def test_a_history_cursor_out_of_range_is_refused_not_a_500(client: TestClient, tenant: Tenant) -> None:
+    dev_eui = register(client, tenant)["dev_eui"]
+    for cursor in (
+        cursor_of("2026-01-01T00:00:00+00:00", 2147483648, "temperature"),
+        cursor_of("9999-12-31T23:59:59-14:00"),
+    ):
+        response = client.get(
+            tenant.url("/readings/history"),
+            params={"dev_eui": dev_eui, "cursor": cursor},
+            headers=tenant.headers("viewer"),
+        )
+        assert_problem(response, 422)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [
+        ({"k": 18446744073709551616}, "integers"),
+        ({"k": -(2**63) - 1}, "integers"),
+        ({"k": "a\u0000b"}, "NUL"),
+        ({"a\u0000b": 1}, "NUL"),
+        ({"k": ["\ud800"]}, "surrogates"),
+        ({"k": "x" * 9000}, "bytes"),
+        ({f"k{n}": n for n in range(101)}, "keys"),
+        ({"a": {"b": {"c": {"d": {"e": 1}}}}}, "levels"),
+    ],
+)
+def test_hostile_metadata_is_a_clear_422(
+    client: TestClient, tenant: Tenant, metadata: dict[str, Any], reason: str
+) -> None:
+    body = device_body(metadata=metadata)
+    created = client.post(
+        tenant.url("/devices"),
+        content=json.dumps(body),  # the standard encoder writes what httpx's refuses (a lone surrogate)
+        headers=tenant.headers("editor") | {"Content-Type": "application/json"},
+    )
+    problem = assert_problem(created, 422)
+    assert reason in str(problem["errors"])
+    registered = register(client, tenant)
+    patched = client.patch(
+        tenant.url(f"/devices/{registered['dev_eui']}"),
+        content=json.dumps({"metadata": metadata}),
+        headers=tenant.headers("editor") | {"Content-Type": "application/json"},
+    )
+    assert reason in str(assert_problem(patched, 422)["errors"])
+
+
+def test_ordinary_metadata_is_kept_as_given(client: TestClient, tenant: Tenant) -> None:
+    metadata = {"bin_depth_mm": 1200.0, "asset": "A-17", "contract": {"until": 2030, "vendor": ["x", "y"]}}
+    shown = register(client, tenant, metadata=metadata)["metadata"]
+    assert {name: value for name, value in shown.items() if value is not None} == metadata
+
+
+def test_readyz_answers_503_at_once_while_the_pool_is_exhausted(
+    settings: ApiSettings, migrated_db_url: str
+) -> None:
+    engine = create_database_engine(migrated_db_url, pool_size=1)  # one pooled, two overflow
+    with TestClient(create_app(settings, engine=engine)) as client:
+        held = [engine.connect() for _ in range(3)]
+        try:
+            busy = client.get("/readyz")
+        finally:
+            for connection in held:
+                connection.close()
+        ready = client.get("/readyz")
+    engine.dispose()
+    assert_problem(busy, 503)
+    assert "Retry-After" in busy.headers
+    assert ready.status_code == 200
