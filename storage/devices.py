@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from domain.errors import Conflict, NotFound
 from domain.ids import parse_dev_eui
-from storage.models import Device, DeviceActivity
+from storage.models import Device, DeviceActivity, DeviceState
 from storage.models import Uplink as UplinkRow
 
 PrintableText = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]*$")]
@@ -192,6 +192,23 @@ def _columns_of(municipality_id: int, spec: DeviceSpec) -> dict[str, Any]:
         "tags": spec.tags,
         "metadata": spec.metadata.model_dump(exclude_none=True),
     }
+
+
+def measuring(session: Session, device_ids: Collection[int], quantities: Collection[str]) -> set[int]:
+    """Those of `device_ids` with a latest value of any of `quantities`.
+
+    A use case's views show exactly these devices (a bin is a device with a fill level),
+    so a device outside them must be answered there like a device that does not exist:
+    to a reader the use case was shared with, anything else would reveal it.
+    """
+    if not device_ids or not quantities:
+        return set()
+    found = session.scalars(
+        select(DeviceState.device_id)
+        .where(DeviceState.device_id.in_(device_ids), DeviceState.quantity.in_(quantities))
+        .distinct()
+    )
+    return set(found)
 
 
 def get_device(session: Session, *, municipality_id: int, dev_eui: str) -> Device:
