@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storage.database import DatabaseSettings
@@ -24,6 +24,9 @@ class ApiSettings(BaseSettings):
     """Largest CSV accepted by the device import (20 MiB is some 100,000 rows)."""
     max_ingest_bytes: int = Field(default=1024 * 1024, ge=1024)
     """Largest body of the routes the composition root adds (network servers' webhooks)."""
+    metrics_token: SecretStr | None = None
+    """Bearer token that `/metrics` asks for; without one `/metrics` is off (404), since its
+    series name the network sources of every municipality."""
     export_page_rows: int = 5000
     """Rows fetched per query while streaming an export: bounds memory, not the export's size."""
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)

@@ -1,10 +1,13 @@
-"""Probes and metrics for the orchestrator and Prometheus; no key needed, no tenant data shown."""
+"""Probes and metrics for the orchestrator and Prometheus: no API key needed, no tenant data shown;
+metrics only with their own token."""
 
 from __future__ import annotations
 
+import hmac
 from http import HTTPStatus
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Header, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -12,9 +15,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import Pool, QueuePool
 
-from api.deps import EngineDep
+from api.deps import EngineDep, SettingsDep
 from api.problems import problem_responses
-from domain.errors import StorageUnavailable
+from domain.errors import NotFound, StorageUnavailable, Unauthenticated
 
 router = APIRouter(tags=["health"])
 
@@ -65,9 +68,21 @@ def pool_exhausted(pool: Pool) -> bool:
 
 @router.get(
     "/metrics",
-    summary="Prometheus metrics in the text exposition format",
+    summary="Prometheus metrics in the text exposition format (with the metrics token; off without one)",
     response_class=Response,
-    responses={HTTPStatus.OK.value: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+    responses={
+        HTTPStatus.OK.value: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+        **problem_responses(404),
+    },
 )
-def metrics() -> Response:
+def metrics(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> Response:
+    """Behind its own token, not an API key: the series name every municipality's network
+    sources, and Prometheus scrapes with one static bearer token."""
+    token = settings.metrics_token
+    if token is None:
+        raise NotFound("metrics are off; set LORAKOM_API_METRICS_TOKEN to serve them")
+    scheme, _, presented = (authorization or "").partition(" ")
+    expected = token.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected):
+        raise Unauthenticated("send the metrics token as `Authorization: Bearer …`")
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
