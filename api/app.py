@@ -16,11 +16,14 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
+from api.admission import Admission, BodyLimits
+from api.deps import bearer_scheme, check_key_before_body
 from api.metrics import RequestTimer
-from api.problems import FieldProblem, Problem, install_problem_handlers
+from api.problems import FieldProblem, Problem, RequestId, install_problem_handlers
 from api.routers import (
     alerts,
     api_keys,
@@ -42,6 +45,7 @@ from api.routers import codecs as codecs_router
 from api.settings import ApiSettings
 from decoders import CodecRegistry
 from domain.errors import ConfigurationError
+from storage.codec_scripts import MAX_SCRIPT_BYTES
 from storage.database import create_database_engine
 from storage.readings import AggregateSource, BucketExpression, date_bin_bucket
 
@@ -114,14 +118,24 @@ def create_app(
     app.state.codecs = codecs or CodecRegistry()
 
     install_problem_handlers(app)
+    # Added innermost first: the correlation id wraps everything, CORS headers reach even
+    # the refusals of `Admission`, which stands right in front of the routes.
+    app.add_middleware(
+        Admission,
+        limits=body_limits(settings, extra_routers),
+        check_key=check_key_before_body,
+        key_scheme=bearer_scheme,
+    )
     app.add_middleware(RequestTimer)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
         )
+    app.add_middleware(RequestId)
 
     app.include_router(health.router)
     v1 = APIRouter(prefix="/v1")
@@ -148,6 +162,27 @@ def create_app(
     install_field_page(app)
     install_problem_schema(app)
     return app
+
+
+MULTIPART_ENVELOPE_BYTES = 64 * 1024
+"""What a form upload adds around its file: boundaries, part headers, other fields."""
+SCRIPT_BODY_BYTES = 3 * MAX_SCRIPT_BYTES + 64 * 1024
+"""A codec script's largest JSON body: escaping a character (`\\uXXXX`) can triple its bytes."""
+
+
+def body_limits(settings: ApiSettings, extra_routers: Sequence[APIRouter]) -> BodyLimits:
+    """The routes that take more than a JSON document: the device import's file, codec
+    scripts, and network servers' webhooks (the routes the composition root adds)."""
+    by_endpoint: dict[Any, int] = {
+        devices.import_csv: settings.max_import_bytes + MULTIPART_ENVELOPE_BYTES,
+        codecs_router.create_codec_script: SCRIPT_BODY_BYTES,
+        codecs_router.replace_codec_script: SCRIPT_BODY_BYTES,
+    }
+    for extra in extra_routers:
+        for route in extra.routes:
+            if isinstance(route, APIRoute):
+                by_endpoint[route.endpoint] = settings.max_ingest_bytes
+    return BodyLimits(default_bytes=settings.max_body_bytes, by_endpoint=by_endpoint)
 
 
 STATIC_DIR = Path(__file__).parent / "static"

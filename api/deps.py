@@ -118,6 +118,35 @@ def _authenticated_in(
     return key, municipality
 
 
+def presented_key(request: Request) -> str | None:
+    """The key as the security schemes read it: `Authorization: Bearer …`, else `X-API-Key`."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.headers.get("x-api-key") or None
+
+
+async def check_key_before_body(request: Request) -> None:
+    """The key of a request whose body is still unread (`api.admission`), kept on `request.state`.
+
+    A session of its own, closed before the body is read: the request's session is made
+    by the dependencies, which FastAPI resolves only after reading the body.
+    """
+    presented = presented_key(request)
+    if presented is None:
+        raise InvalidApiKey("send an API key as `Authorization: Bearer …` or `X-API-Key: …`")
+    engine: Engine = request.app.state.engine
+
+    def check() -> ApiKey:
+        with Session(engine, expire_on_commit=False) as session, _database_answers():
+            try:
+                return authenticate(session, presented)
+            except PoolTimeout as exc:
+                raise StorageUnavailable("the database is busy, retry shortly") from exc
+
+    request.state.api_key = await run_in_threadpool(check)
+
+
 def get_current_key(
     request: Request, session: SessionDep, bearer: BearerDep, header_key: HeaderKeyDep
 ) -> ApiKey:

@@ -12,7 +12,7 @@ import binascii
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, TypeGuard, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel, Field
@@ -52,12 +52,22 @@ def _decode(text: str) -> list[object]:
     return parts
 
 
-def int_cursor(text: str | None) -> int | None:
-    """The id after which the page starts."""
+INTEGER_MAX = 2**31 - 1
+"""PostgreSQL's `integer`, of most ids: a larger cursor would fail in the database, not here."""
+BIGINT_MAX = 2**63 - 1
+"""PostgreSQL's `bigint`, of the ids of rows that accumulate (alert events, deliveries)."""
+
+
+def _is_id(value: object, maximum: int) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= maximum
+
+
+def int_cursor(text: str | None, *, maximum: int = INTEGER_MAX) -> int | None:
+    """The id after which the page starts; `maximum` is the largest id its column holds."""
     if text is None:
         return None
     parts = _decode(text)
-    if len(parts) != 1 or not isinstance(parts[0], int) or isinstance(parts[0], bool):
+    if len(parts) != 1 or not _is_id(parts[0], maximum):
         raise InvalidCursor("this cursor was not handed out for this list")
     return parts[0]
 
@@ -81,12 +91,13 @@ def time_cursor(text: str | None) -> tuple[datetime, int | None, str | None] | N
         moment = datetime.fromisoformat(str(parts[0]))
     except (IndexError, ValueError) as exc:
         raise InvalidCursor("this cursor was not handed out for this list") from exc
-    if moment.tzinfo is None:
+    if moment.tzinfo is None or not 1 < moment.year < 9999:
+        # The ends of Python's calendar: a day added or the offset applied would overflow.
         raise InvalidCursor("this cursor was not handed out for this list")
     if len(parts) == 1:
         return moment, None, None
     device_id, quantity = parts[1:3] if len(parts) == 3 else (None, None)
-    if not isinstance(device_id, int) or not isinstance(quantity, str) or "\x00" in quantity:
+    if not _is_id(device_id, INTEGER_MAX) or not isinstance(quantity, str) or "\x00" in quantity:
         raise InvalidCursor("this cursor was not handed out for this list")
     return moment, device_id, quantity
 

@@ -4,11 +4,17 @@ The platform's error tree (`domain.errors`) is mapped to HTTP in one place,
 `STATUS_BY_ERROR`, walked along the raised error's class hierarchy, so a new
 subclass is answered by its nearest mapped ancestor instead of slipping through.
 Request validation and Starlette's own errors (unknown route, wrong method) are
-answered in the same shape.
+answered in the same shape, and so is every error nobody foresaw: a 500 names only
+its correlation id (`request_id`, also the `X-Request-ID` header), which the log line
+carrying the traceback names too, so that an operator finds the cause and the caller
+learns nothing of the internals.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+import uuid
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -18,7 +24,9 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.errors import (
     ConfigurationError,
@@ -36,6 +44,11 @@ from domain.errors import (
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
+REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+"""A caller's own id is echoed only if it is short and plain: it goes into logs and headers."""
+
+log = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: dict[type[PlatformError], HTTPStatus] = {
     Unauthenticated: HTTPStatus.UNAUTHORIZED,
@@ -72,6 +85,7 @@ class Problem(BaseModel):
                     "status": 404,
                     "detail": "no device 70b3d57ed0001234",
                     "instance": "/v1/municipalities/wendlingen/devices/70b3d57ed0001234",
+                    "request_id": "5f0c2b9e1d7a4c39b1e2f3a4b5c6d7e8",
                 }
             ]
         }
@@ -83,6 +97,43 @@ class Problem(BaseModel):
     detail: str | None = None
     instance: str | None = Field(default=None, description="The request path that caused it")
     errors: list[FieldProblem] | None = Field(default=None, description="Invalid request parts, if any")
+    request_id: str | None = Field(
+        default=None, description="The correlation id of the request (its `X-Request-ID`), as logged"
+    )
+
+
+class RequestId:
+    """ASGI middleware giving each request a correlation id and echoing it on every response.
+
+    The caller's `X-Request-ID` is kept when it is plain (a proxy's or a client's own id
+    lets a support request be traced end to end), otherwise one is made. It lives in the
+    request's state, where the problem responses and the error log read it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = Headers(scope=scope).get(REQUEST_ID_HEADER)
+        request_id = offered if offered and REQUEST_ID_PATTERN.fullmatch(offered) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if REQUEST_ID_HEADER not in headers:
+                    headers[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def request_id_of(request: Request) -> str | None:
+    found = getattr(request.state, "request_id", None)
+    return found if isinstance(found, str) else None
 
 
 def problem_type(status: HTTPStatus) -> str:
@@ -104,13 +155,18 @@ def problem_response(
         detail=detail,
         instance=request.url.path,
         errors=errors,
+        request_id=request_id_of(request),
     )
-    return JSONResponse(
+    response = JSONResponse(
         problem.model_dump(exclude_none=True),
         status_code=status.value,
         media_type=PROBLEM_MEDIA_TYPE,
         headers=headers,
     )
+    if problem.request_id is not None:
+        # A 500 is sent by Starlette's outermost middleware, past `RequestId`'s own echo.
+        response.headers[REQUEST_ID_HEADER] = problem.request_id
+    return response
 
 
 def status_of(error: PlatformError) -> HTTPStatus:
@@ -123,15 +179,21 @@ def status_of(error: PlatformError) -> HTTPStatus:
 async def handle_platform_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PlatformError)
     status = status_of(exc)
-    headers = None
+    if status is HTTPStatus.INTERNAL_SERVER_ERROR:
+        return await handle_unexpected_error(request, exc)
+    headers = problem_headers(status)
+    if isinstance(exc, RateLimited):
+        headers = {**(headers or {}), "Retry-After": str(exc.retry_after_s)}
+    return problem_response(request, status, str(exc), headers=headers)
+
+
+def problem_headers(status: HTTPStatus) -> dict[str, str] | None:
+    """What a client needs beside the problem: how to authenticate, when to come back."""
     if status is HTTPStatus.UNAUTHORIZED:
-        headers = {"WWW-Authenticate": 'Bearer realm="lorakom"'}
-    elif status is HTTPStatus.SERVICE_UNAVAILABLE:
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    elif isinstance(exc, RateLimited):
-        headers = {"Retry-After": str(exc.retry_after_s)}
-    detail = str(exc) if status < HTTPStatus.INTERNAL_SERVER_ERROR or status.value == 503 else None
-    return problem_response(request, status, detail, headers=headers)
+        return {"WWW-Authenticate": 'Bearer realm="lorakom"'}
+    if status is HTTPStatus.SERVICE_UNAVAILABLE:
+        return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return None
 
 
 async def handle_validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -154,7 +216,27 @@ async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, status, detail, headers=exc.headers)
 
 
+async def handle_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """Any error nobody mapped: logged with its traceback and correlation id, answered without
+    either internals or a stack trace, in the same problem shape as every other error."""
+    log.error(
+        "unhandled error in %s %s (request %s)",
+        request.method,
+        request.url.path,
+        request_id_of(request),
+        exc_info=exc,
+    )
+    return problem_response(
+        request,
+        HTTPStatus.INTERNAL_SERVER_ERROR,
+        "an unexpected error occurred; quote the request_id when reporting it",
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
+    # `Exception` goes to Starlette's outermost middleware, which answers with this handler
+    # and re-raises, so that the server's own log sees the error too.
+    app.add_exception_handler(Exception, handle_unexpected_error)
     app.add_exception_handler(PlatformError, handle_platform_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(HTTPException, handle_http_error)

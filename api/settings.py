@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storage.database import DatabaseSettings
@@ -20,8 +20,15 @@ class ApiSettings(BaseSettings):
     root_path: str = ""
     cors_origins: list[str] = Field(default_factory=list)
     """Origins allowed to call the API from a browser, e.g. a municipality's dashboard host."""
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Largest request body of a JSON route; refused with 413 before it is read (`api.admission`)."""
     max_import_bytes: int = 20 * 1024 * 1024
     """Largest CSV accepted by the device import (20 MiB is some 100,000 rows)."""
+    max_ingest_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Largest body of the routes the composition root adds (network servers' webhooks)."""
+    metrics_token: SecretStr | None = None
+    """Bearer token that `/metrics` asks for; without one `/metrics` is off (404), since its
+    series name the network sources of every municipality."""
     export_page_rows: int = 5000
     """Rows fetched per query while streaming an export: bounds memory, not the export's size."""
     max_history_points: int = Field(default=2_000_000, gt=0)

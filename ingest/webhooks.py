@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import secrets
 import threading
 import time
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, Field, SecretStr
 
 from decoders import CodecRegistry
-from domain.errors import MessageRejected, NotFound, Unauthenticated
+from domain.errors import MessageRejected, Unauthenticated
 from domain.uplink import DEFAULT_MAX_FUTURE, NetworkServer, Uplink
 from ingest.adapters import parse_webhook
 from ingest.config import SourceConfig
@@ -39,6 +40,8 @@ from storage.device_registry import ensure_municipality
 from storage.uplinks import IngestBatch, RejectedRecord, TransientWriteError, prepare_connection, write_batch
 
 MAX_BODY_BYTES = 1024 * 1024
+UNKNOWN_SOURCE_SECRET = secrets.token_bytes(32)
+"""Compared against for an unknown source, so that it costs what a known one costs."""
 DEVICE_REFRESH_S = 2.0
 
 
@@ -103,11 +106,13 @@ class WebhookIngest:
     def authenticate(
         self, source_name: str, kinds: tuple[NetworkServer, ...], presented: str | None
     ) -> SourceConfig:
+        # An unknown source is answered exactly like a wrong secret, so that the answer
+        # does not tell a caller which source names exist.
         source = self.sources.get(source_name)
-        if source is None or source.kind not in kinds:
-            raise NotFound(f"no webhook source {source_name!r} of this kind")
-        expected = self.secrets[source_name].get_secret_value().encode()
-        if presented is None or not hmac.compare_digest(presented.encode(), expected):
+        known = source is not None and source.kind in kinds
+        expected = self.secrets[source_name].get_secret_value().encode() if known else UNKNOWN_SOURCE_SECRET
+        matches = presented is not None and hmac.compare_digest(presented.encode(), expected)
+        if source is None or not known or not matches:
             raise Unauthenticated("missing or wrong webhook secret")
         return source
 
@@ -181,8 +186,7 @@ def webhook_router(ingest: WebhookIngest) -> APIRouter:
     router = APIRouter(prefix="/ingest", tags=["ingest"])
     errors: dict[int | str, dict[str, Any]] = {
         400: {"description": "The body is not a message of this network server; it was kept with the reason"},
-        401: {"description": "Missing or wrong webhook secret"},
-        404: {"description": "No webhook source of that name and kind"},
+        401: {"description": "Missing or wrong webhook secret, or no webhook source of that name and kind"},
         503: {"description": "The database is unreachable; retry later, nothing was stored"},
     }
 

@@ -9,7 +9,9 @@ its device cache from that column alone.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable, Iterator
+import json
+import math
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -34,7 +36,7 @@ from domain.errors import Conflict, NotFound
 from domain.ids import parse_dev_eui
 from domain.spreadsheet import unescape_formula
 from storage.ingest_grants import claimable_municipalities
-from storage.models import Device, DeviceActivity
+from storage.models import Device, DeviceActivity, DeviceState
 from storage.models import Uplink as UplinkRow
 from storage.models_sharing import IngestGrant
 
@@ -78,6 +80,66 @@ class DeviceMetadata(BaseModel):
     soil_type: Label | None = None
     expected_interval_s: int | None = Field(default=None, gt=0, le=7 * 86_400)
     sensor_height_mm: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def storable(self) -> DeviceMetadata:
+        """The free-form keys are bounded, and hold only what a JSONB column stores as given.
+
+        Without bounds one editor could park megabytes in every device row that each list
+        and export reads back; and a NUL character, an integer beyond 64 bits or an
+        unpaired surrogate is refused by PostgreSQL or the JSON writer, which made a 500.
+        """
+        document = self.model_dump(exclude_none=True)
+        keys = _check_metadata_value(document, depth=0)
+        if keys > MAX_METADATA_KEYS:
+            raise ValueError(f"metadata may have at most {MAX_METADATA_KEYS} keys (nested ones included)")
+        size = len(json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode())
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata may take at most {MAX_METADATA_BYTES} bytes as JSON, not {size}")
+        return self
+
+
+MAX_METADATA_BYTES = 8 * 1024
+MAX_METADATA_DEPTH = 4
+"""Objects and lists nested in metadata, counting its own top level as 1."""
+MAX_METADATA_KEYS = 100
+JSON_INTEGER_RANGE = range(-(2**63), 2**63)
+"""What every JSON consumer of the API (JavaScript aside) reads back as the same integer."""
+
+
+def _check_metadata_value(value: object, *, depth: int) -> int:
+    """Refuse what JSONB cannot store as given; the number of object keys in `value`."""
+    if isinstance(value, str):
+        _check_metadata_text(value)
+        return 0
+    if isinstance(value, bool) or value is None:
+        return 0
+    if isinstance(value, int):
+        if value not in JSON_INTEGER_RANGE:
+            raise ValueError("metadata integers lie between -2**63 and 2**63 - 1")
+        return 0
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("metadata numbers are finite")
+        return 0
+    if isinstance(value, dict | list):
+        if depth >= MAX_METADATA_DEPTH:
+            raise ValueError(f"metadata nests at most {MAX_METADATA_DEPTH} levels deep")
+        if isinstance(value, list):
+            return sum(_check_metadata_value(item, depth=depth + 1) for item in value)
+        for key in value:
+            _check_metadata_text(str(key))
+        return len(value) + sum(_check_metadata_value(item, depth=depth + 1) for item in value.values())
+    raise ValueError(f"metadata holds JSON values only, not {type(value).__name__}")
+
+
+def _check_metadata_text(text: str) -> None:
+    if "\x00" in text:
+        raise ValueError("metadata text may not contain NUL characters")
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        raise ValueError("metadata text must be valid Unicode (no unpaired surrogates)") from exc
 
 
 class DeviceFields(BaseModel):
@@ -133,6 +195,23 @@ def _columns_of(municipality_id: int, spec: DeviceSpec) -> dict[str, Any]:
         "tags": spec.tags,
         "metadata": spec.metadata.model_dump(exclude_none=True),
     }
+
+
+def measuring(session: Session, device_ids: Collection[int], quantities: Collection[str]) -> set[int]:
+    """Those of `device_ids` with a latest value of any of `quantities`.
+
+    A use case's views show exactly these devices (a bin is a device with a fill level),
+    so a device outside them must be answered there like a device that does not exist:
+    to a reader the use case was shared with, anything else would reveal it.
+    """
+    if not device_ids or not quantities:
+        return set()
+    found = session.scalars(
+        select(DeviceState.device_id)
+        .where(DeviceState.device_id.in_(device_ids), DeviceState.quantity.in_(quantities))
+        .distinct()
+    )
+    return set(found)
 
 
 def get_device(session: Session, *, municipality_id: int, dev_eui: str) -> Device:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, status
 
 from api.access import Action
 from api.deps import CurrentKey, KeyAdminDep, MunicipalityDep, SessionDep, SettingsDep, municipality_for
-from api.pagination import CursorQuery, LimitQuery, Page, int_cursor, page_of
+from api.pagination import BIGINT_MAX, CursorQuery, LimitQuery, Page, int_cursor, page_of
 from api.problems import problem_responses
 from api.schemas.alerts import (
     AlertEventOut,
@@ -102,7 +102,9 @@ def events(
     limit: LimitQuery = 100,
     cursor: CursorQuery = None,
 ) -> Page[AlertEventOut]:
-    rows = list_events(session, municipality.id, status=state, before_id=int_cursor(cursor), limit=limit)
+    rows = list_events(
+        session, municipality.id, status=state, before_id=int_cursor(cursor, maximum=BIGINT_MAX), limit=limit
+    )
     return page_of(rows, limit, item=AlertEventOut.of, position=lambda row: row[0].id)
 
 
@@ -202,5 +204,5 @@ def deliveries(
     cursor: CursorQuery = None,
 ) -> Page[DeliveryOut]:
     subscription = get_subscription(session, municipality.id, webhook_id)
-    rows = delivery_log(session, subscription, before_id=int_cursor(cursor), limit=limit)
+    rows = delivery_log(session, subscription, before_id=int_cursor(cursor, maximum=BIGINT_MAX), limit=limit)
     return page_of(rows, limit, item=DeliveryOut.of, position=lambda row: row.delivery.id)

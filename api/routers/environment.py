@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from sqlalchemy.orm import Session
 
 from api.access import Action
 from api.deps import EnvironmentReaderDep, SessionDep, municipality_for_use_case
@@ -19,17 +20,13 @@ from api.problems import problem_responses
 from api.responses import page_response
 from api.routers.readings import ResolvedHistory, history_resolver
 from api.schemas.readings import HistoryPointOut, LatestDeviceOut
+from storage.devices import measuring
 from storage.environment import latest_of_quantities
+from storage.models import Device
 from storage.readings import HistoryCursor, history_page
 from storage.sharing import SharedUseCase
 
 router = APIRouter(prefix="/municipalities/{slug}/environment", tags=["environment"])
-
-# The readings' history request, but readable where a municipality shares its environment data.
-EnvironmentHistoryDep = Annotated[
-    ResolvedHistory,
-    Depends(history_resolver(municipality_for_use_case(Action.READ, SharedUseCase.ENVIRONMENT))),
-]
 
 
 class EnvironmentQuantity(StrEnum):
@@ -42,6 +39,22 @@ class EnvironmentQuantity(StrEnum):
 
 
 ENVIRONMENT_QUANTITIES = sorted(quantity.value for quantity in EnvironmentQuantity)
+
+
+def _environment_devices(session: Session, devices: list[Device]) -> set[int]:
+    return measuring(session, [device.id for device in devices], ENVIRONMENT_QUANTITIES)
+
+
+# The readings' history request, but readable where a municipality shares its environment data,
+# and only of devices that measure the environment.
+EnvironmentHistoryDep = Annotated[
+    ResolvedHistory,
+    Depends(
+        history_resolver(
+            municipality_for_use_case(Action.READ, SharedUseCase.ENVIRONMENT), shown=_environment_devices
+        )
+    ),
+]
 
 
 @router.get(

@@ -215,10 +215,13 @@ class ResolvedHistory:
     devices: dict[int, Device]
 
 
-def history_resolver(reader: Callable[..., Municipality]) -> Callable[..., ResolvedHistory]:
+def history_resolver(
+    reader: Callable[..., Municipality], shown: Callable[[Session, list[Device]], set[int]] | None = None
+) -> Callable[..., ResolvedHistory]:
     """The history dependency, with `reader` resolving `{slug}`: whose devices a request may
     name. The readings routes read the key's own municipality only; a use case's routes
-    also one that shares that use case (`api.deps.municipality_for_use_case`)."""
+    also one that shares that use case (`api.deps.municipality_for_use_case`), and name
+    only the devices its views show (`shown`): any other is not found, like a missing one."""
 
     def resolve_history(
         *,
@@ -252,6 +255,9 @@ def history_resolver(reader: Callable[..., Municipality]) -> Callable[..., Resol
         found = session.scalars(
             select(Device).where(Device.municipality_id == municipality.id, Device.dev_eui.in_(wanted))
         ).all()
+        if shown is not None and found:
+            visible = shown(session, list(found))
+            found = [device for device in found if device.id in visible]
         missing = wanted - {device.dev_eui for device in found}
         if missing:
             raise NotFound(f"no device {', '.join(sorted(missing))}")

@@ -13,9 +13,10 @@ from api.problems import problem_responses
 from api.routers.devices import DevEuiPath
 from api.routers.readings import Moment
 from api.schemas.usecases import BinOut, EmptyingOut
+from domain.errors import NotFound
 from domain.ids import parse_dev_eui
-from storage.devices import get_device
-from storage.waste import bin_statuses, collection_list, emptying_history
+from storage.devices import get_device, measuring
+from storage.waste import FILL_LEVEL, bin_statuses, collection_list, emptying_history
 
 router = APIRouter(prefix="/municipalities/{slug}/waste", tags=["waste"])
 
@@ -90,6 +91,8 @@ def emptyings(
     end: Annotated[Moment | None, Query(description="Exclusive; default now")] = None,
 ) -> list[EmptyingOut]:
     device = get_device(session, municipality_id=municipality.id, dev_eui=parse_dev_eui(dev_eui))
+    if not measuring(session, [device.id], [FILL_LEVEL]):
+        raise NotFound(f"no device {device.dev_eui}")  # not a bin: as if it did not exist
     until = end or datetime.now(UTC)
     since = start or until - timedelta(days=30)
     if since >= until:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydantic import SecretStr
+from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
 from api.app import create_app
@@ -38,14 +39,32 @@ def test_readyz_and_routes_answer_503_problems_without_a_database() -> None:
         assert "Retry-After" in response.headers
 
 
-def test_metrics_expose_the_request_histogram(client: TestClient) -> None:
-    client.get("/healthz")
+def test_metrics_are_off_without_a_token(client: TestClient) -> None:
     response = client.get("/metrics")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "lorakom_" not in response.text
+
+
+def test_metrics_show_the_request_histogram_to_the_token_only(settings: ApiSettings, engine: Engine) -> None:
+    guarded = settings.model_copy(update={"metrics_token": SecretStr("scrape-me")})
+    with TestClient(create_app(guarded, engine=engine)) as client:
+        client.get("/healthz")
+        response = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+        refused = [
+            client.get("/metrics"),
+            client.get("/metrics", headers={"Authorization": "Bearer scrape-you"}),
+            client.get("/metrics", headers={"X-API-Key": "scrape-me"}),
+        ]
     assert response.status_code == 200
     assert (
         'lorakom_api_request_duration_seconds_bucket{le="0.005",method="GET",route="/healthz"'
         in response.text
     )
+    for answer in refused:
+        assert answer.status_code == 401
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert "lorakom_" not in answer.text
 
 
 def test_unknown_routes_answer_problem_json(client: TestClient) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
 from storage.models import Base
-from tests.api.data import MUNICIPAL_ROLES, Tenant, TenantFactory, auth, register
+from tests.api.data import MUNICIPAL_ROLES, Tenant, TenantFactory, auth, new_dev_eui, register
 from tests.api.test_usecases import Resources, populate, readings_of, soil_sensor
 
 
@@ -177,6 +177,38 @@ def test_the_environment_history_is_shared_but_not_the_readings_history(
     assert [point["value"] for point in history.json()["items"]] == [9.0]
     raw = client.get(a.url("/readings/history"), params={"dev_eui": a.station}, headers=headers)
     assert_invisible(raw, a)
+
+
+def test_a_device_outside_a_shared_use_case_answers_like_a_missing_one(
+    client: TestClient, towns: tuple[Town, Town, Town]
+) -> None:
+    """A grantee of waste and environment names A's other devices: each answer is the one
+    for a DevEUI that does not exist, so a grant reveals no device beyond its use case."""
+    a, b, _ = towns
+    share(client, a, "waste", b)
+    share(client, a, "environment", b)
+    headers = b.tenant.headers("viewer")
+
+    def emptyings(dev_eui: str) -> Any:
+        return client.get(a.url(f"/waste/bins/{dev_eui}/emptyings"), headers=headers)
+
+    def environment_history(dev_eui: str) -> Any:
+        return client.get(a.url("/environment/history"), params={"dev_eui": dev_eui}, headers=headers)
+
+    def answer(response: Any, dev_eui: str) -> tuple[int, str]:
+        return response.status_code, response.json()["detail"].replace(dev_eui, "<dev_eui>")
+
+    unknown = new_dev_eui()
+    for read, members, others in (
+        (emptyings, [a.bin], [a.tree, a.station]),
+        (environment_history, [a.station], [a.tree, a.bin]),
+    ):
+        for member in members:
+            assert read(member).status_code == 200
+        missing = answer(read(unknown), unknown)
+        assert missing[0] == 404
+        for other in others:
+            assert answer(read(other), other) == missing
 
 
 def test_a_grant_to_the_region_shows_in_region_views_until_revoked(

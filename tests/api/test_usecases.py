@@ -336,6 +336,11 @@ def test_environment_shows_environmental_quantities_only(
         tenant.url("/environment/history"), params={"dev_eui": station, "quantity": "battery"}, headers=viewer
     )
     assert narrowed.json()["items"] == []
+    not_environmental = client.get(
+        tenant.url("/environment/history"), params={"dev_eui": bin_only}, headers=viewer
+    )
+    assert not_environmental.status_code == 404
+    assert not_environmental.json()["detail"] == f"no device {bin_only}"
     bucketed = client.get(
         tenant.url("/environment/history"),
         params={"dev_eui": station, "bucket": "1h", "agg": "max"},
@@ -494,8 +499,10 @@ def test_every_route_of_these_features_is_in_the_matrix(client: TestClient) -> N
     assert documented == covered
 
 
-def _with_history_device(route: Route, target: Resources) -> Route:
+def _with_history_device(route: Route, target: Resources, engine: Engine) -> Route:
     if route.params is not None and route.params.get("dev_eui") == "placeholder":
+        # The bin measures the air too: the environment history names only such devices.
+        readings_of(engine, target.bin, "temperature", [(timedelta(hours=1), 4.0)])
         return Route(
             route.method, route.path, route.action, route.body, {"dev_eui": target.bin}, route.success
         )
@@ -508,7 +515,7 @@ def test_each_role_in_its_own_municipality(
     client: TestClient, engine: Engine, tenant: Tenant, region_key: str, name: str, role: str
 ) -> None:
     own = populate(client, engine, tenant)
-    route = _with_history_device(ROUTES[name], own)
+    route = _with_history_device(ROUTES[name], own, engine)
     key = region_key if role == Role.REGION_ADMIN.value else tenant.keys[role]
     response = route.call(client, own, key)
     allowed = route.action in ACTIONS_BY_ROLE[Role(role)]
@@ -529,7 +536,7 @@ def test_a_foreign_municipality_is_invisible(
     client: TestClient, engine: Engine, tenant: Tenant, neighbour: Tenant, name: str, role: str
 ) -> None:
     theirs = populate(client, engine, neighbour)
-    route = _with_history_device(ROUTES[name], theirs)
+    route = _with_history_device(ROUTES[name], theirs, engine)
     response = route.call(client, theirs, tenant.keys[role])
     assert response.status_code == 404, response.text
     assert response.headers["content-type"] == "application/problem+json"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from api.app import create_app
 from api.settings import ApiSettings
@@ -21,6 +22,7 @@ from tests.ingest.messages import Traffic
 
 FORMATS = Path(__file__).parents[1] / "fixtures" / "formats"
 SECRET = "s3cret-for-tests"
+METRICS_TOKEN = "metrics-token-for-tests"
 
 
 @pytest.fixture
@@ -34,7 +36,8 @@ def client(fresh_db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestC
     ]
     ingest = WebhookIngest(sources, fresh_db_url, CodecRegistry())
     engine = create_database_engine(fresh_db_url)
-    app = create_app(ApiSettings(), engine=engine, extra_routers=[webhook_router(ingest)])
+    settings = ApiSettings(metrics_token=SecretStr(METRICS_TOKEN))
+    app = create_app(settings, engine=engine, extra_routers=[webhook_router(ingest)])
     with TestClient(app) as test_client:
         yield test_client
     ingest.close()
@@ -54,7 +57,7 @@ def test_a_tts_webhook_is_stored_once(client: TestClient, fresh_db_url: str) -> 
     assert again.json() == {"outcome": "duplicate", "uplink_key": first.json()["uplink_key"]}
     assert scalar(fresh_db_url, "SELECT count(*) FROM uplink") == 1
     assert scalar(fresh_db_url, "SELECT count(*) FROM reception") >= 1
-    metrics = client.get("/metrics").text
+    metrics = client.get("/metrics", headers=bearer(METRICS_TOKEN)).text
     assert 'lorakom_ingest_messages_total{outcome="stored",source="tts-hook"}' in metrics
     assert 'lorakom_ingest_messages_total{outcome="duplicate",source="tts-hook"}' in metrics
 
@@ -98,8 +101,9 @@ def test_joins_and_status_events_are_accepted(client: TestClient) -> None:
     [
         ("/v1/ingest/tts/tts-hook", {}, 401),
         ("/v1/ingest/tts/tts-hook", {"Authorization": "Bearer wrong"}, 401),
-        ("/v1/ingest/tts/nowhere", {"Authorization": f"Bearer {SECRET}"}, 404),
-        ("/v1/ingest/tts/cs-hook", {"Authorization": f"Bearer {SECRET}"}, 404),  # a ChirpStack source
+        # an unknown source is not told apart from a wrong secret
+        ("/v1/ingest/tts/nowhere", {"Authorization": f"Bearer {SECRET}"}, 401),
+        ("/v1/ingest/tts/cs-hook", {"Authorization": f"Bearer {SECRET}"}, 401),  # a ChirpStack source
     ],
 )
 def test_unauthenticated_or_unknown_sources_store_nothing(
@@ -137,3 +141,22 @@ def test_the_same_uplink_by_mqtt_and_by_webhook_is_stored_once(
     }
     assert outcomes == {"duplicate"}
     assert scalar(fresh_db_url, "SELECT count(*) FROM uplink") == 20
+
+
+def test_an_unknown_source_is_answered_like_a_wrong_secret(client: TestClient) -> None:
+    body = (FORMATS / "tts_v3_uplink.json").read_bytes()
+    unknown = client.post("/v1/ingest/tts/nowhere", content=body, headers=bearer())
+    wrong = client.post("/v1/ingest/tts/tts-hook", content=body, headers=bearer("wrong"))
+    assert unknown.status_code == wrong.status_code == 401
+    assert unknown.json()["detail"] == wrong.json()["detail"]
+
+
+def test_a_webhook_body_over_the_ingest_limit_is_refused_before_it_is_read(
+    client: TestClient, fresh_db_url: str
+) -> None:
+    response = client.post(
+        "/v1/ingest/tts/tts-hook", content=b"{" + b" " * (2 * 1024 * 1024), headers=bearer()
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert scalar(fresh_db_url, "SELECT count(*) FROM rejected_message") == 0
