@@ -34,6 +34,7 @@ from domain.errors import (
     DecodeError,
     InvalidIdentifier,
     MessageRejected,
+    NotConfigured,
     NotFound,
     PermissionDenied,
     PlatformError,
@@ -61,6 +62,7 @@ STATUS_BY_ERROR: dict[type[PlatformError], HTTPStatus] = {
     StorageUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
     RateLimited: HTTPStatus.TOO_MANY_REQUESTS,
     ConfigurationError: HTTPStatus.INTERNAL_SERVER_ERROR,
+    NotConfigured: HTTPStatus.SERVICE_UNAVAILABLE,
     PlatformError: HTTPStatus.INTERNAL_SERVER_ERROR,
 }
 

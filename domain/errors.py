@@ -5,6 +5,7 @@
     ├── MessageRejected          a network-server message that cannot be turned into an event
     ├── DecodeError              a payload a codec cannot decode (offset and reason)
     ├── ConfigurationError       settings or a sources file that do not make sense
+    │   └── NotConfigured        an action this installation has not been set up for
     ├── StorageUnavailable       the database cannot be reached right now (retry later)
     ├── RateLimited              the caller asked too often; `retry_after_s` says when to ask again
     ├── NotFound                 an entity that does not exist for the caller
@@ -51,6 +52,14 @@ class DecodeError(PlatformError):
 
 class ConfigurationError(PlatformError):
     """Settings or a sources file that cannot be used as given."""
+
+
+class NotConfigured(ConfigurationError):
+    """An action the installation has not been set up for (e.g. no key for stored secrets).
+
+    Told to an API caller as what is missing, unlike other configuration errors: the
+    caller cannot fix it, but can tell the operator exactly what to set.
+    """
 
 
 class StorageUnavailable(PlatformError):

@@ -38,7 +38,7 @@ from sqlalchemy import BigInteger, DateTime, Engine, String, literal, select, up
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from domain.errors import ConfigurationError, NotFound
+from domain.errors import ConfigurationError, NotConfigured, NotFound
 from storage.health import STATUS_WINDOW, activity_times, device_health, gateway_availability
 from storage.models import Device, DeviceState, Gateway, Municipality
 from storage.models_usecases import (
@@ -442,7 +442,7 @@ def create_subscription(
     """
     check_new_target(url, targets, resolver)
     if box is None:
-        raise ConfigurationError(
+        raise NotConfigured(
             f"webhook subscriptions need {KEYS_VARIABLE}: their signing secrets are stored encrypted"
         )
     secret = new_webhook_secret()

@@ -145,8 +145,10 @@ def test_creating_a_subscription_without_a_key_is_refused(
             json={"url": "https://leitstelle.example.org/lorakom"},
             headers=tenant.headers("admin"),
         )
-    assert refused.status_code == 500
+    # The operator has to set the key: the caller is told what is missing, not an internal error.
+    assert refused.status_code == 503
     assert refused.headers["content-type"] == "application/problem+json"
+    assert "LORAKOM_SECRET_KEYS" in refused.json()["detail"]
     with Session(engine) as session:
         stored = session.scalars(
             select(WebhookSubscription.id).where(WebhookSubscription.municipality_id == tenant.id)
