@@ -53,6 +53,32 @@ class SharingGrant(Base):
     )
 
 
+class PendingSharingGrant(Base):
+    """A grant to a slug that no municipality has (yet); it opens nothing until one is created.
+
+    Refusing such a grant would answer "does town X exist?" to any admin, so the grant is
+    taken like any other and listed to its owner alone. Its id comes from
+    `sharing_grant`'s sequence, so one id space covers both tables and the id a caller
+    saw stays valid; a trigger on `municipality` (migration 0010) turns it into a real
+    grant when a municipality of that slug is created, by whatever path.
+    """
+
+    __tablename__ = "pending_sharing_grant"
+
+    id: Mapped[int] = mapped_column(
+        Integer, primary_key=True, server_default=text("nextval('sharing_grant_id_seq')")
+    )
+    owner_municipality_id: Mapped[int] = mapped_column(
+        ForeignKey("municipality.id", ondelete="CASCADE"), index=True
+    )
+    use_case: Mapped[str] = mapped_column(String(40))
+    grantee_slug: Mapped[str] = mapped_column(String(63), index=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    created_by: Mapped[str] = mapped_column(String(16))
+
+    __table_args__ = (UniqueConstraint("owner_municipality_id", "use_case", "grantee_slug"),)
+
+
 class IngestGrant(Base):
     """`owner` lets the network-server sources of `source` municipality deliver uplinks for its devices.
 

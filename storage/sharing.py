@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, aliased
 
 from domain.errors import Conflict, InvalidIdentifier, NotFound
 from storage.models import Municipality
-from storage.models_sharing import SharingGrant
+from storage.models_sharing import PendingSharingGrant, SharingGrant
 
 
 class SharedUseCase(StrEnum):
@@ -33,7 +33,7 @@ class SharedUseCase(StrEnum):
 class GrantView:
     """A grant with the slugs it refers to, as a municipality's list shows it."""
 
-    grant: SharingGrant
+    grant: SharingGrant | PendingSharingGrant
     owner_slug: str
     grantee_slug: str | None
 
@@ -64,6 +64,39 @@ def create_grant(
     return GrantView(grant, owner.slug, grantee.slug if grantee is not None else None)
 
 
+def create_grant_to_slug(
+    session: Session,
+    *,
+    owner: Municipality,
+    use_case: SharedUseCase,
+    grantee_slug: str,
+    created_by: str,
+) -> GrantView:
+    """Share `use_case` of `owner` with the municipality of `grantee_slug`, existing or not.
+
+    The answer is the same either way, so an admin cannot probe which slugs exist: a
+    grant to an unknown slug is kept pending and opens nothing until a municipality of
+    that slug is created (see `PendingSharingGrant`).
+    """
+    grantee = session.scalar(select(Municipality).where(Municipality.slug == grantee_slug))
+    if grantee is not None:
+        return create_grant(session, owner=owner, use_case=use_case, grantee=grantee, created_by=created_by)
+    if grantee_slug == owner.slug:
+        raise InvalidIdentifier("a municipality cannot share with itself")
+    pending = PendingSharingGrant(
+        owner_municipality_id=owner.id,
+        use_case=use_case.value,
+        grantee_slug=grantee_slug,
+        created_by=created_by,
+    )
+    try:
+        with session.begin_nested():
+            session.add(pending)
+    except IntegrityError as exc:
+        raise Conflict(f"{owner.slug} shares {use_case.value} with {grantee_slug} already") from exc
+    return GrantView(pending, owner.slug, grantee_slug)
+
+
 def list_grants(
     session: Session, municipality_id: int, *, after_id: int | None, limit: int
 ) -> list[GrantView]:
@@ -89,10 +122,25 @@ def list_grants(
     )
     if after_id is not None:
         query = query.where(SharingGrant.id > after_id)
-    return [
+    views = [
         GrantView(grant, owner_slug, grantee_slug)
         for grant, owner_slug, grantee_slug in session.execute(query)
     ]
+    pending_query = (
+        select(PendingSharingGrant, owner.slug)
+        .join(owner, owner.id == PendingSharingGrant.owner_municipality_id)
+        .where(PendingSharingGrant.owner_municipality_id == municipality_id)
+        .order_by(PendingSharingGrant.id)
+        .limit(limit + 1)
+    )
+    if after_id is not None:
+        pending_query = pending_query.where(PendingSharingGrant.id > after_id)
+    views += [
+        GrantView(pending, owner_slug, pending.grantee_slug)
+        for pending, owner_slug in session.execute(pending_query)
+    ]
+    # One id space (a shared sequence), so the two lists merge into one order for paging.
+    return sorted(views, key=lambda view: view.grant.id)[: limit + 1]
 
 
 def revoke_grant(session: Session, *, owner_id: int, grant_id: int) -> None:
@@ -102,9 +150,17 @@ def revoke_grant(session: Session, *, owner_id: int, grant_id: int) -> None:
             SharingGrant.id == grant_id, SharingGrant.owner_municipality_id == owner_id
         )
     )
-    if grant is None:
+    if grant is not None:
+        session.delete(grant)
+        return
+    pending = session.scalar(
+        select(PendingSharingGrant).where(
+            PendingSharingGrant.id == grant_id, PendingSharingGrant.owner_municipality_id == owner_id
+        )
+    )
+    if pending is None:
         raise NotFound(f"no sharing grant {grant_id}")
-    session.delete(grant)
+    session.delete(pending)
 
 
 def is_shared(session: Session, *, owner_id: int, use_case: str, reader_id: int) -> bool:

@@ -15,9 +15,7 @@ from api.deps import CurrentKey, SessionDep, ShareAdminDep
 from api.pagination import CursorQuery, LimitQuery, Page, int_cursor, page_of
 from api.problems import problem_responses
 from api.schemas.sharing import GrantIn, GrantOut
-from domain.errors import InvalidIdentifier, NotFound
-from storage.municipalities import get_municipality
-from storage.sharing import create_grant, list_grants, revoke_grant
+from storage.sharing import create_grant, create_grant_to_slug, list_grants, revoke_grant
 
 router = APIRouter(prefix="/municipalities/{slug}/sharing", tags=["sharing"])
 
@@ -44,22 +42,27 @@ def list_all(
 
 @router.post(
     "",
-    summary="Let another municipality, or the whole region (`grantee` null), read a use case (admin)",
+    summary="Let another municipality, or the whole region (`grantee` null), read a use case (admin); "
+    "a grant to a slug no municipality has yet is kept and opens once it exists",
     status_code=status.HTTP_201_CREATED,
     response_model=GrantOut,
     responses=problem_responses(403, 404, 409, 422),
 )
 def grant(body: GrantIn, municipality: ShareAdminDep, key: CurrentKey, session: SessionDep) -> GrantOut:
-    grantee = None
-    if body.grantee is not None:
-        try:
-            grantee = get_municipality(session, body.grantee)
-        except NotFound as exc:
-            # 422, not 404: the route's own municipality exists; the body names a wrong one.
-            raise InvalidIdentifier(f"no municipality {body.grantee!r} to share with") from exc
-    view = create_grant(
-        session, owner=municipality, use_case=body.use_case, grantee=grantee, created_by=key.prefix
-    )
+    if body.grantee is None:
+        view = create_grant(
+            session, owner=municipality, use_case=body.use_case, grantee=None, created_by=key.prefix
+        )
+    else:
+        # Taken whether or not that municipality exists (pending until it does): a refusal
+        # would tell any admin which slugs exist.
+        view = create_grant_to_slug(
+            session,
+            owner=municipality,
+            use_case=body.use_case,
+            grantee_slug=body.grantee,
+            created_by=key.prefix,
+        )
     session.commit()
     return GrantOut.of(view, municipality.slug)
 

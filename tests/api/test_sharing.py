@@ -11,10 +11,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
+from storage.api_keys import Role, create_api_key
 from storage.models import Base
-from tests.api.data import MUNICIPAL_ROLES, Tenant, TenantFactory, auth, new_dev_eui, register
+from tests.api.data import MUNICIPAL_ROLES, Tenant, TenantFactory, auth, new_dev_eui, register, unique_slug
 from tests.api.test_usecases import Resources, populate, readings_of, soil_sensor
 
 
@@ -329,14 +331,6 @@ def test_only_the_owners_admin_or_a_region_admin_grants(
     )
     assert (
         client.post(
-            a.url("/sharing"),
-            json={"use_case": "waste", "grantee": "nirgendwo-123"},
-            headers=a.tenant.headers("admin"),
-        ).status_code
-        == 422
-    )
-    assert (
-        client.post(
             a.url("/sharing"), json={"use_case": "other"}, headers=a.tenant.headers("admin")
         ).status_code
         == 422
@@ -362,6 +356,71 @@ def test_only_the_owners_admin_or_a_region_admin_grants(
     assert client.delete(a.url(f"/sharing/{grant_id}"), headers=auth(region_key)).status_code == 204
     assert client.delete(a.url(f"/sharing/{grant_id}"), headers=a.tenant.headers("admin")).status_code == 404
     assert_invisible(client.get(a.url("/parking/zones"), headers=b.tenant.headers("viewer")), a)
+
+
+def test_a_grant_to_an_unknown_slug_answers_as_one_to_a_real_town_and_opens_once_it_exists(
+    client: TestClient, towns: tuple[Town, Town, Town], region_key: str, make_tenant: TenantFactory
+) -> None:
+    """Refusing a grant to a slug nobody has would tell any admin which towns exist."""
+    a, b, _ = towns
+    newcomer_slug = unique_slug("neustadt")
+    to_real = client.post(
+        a.url("/sharing"), json={"use_case": "waste", "grantee": b.slug}, headers=a.tenant.headers("admin")
+    )
+    to_nobody = client.post(
+        a.url("/sharing"),
+        json={"use_case": "waste", "grantee": newcomer_slug},
+        headers=a.tenant.headers("admin"),
+    )
+    assert (to_real.status_code, to_nobody.status_code) == (201, 201)
+    assert set(to_real.json()) == set(to_nobody.json())
+    assert to_nobody.json()["grantee"] == newcomer_slug
+    assert to_nobody.json()["direction"] == "given"
+    again = client.post(
+        a.url("/sharing"),
+        json={"use_case": "waste", "grantee": newcomer_slug},
+        headers=a.tenant.headers("admin"),
+    )
+    assert again.status_code == 409  # as a real town's repeated grant
+    listed = {grant["id"]: grant for grant in all_grants(client, a)}
+    assert listed[to_nobody.json()["id"]]["grantee"] == newcomer_slug
+    assert to_nobody.json()["id"] != to_real.json()["id"]
+
+    # The town that slug names, created later, receives the grant: its keys read a's bins.
+    created = client.post(
+        "/v1/municipalities",
+        json={"slug": newcomer_slug, "name": "Neustadt", "district": None},
+        headers=auth(region_key),
+    )
+    assert created.status_code == 201, created.text
+    with Session(client.app.state.engine) as session:  # type: ignore[attr-defined]
+        newcomer_key, _ = create_api_key(
+            session, municipality_slug=newcomer_slug, role=Role.ADMIN, name="admin"
+        )
+        session.commit()
+    bins = client.get(a.url("/waste/bins"), headers=auth(newcomer_key))
+    assert bins.status_code == 200, bins.text
+    received = [
+        grant for grant in all_grants_as(client, newcomer_slug, newcomer_key) if grant["owner"] == a.slug
+    ]
+    assert [(grant["id"], grant["direction"]) for grant in received] == [(to_nobody.json()["id"], "received")]
+
+    # A pending grant is withdrawn like any other, and then nobody can withdraw it again.
+    pending = client.post(
+        a.url("/sharing"),
+        json={"use_case": "soil", "grantee": unique_slug("nirgendwo")},
+        headers=a.tenant.headers("admin"),
+    ).json()["id"]
+    assert_invisible(client.delete(a.url(f"/sharing/{pending}"), headers=b.tenant.headers("admin")), a)
+    assert client.delete(a.url(f"/sharing/{pending}"), headers=a.tenant.headers("admin")).status_code == 204
+    assert client.delete(a.url(f"/sharing/{pending}"), headers=a.tenant.headers("admin")).status_code == 404
+
+
+def all_grants_as(client: TestClient, slug: str, key: str) -> list[dict[str, Any]]:
+    page = client.get(f"/v1/municipalities/{slug}/sharing", params={"limit": 200}, headers=auth(key))
+    assert page.status_code == 200, page.text
+    items: list[dict[str, Any]] = page.json()["items"]
+    return items
 
 
 def all_grants(client: TestClient, town: Town) -> list[dict[str, Any]]:
