@@ -24,8 +24,8 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from sqlalchemy import Boolean, exists, func, literal_column, select, tuple_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Boolean, Text, cast, exists, func, literal_column, select, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -317,18 +317,26 @@ def parse_device_csv(lines: Iterable[str], report: ImportReport) -> list[tuple[i
     return specs
 
 
+def registered_elsewhere(session: Session, municipality_id: int, dev_euis: Sequence[str]) -> set[str]:
+    """Which of `dev_euis` another municipality registered.
+
+    Through a database function: a session confined to `municipality_id` (`storage.tenancy`)
+    cannot see other municipalities' devices, yet a DevEUI is unique across all of them.
+    """
+    found = session.execute(
+        select(func.lorakom_devices_elsewhere(municipality_id, cast(list(dev_euis), ARRAY(Text))))
+    )
+    return set(found.scalars())
+
+
 def _upsert_batch(
     session: Session, municipality_id: int, batch: Sequence[tuple[int, DeviceSpec]], report: ImportReport
 ) -> list[int]:
     """Insert new devices, update changed ones; returns the ids of the newly inserted devices."""
-    owned = select(Device.dev_eui, Device.municipality_id).where(
-        Device.dev_eui.in_([spec.dev_eui for _, spec in batch])
-    )
-    owners = {dev_eui: owner for dev_eui, owner in session.execute(owned)}
+    elsewhere = registered_elsewhere(session, municipality_id, [spec.dev_eui for _, spec in batch])
     rows = []
     for line, spec in batch:
-        owner = owners.get(spec.dev_eui)
-        if owner is not None and owner != municipality_id:
+        if spec.dev_eui in elsewhere:
             message = "DevEUI is registered in another municipality"
             report.errors.append(RowError(line=line, message=message, dev_eui=spec.dev_eui))
             continue

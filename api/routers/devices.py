@@ -48,6 +48,7 @@ from storage.devices import (
     was_heard,
 )
 from storage.models import Device, Municipality
+from storage.tenancy import tenant_session
 
 DeviceRegisteredHook = Callable[[Engine, int], None]
 """Called as `hook(engine, device_id)` after a device with stored uplinks is registered."""
@@ -155,7 +156,7 @@ def _csv_lines(engine: Engine, municipality_id: int) -> Iterator[str]:
     """Stream rows from a session of its own: the request's session is closed once streaming starts."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    with Session(engine) as session:
+    with tenant_session(engine, municipality_id) as session:
         for row in device_csv_rows(iter_devices(session, municipality_id=municipality_id)):
             writer.writerow(row)
             yield buffer.getvalue()

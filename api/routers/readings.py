@@ -17,7 +17,6 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, R
 from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator, AwareDatetime, StringConstraints
 from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
 
 from api.access import Action
 from api.deps import EngineDep, MunicipalityDep, SessionDep, SettingsDep, municipality_for
@@ -42,6 +41,7 @@ from storage.readings import (
     latest_values,
     latest_values_json,
 )
+from storage.tenancy import tenant_session
 
 router = APIRouter(prefix="/municipalities/{slug}/readings", tags=["readings"])
 
@@ -173,7 +173,7 @@ def latest_export(
     area = _bbox(bbox)
 
     def rows() -> Iterator[ExportRow]:
-        with Session(engine) as session:
+        with tenant_session(engine, municipality.id) as session:
             after: int | None = None
             while True:
                 found = latest_values(
@@ -340,6 +340,7 @@ def history_export(
 ) -> StreamingResponse:
     rows = _history_rows(
         engine,
+        municipality.id,
         resolved,
         settings.export_page_rows,
         request.app.state.bucket_expression,
@@ -351,13 +352,14 @@ def history_export(
 
 def _history_rows(
     engine: Engine,
+    municipality_id: int,
     resolved: ResolvedHistory,
     page_rows: int,
     bucket_expression: BucketExpression,
     aggregate_source: AggregateSource | None,
 ) -> Iterator[ExportRow]:
     """All pages of the history, from a session of its own (the request's is gone while streaming)."""
-    with Session(engine) as session:
+    with tenant_session(engine, municipality_id) as session:
         cursor: HistoryCursor | None = None
         while True:
             page = history_page(
