@@ -1,33 +1,61 @@
--- A read-only login for Grafana (or any other reporting tool).
+-- A read-only login for Grafana (or any other reporting tool), confined to one municipality.
 --
--- Run it with psql as the role that owns lorakom's tables (the user in
--- LORAKOM_DB_URL), in lorakom's database, giving the password as a psql variable:
+-- Run it with psql as the role that owns lorakom's tables (the user in LORAKOM_DB_URL), in
+-- lorakom's database, after `lorakom db upgrade`, giving the login, its password and the
+-- municipality's slug as psql variables (no slug, or an empty one: the region's login, which
+-- reads what municipalities shared with the region):
 --
---   psql "$LORAKOM_DB_URL" -v reader=grafana_reader -v reader_password='…' \
---        -f deploy/postgres/grafana-readonly.sql
+--   psql "$LORAKOM_DB_URL" -v reader=grafana_wendlingen -v reader_password='…' \
+--        -v municipality=wendlingen -f deploy/postgres/grafana-readonly.sql
 --
--- It is safe to run again (for example to change the password). It grants SELECT on
--- the tables that exist now and, through default privileges, on every table and view
--- that this owner creates later, so `lorakom db upgrade` never needs a new grant.
--- The docker-compose setup runs it once, when the database volume is first created.
+-- The login joins the group `lorakom_reader` and is entered in `reader_role`; row-level
+-- security (migration 0009) then shows it its municipality's rows and what other
+-- municipalities shared with it, nothing else. It can read neither API keys, nor webhook
+-- secrets, nor the mapping itself, and it writes nothing. The time series are read through
+-- the filtered views of the schema `lorakom_scoped`, first in its search_path, so that
+-- dashboard SQL naming `reading` or `uplink` reads the filtered rows.
+--
+-- It is safe to run again (to change the password or the municipality). Before the first
+-- `lorakom db upgrade` (the compose setup's first start) it only creates the login, which
+-- can read nothing yet: run it again after the upgrade.
 
 \set ON_ERROR_STOP on
+\if :{?municipality}
+\else
+\set municipality ''
+\endif
 
 SELECT format('CREATE ROLE %I LOGIN', :'reader')
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'reader') \gexec
 
-ALTER ROLE :"reader" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD :'reader_password';
+-- INHERIT: the row-level security policies name the group, and apply to its members through it.
+ALTER ROLE :"reader" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS INHERIT
+    PASSWORD :'reader_password';
 
 -- Every transaction of this role is read-only, and no dashboard query may run away.
 ALTER ROLE :"reader" SET default_transaction_read_only = on;
 ALTER ROLE :"reader" SET statement_timeout = '30s';
+SELECT format('ALTER ROLE %I IN DATABASE %I SET search_path = lorakom_scoped, public',
+              :'reader', current_database()) \gexec
 
 SELECT format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), :'reader') \gexec
-GRANT USAGE ON SCHEMA public TO :"reader";
-GRANT SELECT ON ALL TABLES IN SCHEMA public TO :"reader";
-ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO :"reader";
 
--- API key hashes are the API's business alone. The table exists once `lorakom db
--- upgrade` has run; on a fresh database run this file again after the first start.
-SELECT format('REVOKE ALL ON TABLE api_key FROM %I', :'reader')
-WHERE to_regclass('public.api_key') IS NOT NULL \gexec
+-- Earlier versions of this file granted SELECT on every table to the login itself.
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM :"reader";
+ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM :"reader";
+
+SELECT format('GRANT lorakom_reader TO %I', :'reader')
+WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = 'lorakom_reader') \gexec
+
+-- The municipality it reads; a slug that names none stops here, before anything is mapped.
+SELECT format('DO $$ BEGIN RAISE EXCEPTION %L; END $$', 'no municipality ' || :'municipality')
+WHERE :'municipality' <> '' AND to_regclass('public.reader_role') IS NOT NULL
+  AND NOT EXISTS (SELECT FROM municipality WHERE slug = :'municipality') \gexec
+
+SELECT format(
+    'INSERT INTO reader_role (role_name, municipality_id) VALUES (%L, %s) '
+    'ON CONFLICT (role_name) DO UPDATE SET municipality_id = excluded.municipality_id',
+    :'reader',
+    CASE WHEN :'municipality' = '' THEN 'NULL'
+         ELSE format('(SELECT id FROM municipality WHERE slug = %L)', :'municipality') END)
+WHERE to_regclass('public.reader_role') IS NOT NULL \gexec
