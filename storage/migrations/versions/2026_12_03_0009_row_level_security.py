@@ -109,8 +109,16 @@ POLICIES: tuple[TablePolicies, ...] = (
     ),
     # Gateway-wide counters: whoever sees the gateway sees them.
     TablePolicies("gateway_activity", read="gateway_id IN (SELECT gateway_id FROM gateway)", write=None),
-    # Which DevEUIs a gateway hears: only the caller's own DevEUIs, never the neighbours'.
-    TablePolicies("gateway_device", read="dev_eui IN (SELECT dev_eui FROM device_activity)", write=None),
+    # Which DevEUIs a gateway hears: only the caller's own DevEUIs (registered, or heard by its
+    # sources and not yet registered), never the neighbours'.
+    TablePolicies(
+        "gateway_device",
+        read=(
+            f"dev_eui IN (SELECT dev_eui FROM device WHERE municipality_id = {ME}) "
+            f"OR dev_eui IN (SELECT dev_eui FROM device_activity WHERE municipality_id = {ME})"
+        ),
+        write=None,
+    ),
     TablePolicies("alert_rule", read=OWN, write=OWN_WRITE),
     TablePolicies("alert_event", read=OWN, write=OWN_WRITE),
     TablePolicies(
