@@ -16,7 +16,13 @@ cannot cross towns:
   from a setting the reader could change itself.
 - Row-level security with policies keyed by municipality on every table that
   holds a municipality's rows. Sharing grants open a use case for reading, never
-  for writing. The tables' owner (the app's login: bridge, jobs, migrations) is not
+  for writing: the devices their owner registered under that use case
+  (`device.use_case`) with their latest values and readings, and the owner's
+  parking zones (parking) or soil thresholds (soil). Raw frames, receptions,
+  gateways, alerts and keys stay the owner's alone. Readings and latest values
+  have no municipality column: their policies follow the device (the time series
+  through a set of visible device ids computed once per statement, which keeps the
+  history's index scan; `bench/bench_tenancy.py` measures it). The tables' owner (the app's login: bridge, jobs, migrations) is not
   subject to them (no FORCE), so ingest keeps writing for every town.
 - The four time-series tables (`uplink`, `reception`, `reading`,
   `gateway_heartbeat`) become TimescaleDB hypertables with compression where
