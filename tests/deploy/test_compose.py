@@ -212,7 +212,8 @@ def empty_db_url(postgres_server: str) -> Iterator[str]:
 
 
 def test_readonly_role_reads_and_never_writes(postgres_server: str, empty_db_url: str) -> None:
-    """As compose does: the SQL on an empty database, then migrations; run again after them."""
+    """As compose does: the SQL on an empty database, then migrations; run again after them,
+    now mapping the login to one municipality, whose rows alone it reads."""
     if shutil.which("psql") is None:
         pytest.fail("psql is needed to run the role's SQL (Debian/Ubuntu: apt install postgresql-client)")
     reader = f"reader_{uuid.uuid4().hex[:8]}"
@@ -221,20 +222,27 @@ def test_readonly_role_reads_and_never_writes(postgres_server: str, empty_db_url
     try:
         subprocess.run(command, check=True, capture_output=True)
         upgrade_database(empty_db_url)
-        # Tables made after the first run are readable through the default privileges.
+        with psycopg.connect(libpq_url(empty_db_url)) as owner:
+            for slug in ("home", "away"):
+                owner.execute(
+                    "WITH town AS (INSERT INTO municipality (slug, name) VALUES (%s, %s) RETURNING id) "
+                    "INSERT INTO device (municipality_id, dev_eui, name) SELECT id, %s, 'd' FROM town",
+                    (slug, slug, f"{slug:0>16}"),
+                )
+        mapped = [*command[:-2], "-v", "municipality=home", *command[-2:]]
+        for _ in range(2):  # again: idempotent
+            subprocess.run(mapped, check=True, capture_output=True)
         with psycopg.connect(libpq_url(empty_db_url), user=reader, password="secret-1") as conn:
+            assert conn.execute("SELECT dev_eui FROM device").fetchall() == [(f"{'home':0>16}",)]
             assert conn.execute("SELECT count(*) FROM reading").fetchone() == (0,)
             assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
-        subprocess.run(command, check=True, capture_output=True)  # again: idempotent
-        with psycopg.connect(libpq_url(empty_db_url), user=reader, password="secret-1") as conn:
-            conn.execute("SELECT count(*) FROM device_state")
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute("SELECT count(*) FROM api_key")
             conn.rollback()
             with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
                 conn.execute("INSERT INTO municipality (slug, name) VALUES ('x', 'x')")
     finally:
-        drop_database(postgres_server, empty_db_url)  # first: the default privileges live in it
+        drop_database(postgres_server, empty_db_url)  # first: the login's settings live in it
         with psycopg.connect(postgres_server, autocommit=True) as conn:
             conn.execute(f'DROP ROLE IF EXISTS "{reader}"')
 
