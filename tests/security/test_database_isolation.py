@@ -23,15 +23,20 @@ from typing import Any
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from psycopg import sql
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from api.app import create_app
+from api.deps import MunicipalityDep, SessionDep
+from api.settings import ApiSettings
 from storage.database import create_database_engine, libpq_url
 from storage.devices import registered_elsewhere
 from storage.schema import upgrade_database
 from storage.tenancy import act_as_platform, act_as_tenant, tenant_of, tenant_session
+from tests.api.data import Tenant, auth
 from tests.conftest import create_database, drop_database
 from tests.deploy.test_dashboards import FOREIGN, HOME, QUERIES, Query, expand, insert_sample_rows
 
@@ -511,3 +516,36 @@ def test_every_dashboard_panel_answers_a_towns_login_with_that_towns_rows_only(
     if "rejected_message" not in query.sql and not query.title.startswith("$"):
         with psycopg.connect(owner_url) as owner:
             assert len(asked_for_home) == len(_rows(owner, query, [HOME])), "the login misses own rows"
+
+
+# --- the API's own requests ---------------------------------------------------------------------------
+
+
+def test_a_municipality_routes_queries_are_confined_by_the_database(
+    settings: ApiSettings, engine: Engine, tenant: Tenant, neighbour: Tenant, region_key: str
+) -> None:
+    """A route that forgets its municipality filter, behind the ordinary dependencies: as the
+    tenant's key, and as the region admin's key asking for the tenant, it sees one town only."""
+    moment = datetime.now(UTC)
+    with Session(engine) as owner:
+        for town in (tenant, neighbour):
+            owner.execute(
+                text(
+                    "INSERT INTO uplink (received_at, uplink_key, municipality_id, source, network_server, "
+                    "payload, decode_status) VALUES (:at, :key, :town, 'src', 'tts', '\\x01', 'decoded')"
+                ),
+                {"at": moment, "key": uuid.uuid4().hex, "town": town.id},
+            )
+        owner.commit()
+
+    def careless(municipality: MunicipalityDep, session: SessionDep) -> dict[str, Any]:
+        towns = session.scalars(text("SELECT DISTINCT municipality_id FROM uplink"))
+        return {"role": session.scalar(text("SELECT current_user")), "towns": sorted(towns)}
+
+    app = create_app(settings, engine=engine)
+    app.add_api_route("/v1/municipalities/{slug}/careless", careless)
+    with TestClient(app) as client:
+        for headers in (tenant.headers("viewer"), auth(region_key)):
+            answer = client.get(tenant.url("/careless"), headers=headers)
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == {"role": "lorakom_tenant", "towns": [tenant.id]}
