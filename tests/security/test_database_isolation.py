@@ -26,6 +26,7 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg import sql
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -549,3 +550,46 @@ def test_a_municipality_routes_queries_are_confined_by_the_database(
             answer = client.get(tenant.url("/careless"), headers=headers)
             assert answer.status_code == 200, answer.text
             assert answer.json() == {"role": "lorakom_tenant", "towns": [tenant.id]}
+
+
+def test_a_non_superuser_app_login_migrates_switches_and_still_writes_for_every_town(
+    postgres_server: str,
+) -> None:
+    """Production's app login owns the tables without being a superuser: the migration makes
+    it a member of the tenant role, it switches per transaction, and outside a tenant it still
+    writes for every municipality (the tables' owner is not subject to the policies)."""
+    app_login = f"app_{uuid.uuid4().hex[:12]}"
+    database = f"lorakom_rls_app_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(app_login)))
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(app_login))
+        )
+    url = make_url(postgres_server).set(database=database, username=app_login).render_as_string(False)
+    engine: Engine | None = None
+    try:
+        upgrade_database(url)
+        engine = create_database_engine(url, pool_size=1)
+        with Session(engine) as session:
+            towns = [
+                session.scalar(
+                    text("INSERT INTO municipality (slug, name) VALUES (:slug, :slug) RETURNING id"),
+                    {"slug": slug},
+                )
+                for slug in ("one", "two")
+            ]
+            for town in towns:
+                session.execute(
+                    text("INSERT INTO alert_rule (municipality_id, name, kind) VALUES (:town, '', 'silent')"),
+                    {"town": town},
+                )
+            session.commit()
+        with tenant_session(engine, towns[0]) as session:
+            assert session.scalar(text("SELECT current_user")) == "lorakom_tenant"
+            assert list(session.scalars(text("SELECT municipality_id FROM alert_rule"))) == [towns[0]]
+    finally:
+        if engine is not None:
+            engine.dispose()
+        with psycopg.connect(postgres_server, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(app_login)))

@@ -194,8 +194,14 @@ BEGIN
         IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = name) THEN
             BEGIN
                 EXECUTE 'CREATE ROLE ' || quote_ident(name) || ' NOLOGIN';
-            EXCEPTION WHEN duplicate_object OR unique_violation THEN
-                NULL;  -- another database of this cluster created it just now
+            EXCEPTION
+                WHEN duplicate_object OR unique_violation THEN
+                    NULL;  -- another database of this cluster created it just now
+                WHEN insufficient_privilege THEN
+                    RAISE EXCEPTION USING
+                        MESSAGE = 'the role ' || name || ' does not exist and ' || current_user
+                            || ' may not create roles',
+                        HINT = 'let an administrator run: CREATE ROLE ' || quote_ident(name) || ' NOLOGIN';
             END;
         END IF;
     END LOOP;
@@ -203,8 +209,13 @@ BEGIN
     IF NOT pg_has_role(current_user, '{TENANT}', 'MEMBER') THEN
         BEGIN
             EXECUTE 'GRANT {TENANT} TO ' || quote_ident(current_user);
-        EXCEPTION WHEN duplicate_object OR unique_violation THEN
-            NULL;
+        EXCEPTION
+            WHEN duplicate_object OR unique_violation THEN
+                NULL;
+            WHEN insufficient_privilege THEN
+                RAISE EXCEPTION USING
+                    MESSAGE = current_user || ' may not join the role {TENANT}',
+                    HINT = 'let an administrator run: GRANT {TENANT} TO ' || quote_ident(current_user);
         END;
     END IF;
 END
