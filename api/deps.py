@@ -20,13 +20,14 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
-from api.access import Action, require, require_in, require_in_or_shared
+from api.access import Action, is_region_admin, require, require_in, require_in_or_shared
 from api.settings import ApiSettings
 from domain.errors import StorageUnavailable
 from storage.api_keys import InvalidApiKey, authenticate, authenticate_in
 from storage.models import ApiKey, Municipality
 from storage.municipalities import SLUG_PATTERN, get_municipality
 from storage.sharing import SharedUseCase, is_shared
+from storage.tenancy import act_as_tenant
 
 bearer_scheme = HTTPBearer(auto_error=False, description="`Authorization: Bearer lk_<prefix>_<secret>`")
 api_key_scheme = APIKeyHeader(
@@ -158,6 +159,18 @@ SlugPath = Annotated[str, Path(pattern=SLUG_PATTERN, max_length=63, examples=["w
 MunicipalityResolver = Callable[[str, Request, Session, BearerDep, HeaderKeyDep], Municipality]
 
 
+def _reader_municipality(key: ApiKey, requested: Municipality) -> int:
+    """Whose rows the rest of the request may touch, enforced by the database from here on.
+
+    The key's own municipality: reading another municipality's shared use case, the
+    database's sharing policies let exactly that through. A region admin's key belongs
+    to no municipality and acts for the one it asked for.
+    """
+    if is_region_admin(key) or key.municipality_id is None:
+        return requested.id
+    return key.municipality_id
+
+
 def municipality_for(action: Action) -> MunicipalityResolver:
     """A dependency resolving `{slug}` to a municipality the key may do `action` in."""
 
@@ -166,6 +179,7 @@ def municipality_for(action: Action) -> MunicipalityResolver:
     ) -> Municipality:
         key, found = _authenticated_in(slug, request, session, bearer, header_key)
         require_in(key, found, action)
+        act_as_tenant(session, _reader_municipality(key, found))
         return found
 
     return municipality
@@ -184,6 +198,7 @@ def municipality_for_use_case(action: Action, use_case: SharedUseCase) -> Munici
             return is_shared(session, owner_id=found.id, use_case=use_case.value, reader_id=reader_id)
 
         require_in_or_shared(key, found, action, shared_with)
+        act_as_tenant(session, _reader_municipality(key, found))
         return found
 
     return municipality

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from starlette.types import Receive, Scope, Send
 
 from domain.spreadsheet import escape_formula
+from storage.tenancy import tenant_session
 
 ExportValue = str | float | int | bool | datetime | None
 ExportRow = dict[str, ExportValue]
@@ -80,16 +81,18 @@ def negotiate(requested: ExportFormat | None, accept: str | None) -> ExportForma
     return ExportFormat.JSON
 
 
-def paged(engine: Engine, read_page: PageReader[Position, Row]) -> Iterator[Row]:
+def paged(engine: Engine, read_page: PageReader[Position, Row], tenant: int | None) -> Iterator[Row]:
     """Every row of an export, read page by page, each page on a session closed before its rows go out.
 
     The one place where an export opens a session. Pages follow a key (an id, a time), so
     rows written between two pages shift nothing; an export is not one snapshot, which for
-    an export streamed over minutes nobody could rely on anyway.
+    an export streamed over minutes nobody could rely on anyway. Each page's session is
+    confined to `tenant` (the request session's municipality, `storage.tenancy.tenant_of`),
+    so the database keeps an export to the rows the request itself could read.
     """
     position: Position | None = None
     while True:
-        with Session(engine) as session:
+        with Session(engine) if tenant is None else tenant_session(engine, tenant) as session:
             rows, position = read_page(session, position)
         yield from rows
         if position is None:

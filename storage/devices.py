@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -27,8 +27,8 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from sqlalchemy import exists, func, or_, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Text, cast, exists, func, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -494,9 +494,19 @@ WHERE staged.line = seen.line AND seen.line > seen.first_line
 RETURNING staged.line, staged.dev_eui, seen.first_line
 """
 
-_FOREIGN = f"""
-SELECT staged.line, staged.dev_eui FROM {_STAGING} AS staged
-JOIN device ON device.dev_eui = staged.dev_eui AND device.municipality_id <> %(municipality_id)s
+# Another municipality's DevEUI is an error on its line. Asked through a database function
+# that answers existence only: an import confined to its municipality (`storage.tenancy`)
+# cannot see other municipalities' devices, yet a DevEUI is unique across all of them.
+# Taken out of the staging table before the upsert, which under row-level security must
+# never meet a row it may not update.
+_DROP_FOREIGN = f"""
+DELETE FROM {_STAGING} AS staged
+WHERE staged.dev_eui IN (
+    SELECT lorakom_devices_elsewhere(
+        %(municipality_id)s, (SELECT coalesce(array_agg(dev_eui::text), '{{}}') FROM {_STAGING})
+    )
+)
+RETURNING staged.line, staged.dev_eui
 """
 
 _CURRENT = ", ".join(f"device.{name}" for name in _CHANGING)
@@ -547,6 +557,18 @@ FROM written
 """
 
 
+def registered_elsewhere(session: Session, municipality_id: int, dev_euis: Sequence[str]) -> set[str]:
+    """Which of `dev_euis` another municipality registered.
+
+    Through a database function: a session confined to `municipality_id` (`storage.tenancy`)
+    cannot see other municipalities' devices, yet a DevEUI is unique across all of them.
+    """
+    found = session.execute(
+        select(func.lorakom_devices_elsewhere(municipality_id, cast(list(dev_euis), ARRAY(Text))))
+    )
+    return set(found.scalars())
+
+
 def import_devices(
     session: Session,
     *,
@@ -577,17 +599,14 @@ def import_devices(
         for line, dev_eui, first_line in cursor.execute(_DROP_REPEATS).fetchall():
             message = f"DevEUI repeats line {first_line}"
             report.errors.append(RowError(line=line, message=message, dev_eui=dev_eui))
+        foreign = cursor.execute(_DROP_FOREIGN, parameters).fetchall()
         if dry_run:
-            foreign = cursor.execute(_FOREIGN, parameters).fetchall()
             report.created, report.updated, report.unchanged = _one(cursor, _CLASSIFY, parameters)
         else:
             created, updated, heard = _one(cursor, _UPSERT, parameters)
-            # After the upsert, which leaves another municipality's devices alone: a DevEUI
-            # that another town registered meanwhile is still reported, not counted unchanged.
-            foreign = cursor.execute(_FOREIGN, parameters).fetchall()
             (staged,) = _one(cursor, f"SELECT count(*) FROM {_STAGING}", {})
             report.created, report.updated, report.heard_device_ids = created, updated, list(heard)
-            report.unchanged = staged - created - updated - len(foreign)
+            report.unchanged = staged - created - updated
         for line, dev_eui in foreign:
             message = "DevEUI is registered in another municipality"
             report.errors.append(RowError(line=line, message=message, dev_eui=dev_eui))

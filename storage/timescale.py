@@ -353,6 +353,37 @@ def continuous_aggregate_statements(aggregate: ContinuousAggregate) -> list[str]
     ]
 
 
+SCOPED_SCHEMA: Final = "lorakom_scoped"
+"""Where migration 0009 puts the views through which the tenant and reader roles see time series."""
+
+
+def scoped_aggregate_statements() -> list[str]:
+    """Views of the continuous aggregates for the API's tenant role and the dashboard logins.
+
+    A continuous aggregate cannot carry row security and is materialised by its owner, so
+    those roles get no privilege on it. They read a security-barrier view of the same
+    name in `lorakom_scoped` (first in their search_path) that keeps the devices the
+    caller may see: `lorakom_visible_devices()` runs as the caller, so the policies of
+    `device` (own devices, and those shared with the caller) decide. Needs migration
+    0009's functions; `convert` adds these views to a database that has them.
+    """
+    result: list[str] = []
+    for aggregate in CONTINUOUS_AGGREGATES:
+        result += scoped_view_statements(aggregate.name)
+    return result
+
+
+def scoped_view_statements(name: str) -> list[str]:
+    """The filtered view of one aggregate of readings (any relation with a `device_id`)."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(f"not a plain relation name: {name!r}")
+    return [
+        f"CREATE OR REPLACE VIEW {SCOPED_SCHEMA}.{name} WITH (security_barrier) AS "
+        f"SELECT * FROM public.{name} WHERE device_id IN (SELECT lorakom_visible_devices())",
+        f"GRANT SELECT ON {SCOPED_SCHEMA}.{name} TO lorakom_tenant, lorakom_reader",
+    ]
+
+
 def structure_statements() -> list[str]:
     """Extension, hypertables, compression settings and continuous aggregates, for a fresh database."""
     result = [enable_statement()]
@@ -481,6 +512,9 @@ def convert(conn: Connection) -> None:
             conn.execute(text(compression_statement(hypertable)))
     for aggregate in CONTINUOUS_AGGREGATES:
         for statement in continuous_aggregate_statements(aggregate):
+            conn.execute(text(statement))
+    if conn.execute(text(f"SELECT to_regnamespace('{SCOPED_SCHEMA}') IS NOT NULL")).scalar_one():
+        for statement in scoped_aggregate_statements():
             conn.execute(text(statement))
 
 

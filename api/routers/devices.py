@@ -48,6 +48,7 @@ from storage.devices import (
     was_heard,
 )
 from storage.models import Device, Municipality
+from storage.tenancy import tenant_of
 
 DeviceRegisteredHook = Callable[[Engine, int], None]
 """Called as `hook(engine, device_id)` after a device with stored uplinks is registered."""
@@ -143,7 +144,9 @@ def create(
         **problem_responses(403, 404),
     },
 )
-def export(municipality: MunicipalityDep, engine: EngineDep, settings: SettingsDep) -> StreamingResponse:
+def export(
+    municipality: MunicipalityDep, request_session: SessionDep, engine: EngineDep, settings: SettingsDep
+) -> StreamingResponse:
     page_rows = settings.export_page_rows
 
     def read_page(session: Session, after: int | None) -> tuple[list[list[str]], int | None]:
@@ -151,7 +154,9 @@ def export(municipality: MunicipalityDep, engine: EngineDep, settings: SettingsD
         shown = found[:page_rows]
         return [device_csv_row(device) for device in shown], shown[-1].id if len(found) > page_rows else None
 
-    return csv_response(CSV_COLUMNS, paged(engine, read_page), f"{municipality.slug}-devices")
+    return csv_response(
+        CSV_COLUMNS, paged(engine, read_page, tenant_of(request_session)), f"{municipality.slug}-devices"
+    )
 
 
 @router.post(

@@ -42,6 +42,7 @@ from storage.readings import (
     latest_values,
     latest_values_json,
 )
+from storage.tenancy import tenant_of
 
 router = APIRouter(prefix="/municipalities/{slug}/readings", tags=["readings"])
 
@@ -163,6 +164,7 @@ LATEST_COLUMNS = (
 )
 def latest_export(
     municipality: MunicipalityDep,
+    request_session: SessionDep,
     engine: EngineDep,
     settings: SettingsDep,
     use_case: UseCase | None = None,
@@ -204,7 +206,12 @@ def latest_export(
         return rows, found[page_rows - 1].device.id if len(found) > page_rows else None
 
     fmt = negotiate(export_format, accept)
-    return export_response(fmt, LATEST_COLUMNS, paged(engine, read_page), f"{municipality.slug}-latest")
+    return export_response(
+        fmt,
+        LATEST_COLUMNS,
+        paged(engine, read_page, tenant_of(request_session)),
+        f"{municipality.slug}-latest",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +365,7 @@ HISTORY_COLUMNS = ("time", "dev_eui", "quantity", "value", "samples", "gap", "la
 def history_export(
     resolved: HistoryDep,
     municipality: MunicipalityDep,
+    request_session: SessionDep,
     engine: EngineDep,
     settings: SettingsDep,
     request: Request,
@@ -366,6 +374,7 @@ def history_export(
 ) -> StreamingResponse:
     rows = _history_rows(
         engine,
+        tenant_of(request_session),
         resolved,
         settings.export_page_rows,
         request.app.state.bucket_expression,
@@ -377,6 +386,7 @@ def history_export(
 
 def _history_rows(
     engine: Engine,
+    tenant: int | None,
     resolved: ResolvedHistory,
     page_rows: int,
     bucket_expression: BucketExpression,
@@ -412,4 +422,4 @@ def _history_rows(
             )
         return rows, page.next
 
-    return paged(engine, read_page)
+    return paged(engine, read_page, tenant)

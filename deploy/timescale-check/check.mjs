@@ -116,6 +116,64 @@ async function aggregateSnapshot(db, view, olderThanDays) {
   )
 }
 
+// Row-level security (migration 0009): the API's tenant role and a dashboard login read the time series
+// and the continuous aggregates only through the filtered views of `lorakom_scoped`. Devices 1-3 belong
+// to municipality 1, devices 4-5 to municipality 2; every check reads as one role what it may and may not.
+const TOWN_DEVICES = { 1: [1, 2, 3], 2: [4, 5] }
+
+async function seedTowns(db) {
+  await db.exec(`
+    INSERT INTO municipality (id, slug, name) VALUES (1, 'town-one', 'One'), (2, 'town-two', 'Two');
+    INSERT INTO device (id, municipality_id, dev_eui, name)
+    SELECT d, CASE WHEN d <= 3 THEN 1 ELSE 2 END, lpad(d::text, 16, '0'), 'device ' || d FROM unnest(${ids}) AS d;
+    CREATE ROLE town_two_dashboard LOGIN IN ROLE lorakom_reader;
+    INSERT INTO reader_role (role_name, municipality_id) VALUES ('town_two_dashboard', 2);
+  `)
+}
+
+async function deviceIds(db, sql) {
+  return (await rows(db, sql)).map((row) => row.device_id).sort((a, b) => a - b)
+}
+
+async function refused(db, sql) {
+  try {
+    await db.exec(`SAVEPOINT probe; ${sql}`)
+    await db.exec('RELEASE SAVEPOINT probe')
+    return false
+  } catch (error) {
+    await db.exec('ROLLBACK TO SAVEPOINT probe')
+    return /permission denied/.test(error.message)
+  }
+}
+
+const TENANT = ['the tenant role acting for town 1', 1, "SET ROLE lorakom_tenant; SELECT set_config('lorakom.municipality_id', '1', false)"]
+// A dashboard login is known by its session user; the setting it could change is not asked. PGlite keeps a
+// session authorization past the transaction that set it, so this one runs last.
+const DASHBOARD = ['the dashboard login of town 2', 2, "SET SESSION AUTHORIZATION town_two_dashboard; SELECT set_config('lorakom.municipality_id', '1', false)"]
+
+async function checkIsolation(db, stage, roles) {
+  const searchPath = (await rows(db, 'SHOW search_path'))[0].search_path
+  const chunk = (await rows(db, "SELECT format('%I.%I', chunk_schema, chunk_name) AS name FROM timescaledb_information.chunks WHERE hypertable_name = 'reading' LIMIT 1"))[0].name
+  const materialized = (await rows(db, "SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name) AS name FROM timescaledb_information.continuous_aggregates WHERE view_name = 'reading_hourly'"))[0].name
+  const history = bundle.history.find((query) => query.name.includes("INTERVAL '1 hour' avg")).timescale
+  const views = ['reading', 'reading_hourly', 'reading_daily']
+  for (const [who, town, enter] of roles) {
+    await db.exec('BEGIN')
+    await db.exec(`${enter}; SET search_path = lorakom_scoped, public`)
+    for (const view of views) {
+      const seen = await deviceIds(db, `SELECT DISTINCT device_id FROM ${view}`)
+      check(JSON.stringify(seen) === JSON.stringify(TOWN_DEVICES[town]), `${stage}: ${who} reads devices ${seen} of ${view} (its own: ${TOWN_DEVICES[town]})`)
+    }
+    const served = await deviceIds(db, history.replace(/^SELECT /, 'SELECT DISTINCT ON (device_id) '))
+    check(JSON.stringify(served) === JSON.stringify(TOWN_DEVICES[town]), `${stage}: ${who}: the API's hourly history over devices 1-5 answers for ${served} only`)
+    for (const relation of ['public.reading', 'public.reading_hourly', 'public.reading_daily', chunk, materialized]) {
+      check(await refused(db, `SELECT count(*) FROM ${relation}`), `${stage}: ${who} may not read ${relation} unfiltered`)
+    }
+    await db.exec('ROLLBACK')
+    await db.exec(`RESET ROLE; SET search_path = ${searchPath}`)
+  }
+}
+
 const db = await PGlite.create({ extensions: { timescaledb } })
 const version = (await rows(db, 'SELECT version()'))[0].version.split(' on ')[0]
 
@@ -195,6 +253,8 @@ for (const view of ['reading_hourly', 'reading_daily']) {
   await db.exec(`CALL refresh_continuous_aggregate('${view}', NULL, NULL)`)
 }
 await compareHistory(db, 'after full materialisation')
+await seedTowns(db)
+await checkIsolation(db, 'after full materialisation', [TENANT])
 
 await runJobs(db, 'policy_compression')
 const chunks = await rows(db, 'SELECT hypertable_name, count(*) FILTER (WHERE is_compressed) AS compressed, count(*) AS total FROM timescaledb_information.chunks GROUP BY 1 ORDER BY 1')
@@ -204,6 +264,7 @@ for (const table of Object.keys(bundle.expected_retention_days)) {
   check(Number(found?.compressed ?? 0) > 0, `compression policy compressed chunks of ${table}`)
 }
 await compareHistory(db, 'after compression')
+await checkIsolation(db, 'after compression', [TENANT])
 
 const duplicate = await db.query(
   `INSERT INTO reading (time, device_id, quantity, value)
@@ -241,6 +302,8 @@ if (retentionDays !== null) {
 
 await runAll(db, bundle.changed_policies, 'changed policy')
 await checkPolicies(db, bundle.changed_retention_days, 'changed policies replace the old ones')
+
+await checkIsolation(db, 'compressed and materialised', [TENANT, DASHBOARD])
 
 await db.close()
 const seconds = ((Date.now() - started) / 1000).toFixed(1)

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, create_engine, pool
 
 import storage.models_codecs  # registers codec_script on Base.metadata (see the next line)
 import storage.models_sharing  # registers sharing_grant on Base.metadata
+import storage.models_tenancy  # registers reader_role on Base.metadata
 import storage.models_usecases  # noqa: F401  (registers its tables on Base.metadata)
 from storage.database import sqlalchemy_url
 from storage.models import Base

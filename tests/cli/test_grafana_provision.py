@@ -40,7 +40,6 @@ from tests.cli.grafana_stand_in import ADMIN_LOGIN, ADMIN_PASSWORD, GrafanaStand
 from tests.conftest import create_database, drop_database
 from tests.storage.reader_logins import (
     drop_roles,
-    install_reader_schema_stand_in,
     scram_matches,
     stored_verifier,
     unique_prefix,
@@ -64,7 +63,6 @@ def provision_db_url(postgres_server: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def engine(provision_db_url: str) -> Iterator[Engine]:
-    install_reader_schema_stand_in(provision_db_url)
     engine = create_database_engine(provision_db_url, pool_size=2)
     yield engine
     engine.dispose()

@@ -15,7 +15,6 @@ from storage.database import create_database_engine
 from storage.reader_roles import ReaderSettings, ReaderTarget, ensure_reader_login
 from tests.storage.reader_logins import (
     drop_roles,
-    install_reader_schema_stand_in,
     reader_sleeps,
     unique_prefix,
     wait_until_active,
@@ -24,7 +23,6 @@ from tests.storage.reader_logins import (
 
 @pytest.fixture
 def engine(migrated_db_url: str) -> Iterator[Engine]:
-    install_reader_schema_stand_in(migrated_db_url)
     engine = create_database_engine(migrated_db_url, pool_size=2)
     yield engine
     engine.dispose()

@@ -21,27 +21,6 @@ from sqlalchemy import Engine, text
 from storage.database import libpq_url
 
 
-def install_reader_schema_stand_in(db_url: str) -> None:
-    """STAND-IN, DELETE AT MERGE: the group role and the `reader_role` table of the rls migration.
-
-    Until the row-level security migration is merged, the tests make exactly what it
-    will make; both statements are harmless once it exists.
-    """
-    with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
-        conn.execute(
-            "DO $$ BEGIN CREATE ROLE lorakom_reader NOLOGIN;"
-            " EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;"
-        )
-        conn.execute(
-            """
-            CREATE TABLE IF NOT EXISTS reader_role (
-              role_name text PRIMARY KEY,
-              municipality_id integer NULL REFERENCES municipality(id) ON DELETE CASCADE
-            )
-            """
-        )
-
-
 def unique_prefix() -> str:
     return f"t{uuid.uuid4().hex[:8]}_reader_"
 

@@ -28,7 +28,6 @@ from storage.reader_roles import (
 )
 from tests.storage.reader_logins import (
     drop_roles,
-    install_reader_schema_stand_in,
     reader_sleeps,
     scram_matches,
     unique_prefix,
@@ -38,7 +37,6 @@ from tests.storage.reader_logins import (
 
 @pytest.fixture(scope="module")
 def engine(migrated_db_url: str) -> Iterator[Engine]:
-    install_reader_schema_stand_in(migrated_db_url)
     engine = create_database_engine(migrated_db_url, pool_size=2)
     yield engine
     engine.dispose()
