@@ -83,9 +83,11 @@ KEYS: dict[str, str] = {
     "rejected_message": "SELECT source FROM rejected_message",
     "webhook_subscription": "SELECT url FROM webhook_subscription",
     "webhook_delivery": "SELECT transition FROM webhook_delivery",
-    "webhook_attempt": "SELECT error FROM webhook_attempt",
+    "webhook_attempt": "SELECT duration_ms FROM webhook_attempt",
     "api_key": "SELECT prefix FROM api_key",
 }
+# An attempt keeps only its outcome's class, so its duration tells whose it is.
+ATTEMPT_MS = {"a": 1.0, "b": 2.0, "c": 3.0}
 SECRETS = ("api_key", "webhook_subscription", "webhook_delivery", "webhook_attempt", "reader_role")
 
 
@@ -172,7 +174,7 @@ def _populate(conn: psycopg.Connection[Any], towns: dict[str, int]) -> Towns:
             (rule, town_id, f"subject {town}", hour),
         )
         subscription = one(
-            "INSERT INTO webhook_subscription (municipality_id, url, secret) VALUES (%s, %s, %s)"
+            "INSERT INTO webhook_subscription (municipality_id, url, secret_ciphertext) VALUES (%s, %s, %s)"
             " RETURNING id",
             (town_id, f"https://{town}.example/hook", f"secret-of-{town}"),
         )
@@ -182,9 +184,9 @@ def _populate(conn: psycopg.Connection[Any], towns: dict[str, int]) -> Towns:
             (subscription, event, f"open-{town}", hour),
         )
         conn.execute(
-            "INSERT INTO webhook_attempt (delivery_id, attempted_at, error, duration_ms)"
-            " VALUES (%s, %s, %s, 1)",
-            (delivery, hour, f"refused {town}"),
+            "INSERT INTO webhook_attempt (delivery_id, attempted_at, outcome, duration_ms)"
+            " VALUES (%s, %s, '5xx', %s)",
+            (delivery, hour, ATTEMPT_MS[town]),
         )
         conn.execute(
             "INSERT INTO parking_zone (municipality_id, name, capacity) VALUES (%s, %s, 10)",
@@ -218,7 +220,7 @@ def _populate(conn: psycopg.Connection[Any], towns: dict[str, int]) -> Towns:
             ("alert_event", f"subject {town}"),
             ("webhook_subscription", f"https://{town}.example/hook"),
             ("webhook_delivery", f"open-{town}"),
-            ("webhook_attempt", f"refused {town}"),
+            ("webhook_attempt", ATTEMPT_MS[town]),
             ("soil_threshold", f"loam {town}"),
             ("codec_script", f"town-{town}/codec"),
             ("api_key", f"key{town}"),

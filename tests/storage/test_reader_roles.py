@@ -194,6 +194,11 @@ def test_a_non_superuser_application_login_with_createrole_sets_logins_up(
     with psycopg.connect(libpq_url(migrated_db_url), autocommit=True) as conn:
         conn.execute(f'CREATE ROLE "{manager}" LOGIN CREATEROLE')
         conn.execute(f'GRANT SELECT, INSERT ON reader_role TO "{manager}"')
+        # Row security keeps `reader_role` from everyone but its owner (lorakom's own login,
+        # which ran the migrations); this manager stands in for that owner.
+        conn.execute(
+            f'CREATE POLICY manager_stand_in ON reader_role TO "{manager}" USING (true) WITH CHECK (true)'
+        )
         version = conn.execute("SHOW server_version_num").fetchone()
         assert version is not None
         if int(version[0]) >= 160000:  # since 16, granting a role needs ADMIN on it
@@ -211,6 +216,7 @@ def test_a_non_superuser_application_login_with_createrole_sets_logins_up(
     finally:
         as_manager.dispose()
         with psycopg.connect(libpq_url(migrated_db_url), autocommit=True) as conn:
+            conn.execute("DROP POLICY manager_stand_in ON reader_role")
             conn.execute(f'REVOKE ALL ON reader_role FROM "{manager}"')
     assert first.created
     assert again.password is None
