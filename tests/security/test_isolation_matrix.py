@@ -218,6 +218,7 @@ def masked_problem(answer: Answer, target: Target) -> str:
         return f"{answer.status} {answer.content_type} {answer.text}"
     if isinstance(problem, dict):
         problem.pop("instance", None)
+        problem.pop("request_id", None)  # each request's own correlation id
         if isinstance(problem.get("detail"), str):
             problem["detail"] = without_named(problem["detail"], target)
     return f"{answer.status} {answer.content_type} {json.dumps(problem, sort_keys=True)}"
