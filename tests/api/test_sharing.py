@@ -417,10 +417,16 @@ def test_a_grant_to_an_unknown_slug_answers_as_one_to_a_real_town_and_opens_once
 
 
 def all_grants_as(client: TestClient, slug: str, key: str) -> list[dict[str, Any]]:
-    page = client.get(f"/v1/municipalities/{slug}/sharing", params={"limit": 200}, headers=auth(key))
-    assert page.status_code == 200, page.text
-    items: list[dict[str, Any]] = page.json()["items"]
-    return items
+    """Every page of `slug`'s grant list: the session's other tests leave region-wide grants in it."""
+    grants: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 100}
+    while True:
+        page = client.get(f"/v1/municipalities/{slug}/sharing", params=params, headers=auth(key))
+        assert page.status_code == 200, page.text
+        grants += page.json()["items"]
+        if page.json()["next_cursor"] is None:
+            return grants
+        params["cursor"] = page.json()["next_cursor"]
 
 
 def all_grants(client: TestClient, town: Town) -> list[dict[str, Any]]:
