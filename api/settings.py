@@ -29,6 +29,10 @@ class ApiSettings(BaseSettings):
     metrics_token: SecretStr | None = None
     """Bearer token that `/metrics` asks for; without one `/metrics` is off (404), since its
     series name the network sources of every municipality."""
+    codec_try_burst: int = Field(default=10, ge=1)
+    """Calls of a codec script's `/test` one API key may make at once (`api.rate_limits`)."""
+    codec_try_per_minute: float = Field(default=30.0, gt=0)
+    """How fast a key's allowance for `/test` refills: trying a script runs it on the platform's CPU."""
     export_page_rows: int = 5000
     """Rows fetched per query while streaming an export: bounds memory, not the export's size."""
     max_history_points: int = Field(default=2_000_000, gt=0)

@@ -39,6 +39,7 @@ from api.schemas.codecs import (
     TryPayloadIn,
     TryPayloadOut,
 )
+from api.settings import ApiSettings
 from decoders import CodecRegistry, DecoderSource
 from domain.errors import Conflict, DecodeError, PermissionDenied
 from storage.api_keys import Role
@@ -178,18 +179,22 @@ def delete_codec_script(
     _synced_registry(request.app, session)
 
 
-# Trying a script runs it in the sandbox: a few calls at once, then one every two seconds per key.
-TRY_BURST = 10
-TRY_PER_MINUTE = 30.0
+# Trying a script runs it in the sandbox: a few calls at once (`ApiSettings.codec_try_burst`), then
+# one every two seconds per key unless configured otherwise (`ApiSettings.codec_try_per_minute`).
 TRY_ROLES = (Role.EDITOR.value, Role.ADMIN.value, Role.REGION_ADMIN.value)
 
 
 def try_limiter(app: FastAPI) -> KeyRateLimiter:
     """The app's per-key allowance for trying scripts, made on first use."""
+    settings: ApiSettings = app.state.settings
     with _FOLLOWER_LOCK:
         limiter: KeyRateLimiter | None = getattr(app.state, "codec_try_limiter", None)
         if limiter is None:
-            limiter = KeyRateLimiter(what="try a codec script", burst=TRY_BURST, per_minute=TRY_PER_MINUTE)
+            limiter = KeyRateLimiter(
+                what="try a codec script",
+                burst=settings.codec_try_burst,
+                per_minute=settings.codec_try_per_minute,
+            )
             app.state.codec_try_limiter = limiter
         return limiter
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Query, Request, UploadFile, status
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
@@ -30,6 +30,7 @@ from api.schemas.devices import (
     RowErrorOut,
     UnclaimedDeviceOut,
 )
+from api.uploads import read_upload, upload_request_body
 from domain.errors import StorageUnavailable
 from domain.ids import parse_dev_eui
 from storage.devices import (
@@ -159,6 +160,15 @@ def export(
     )
 
 
+async def import_file(request: Request, settings: SettingsDep) -> bytes:
+    """The uploaded CSV, read after the key's right to import is checked (the parameter order
+    of `import_csv`); in memory, since it is parsed as one text (`api.uploads`)."""
+    return await read_upload(request, "file", settings.max_import_bytes)
+
+
+ImportFileDep = Annotated[bytes, Depends(import_file)]
+
+
 @router.post(
     "/devices/import",
     summary="Register or update devices from CSV (editor)",
@@ -171,23 +181,18 @@ def export(
         "read further."
     ),
     response_model=ImportReportOut,
-    responses=problem_responses(403, 404, 413),
+    responses=problem_responses(400, 403, 404, 413, 422),
+    openapi_extra={"requestBody": upload_request_body("file")},
 )
 def import_csv(
-    file: UploadFile,
     municipality: DeviceEditorDep,
+    raw: ImportFileDep,
     session: SessionDep,
     engine: EngineDep,
-    settings: SettingsDep,
     request: Request,
     tasks: BackgroundTasks,
     dry_run: bool = False,
 ) -> ImportReportOut:
-    raw = file.file.read(settings.max_import_bytes + 1)
-    if len(raw) > settings.max_import_bytes:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE, f"the file is larger than {settings.max_import_bytes} bytes"
-        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

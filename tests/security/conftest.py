@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
@@ -56,12 +57,25 @@ def probe(
     It answers a server error as the 500 a client would get: the API suite's client raises
     the app's exception into the test instead, and a probe over many requests must see the
     answer and go on, to report every failure at once.
+
+    `/metrics` is on, with a token made per session and never sent, as in a deployment that
+    Prometheus scrapes: off, it would refuse everyone alike and prove nothing about API keys.
+    The allowance for trying codec scripts is set high enough that the suite's own probes
+    (every caller, every hostile body) reach the sandbox instead of its 429; the allowance
+    itself is tested in test_codec_sandbox.py.
     """
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(WEBHOOK_SECRET_ENV, secrets.token_urlsafe(24))
         ingest = WebhookIngest(WEBHOOK_SOURCES, migrated_db_url, CodecRegistry())
+    deployed = settings.model_copy(
+        update={
+            "metrics_token": SecretStr(secrets.token_urlsafe(24)),
+            "codec_try_burst": 10_000,
+            "codec_try_per_minute": 10_000.0,
+        }
+    )
     app = create_app(
-        settings,
+        deployed,
         engine=engine,
         extra_routers=[webhook_router(ingest)],
         on_device_registered=hook,

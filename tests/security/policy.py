@@ -39,6 +39,7 @@ class Door(Enum):
     SCRIPT_TRY = "trying a script runs code on the platform's CPU: editors and up, not viewers"
     SCRIPT_OWNER = "a script is changed by its town's admins or the region admin"
     WEBHOOK = "a network server's webhook: its source's secret, which no API key is"
+    METRICS = "Prometheus' scrape: the metrics token, which no API key is"
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ T = "/v1/municipalities/{slug}"
 POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/healthz"): Policy(Door.OPEN),
     ("GET", "/readyz"): Policy(Door.OPEN),
-    ("GET", "/metrics"): Policy(Door.OPEN),
+    # The suite's app has a metrics token (as a deployment that is scraped has), which no probe sends.
+    ("GET", "/metrics"): Policy(Door.METRICS),
     ("GET", "/v1/me"): Policy(Door.ANY_KEY),
     ("GET", "/v1/municipalities"): Policy(Door.ANY_KEY),
     ("POST", "/v1/municipalities"): Policy(
@@ -147,7 +149,8 @@ POLICY: dict[tuple[str, str], Policy] = {
     # waste
     ("GET", T + "/waste/bins"): town(READ, WASTE),
     ("GET", T + "/waste/collection"): town(READ, WASTE),
-    ("GET", T + "/waste/bins/{dev_eui}/emptyings"): town(READ, WASTE),
+    # A device outside a use case answers there like a missing one: these name a device of it.
+    ("GET", T + "/waste/bins/{dev_eui}/emptyings"): town(READ, WASTE, kinds={"dev_eui": "waste-bin"}),
     # soil
     ("GET", T + "/soil/sensors"): town(READ, SOIL),
     ("GET", T + "/soil/areas"): town(READ, SOIL),
@@ -161,7 +164,13 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("DELETE", T + "/soil/thresholds/{soil_type}"): town(KEYS, success=204, consumes=True),
     # environment
     ("GET", T + "/environment/latest"): town(READ, ENVIRONMENT),
-    ("GET", T + "/environment/history"): town(READ, ENVIRONMENT, query=history_query, query_ids=("dev_eui",)),
+    ("GET", T + "/environment/history"): town(
+        READ,
+        ENVIRONMENT,
+        query=history_query,
+        query_ids=("dev_eui",),
+        kinds={"dev_eui": "environment-sensor"},
+    ),
     # network health
     ("GET", T + "/health/gateways"): town(READ),
     ("GET", T + "/health/gateways/{gateway_id}"): town(READ),
@@ -189,6 +198,12 @@ POLICY: dict[tuple[str, str], Policy] = {
         SHARE, success=201, body=lambda world, target: {"use_case": "parking", "grantee": world.bystander()}
     ),
     ("DELETE", T + "/sharing/{grant_id}"): town(SHARE, success=204, consumes=True),
+    # ingest grants: the owner of the devices grants and revokes; a source town lists those it received
+    ("GET", T + "/ingest-grants"): town(SHARE, names_grantors=True),
+    ("POST", T + "/ingest-grants"): town(
+        SHARE, success=201, body=lambda world, target: {"source": world.bystander()}
+    ),
+    ("DELETE", T + "/ingest-grants/{ingest_grant_id}"): town(SHARE, success=204, consumes=True),
     # region views
     ("GET", "/v1/region/parking/zones"): Policy(Door.ANY_KEY),
     ("GET", "/v1/region/waste/bins"): Policy(Door.ANY_KEY),

@@ -8,7 +8,7 @@ classify fails `test_the_policy_classifies_every_route`. Who may do what (`MAY`)
 written here, not read from `api.access`, so that a change to it shows up as a failing
 test instead of silently moving the goalposts.
 
-2,344 requests: 72 routes × 8 callers × up to 6 relations, on towns made once per module.
+2,456 requests: 75 routes × 8 callers × up to 6 relations, on towns made once per module.
 
 Every answer is held to four rules besides its expected status:
 - no 2xx across towns except a read of a use case the other town shares;
@@ -84,8 +84,8 @@ def relations(route: Route, policy: Policy) -> tuple[Relation, ...]:
 def expected_status(policy: Policy, caller: str, relation: Relation) -> int:
     if policy.door is Door.OPEN:
         return policy.success
-    if caller in UNAUTHENTICATED or policy.door is Door.WEBHOOK:
-        return 401  # a webhook's source, known or not, answers an API key as no secret at all
+    if caller in UNAUTHENTICATED or policy.door in (Door.WEBHOOK, Door.METRICS):
+        return 401  # a webhook's source, known or not, and the metrics answer an API key as no secret at all
     region = caller == REGION_ADMIN
     match policy.door:
         case Door.ANY_KEY:
@@ -97,9 +97,11 @@ def expected_status(policy: Policy, caller: str, relation: Relation) -> int:
         case Door.SCRIPT_READ:
             return 404 if relation is Relation.UNKNOWN_ID else policy.success
         case Door.SCRIPT_TRY:
-            if relation is Relation.UNKNOWN_ID:
-                return 404  # script ids are public, as for reading one
-            return policy.success if caller in (REGION_ADMIN, "admin", "editor") else 403
+            # The role first, as at a town's door: a viewer may try no script, existing or not
+            # (script ids are public, so neither order tells anything).
+            if caller not in (REGION_ADMIN, "admin", "editor"):
+                return 403
+            return 404 if relation is Relation.UNKNOWN_ID else policy.success
         case Door.SCRIPT_OWNER:
             if relation is Relation.UNKNOWN_ID:
                 return 404

@@ -18,7 +18,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -30,7 +30,17 @@ from storage.api_keys import Role, create_api_key, revoke_api_key
 from storage.models_usecases import AlertEvent
 from storage.municipalities import create_municipality
 from storage.sharing import SharedUseCase
-from tests.api.data import MUNICIPAL_ROLES, Tenant, add_gateway, auth, register, unique_slug
+from storage.waste import FILL_LEVEL
+from tests.api.data import (
+    MUNICIPAL_ROLES,
+    Tenant,
+    add_gateway,
+    add_readings,
+    auth,
+    device_id,
+    register,
+    unique_slug,
+)
 
 LARGEST_ID = 2**31 - 1
 
@@ -143,7 +153,7 @@ class World:
 
 def unknown_value(kind: str) -> str:
     """An id of kind `kind` that names nothing anywhere, but is well-formed."""
-    if kind in ("dev_eui", "gateway_id"):
+    if kind in ("dev_eui", "gateway_id", "waste-bin", "environment-sensor"):
         return secrets.token_hex(8)
     if kind in ("zone", "soil_type", "tts-source", "chirpstack-source"):
         return f"unbekannt-{secrets.token_hex(5)}"
@@ -187,6 +197,12 @@ def make_world(client: TestClient, engine: Engine, region_key: str) -> World:
             f"/v1/municipalities/{sharer.slug}/sharing",
             json={"use_case": use_case.value, "grantee": own.slug},
         )
+    # One ingest grant the own town received, so that its list of them has a foreign row to show.
+    world.region(
+        "POST",
+        f"/v1/municipalities/{world.sharers[SharedUseCase.WASTE].slug}/ingest-grants",
+        json={"source": own.slug},
+    )
     # One of each resource in every town up front, so that every list has rows to leak.
     for town in world.towns:
         for kind in TOWN_RESOURCES:
@@ -201,6 +217,21 @@ def _device(world: World, town: Town) -> str:
     tenant = Tenant(id=town.id, slug=town.slug, keys={"editor": world.region_key})
     dev_eui: str = register(world.client, tenant, name=marker(town.slug))["dev_eui"]
     return dev_eui
+
+
+def _measuring_device(use_case: SharedUseCase, quantity: str, value: float) -> ResourceMaker:
+    """A device of `use_case` with a latest value of `quantity`: what the use case's views show
+    (a bin is a device with a fill level); any other device they answer like a missing one."""
+
+    def make(world: World, town: Town) -> str:
+        tenant = Tenant(id=town.id, slug=town.slug, keys={"editor": world.region_key})
+        device = register(world.client, tenant, name=marker(town.slug), use_case=use_case.value)
+        dev_eui: str = device["dev_eui"]
+        heard = datetime.now(UTC) - timedelta(minutes=5)
+        add_readings(world.engine, [(heard, device_id(world.engine, dev_eui), quantity, value)])
+        return dev_eui
+
+    return make
 
 
 def _gateway(world: World, town: Town) -> str:
@@ -243,6 +274,11 @@ def _grant(world: World, town: Town) -> str:
     return str(world.region("POST", f"/v1/municipalities/{town.slug}/sharing", json=body)["id"])
 
 
+def _ingest_grant(world: World, town: Town) -> str:
+    body = {"source": world.bystander()}
+    return str(world.region("POST", f"/v1/municipalities/{town.slug}/ingest-grants", json=body)["id"])
+
+
 def _zone(world: World, town: Town) -> str:
     zone = f"zone-{secrets.token_hex(4)}"
     world.region(
@@ -276,6 +312,7 @@ TOWN_RESOURCES = (
     "event_id",
     "webhook_id",
     "grant_id",
+    "ingest_grant_id",
     "zone",
     "soil_type",
     "codec_id",
@@ -287,12 +324,15 @@ MAKERS: dict[str, ResourceMaker] = {
     "tts-source": lambda world, town: WEBHOOK_SOURCES[0 if town is world.own else 1].name,
     "chirpstack-source": lambda world, town: WEBHOOK_SOURCES[1 if town is world.own else 0].name,
     "dev_eui": _device,
+    "waste-bin": _measuring_device(SharedUseCase.WASTE, FILL_LEVEL, 64.0),
+    "environment-sensor": _measuring_device(SharedUseCase.ENVIRONMENT, "temperature", 21.5),
     "gateway_id": _gateway,
     "key_id": _key,
     "rule_id": _rule,
     "event_id": _event,
     "webhook_id": _webhook,
     "grant_id": _grant,
+    "ingest_grant_id": _ingest_grant,
     "zone": _zone,
     "soil_type": _soil_type,
     "codec_id": _codec_script,
