@@ -285,13 +285,20 @@ def list_unclaimed(
     granted this municipality's sources ingest (their frames go to that device). One
     registered by a town that did not grant stays listed: this town's frames of it are
     unclaimed, whoever owns a device of that DevEUI elsewhere.
+
+    Under row-level security the granting owners' devices are not this municipality's to
+    read; `lorakom_granted_dev_euis()` (migration 0011) tells which of its heard DevEUIs
+    they registered, and nothing more. The table owner (no tenant set) reads them directly.
     """
     granting_owners = select(IngestGrant.owner_municipality_id).where(
         IngestGrant.source_municipality_id == municipality_id
     )
-    claimed = exists().where(
-        Device.dev_eui == DeviceActivity.dev_eui,
-        or_(Device.municipality_id == municipality_id, Device.municipality_id.in_(granting_owners)),
+    claimed = or_(
+        exists().where(
+            Device.dev_eui == DeviceActivity.dev_eui,
+            or_(Device.municipality_id == municipality_id, Device.municipality_id.in_(granting_owners)),
+        ),
+        DeviceActivity.dev_eui.in_(select(func.lorakom_granted_dev_euis())),
     )
     query = (
         select(DeviceActivity)

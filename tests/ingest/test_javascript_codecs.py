@@ -122,9 +122,13 @@ function decodeUplink(input) {
 
 def test_a_batch_of_two_towns_devices_shows_neither_town_the_others_payloads(fresh_db_url: str) -> None:
     """One shared script, one batch with the uplinks of a device in each of two towns,
-    interleaved: a global the script sets for one town's uplink is never seen in the other's."""
+    interleaved: a global the script sets for one town's uplink is never seen in the other's.
+
+    One source carries both towns' devices the only way it may: it is northtown's, and
+    southtown granted northtown's sources ingest."""
     traffic = Traffic()
     codec_id = f"test-{traffic.tag}/telltale"
+    towns: list[int] = []
     with psycopg.connect(fresh_db_url) as conn:
         for device, town in ((1, "northtown"), (2, "southtown")):
             municipality = conn.execute(
@@ -138,13 +142,22 @@ def test_a_batch_of_two_towns_devices_shows_neither_town_the_others_payloads(fre
                 "VALUES (%s, %s, %s, %s, 'javascript')",
                 (municipality[0], traffic.dev_eui(device), f"Sensor {device}", codec_id),
             )
+            towns.append(municipality[0])
+        north, south = towns
+        conn.execute(
+            "INSERT INTO ingest_grant (owner_municipality_id, source_municipality_id, created_by) "
+            "VALUES (%s, %s, 'test')",
+            (south, north),
+        )
     devices = DeviceCache()
     with psycopg.connect(fresh_db_url) as conn:
         devices.refresh(conn)
-    source = SourceConfig(name=traffic.source_names[0], kind="tts", municipality="testtown", host="localhost")
+    source = SourceConfig(
+        name=traffic.source_names[0], kind="tts", municipality=f"northtown-{traffic.tag}", host="localhost"
+    )
     registry = CodecRegistry()
     registry.register_javascript(codec_id, TELLTALE)
-    pipeline = Pipeline(devices, registry, {source.name: 1}, IngestCounters())
+    pipeline = Pipeline(devices, registry, {source.name: north}, IngestCounters())
     # payload n starts with n % 256: device 1 sends the even counters, device 2 the odd ones
     messages = [traffic.tts_uplink(n, device=1 + n % 2) for n in range(40)]
     try:

@@ -115,20 +115,35 @@ LORAKOM = "import sys; from cli.main import main; sys.exit(main(sys.argv[1:]))"
 
 
 @pytest.fixture(scope="module")
-def served(migrated_db_url: str) -> Iterator[Served]:
-    """`lorakom api` in a process of its own, on the session's database."""
+def served(
+    migrated_db_url: str, settings: ApiSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """`lorakom api` in a process of its own, on the session's database.
+
+    It is started as a deployment starts it: with the session's `LORAKOM_SECRET_KEYS`,
+    since other tests leave webhook subscriptions whose secrets are sealed under that key,
+    and the server rightly refuses to start over secrets it could not open. Its output is
+    kept, so that a server that stops while starting says why.
+    """
+    assert settings.secrets.keys is not None
     port = free_port()
-    env = os.environ | {"LORAKOM_DB_URL": migrated_db_url}
-    process = subprocess.Popen(
-        [sys.executable, "-c", LORAKOM, "api", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    env = os.environ | {
+        "LORAKOM_DB_URL": migrated_db_url,
+        "LORAKOM_SECRET_KEYS": settings.secrets.keys.get_secret_value(),
+    }
+    output = tmp_path_factory.mktemp("served") / "lorakom-api.log"
+    with output.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", LORAKOM, "api", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         started = time.monotonic()
         while not port_answers("127.0.0.1", port):
-            assert process.poll() is None, "lorakom api stopped while starting"
+            if process.poll() is not None:
+                pytest.fail(f"lorakom api stopped while starting:\n{output.read_text(errors='replace')}")
             assert time.monotonic() - started < 120, "lorakom api did not start"
             time.sleep(0.1)
         yield Served(port, process.pid)
