@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from sqlalchemy import Engine
 from api.admission import Admission, BodyLimits
 from api.deps import bearer_scheme, check_key_before_body
 from api.metrics import RequestTimer
-from api.problems import FieldProblem, Problem, RequestId, install_problem_handlers
+from api.problems import PROBLEM_MEDIA_TYPE, FieldProblem, Problem, RequestId, install_problem_handlers
 from api.routers import (
     alerts,
     api_keys,
@@ -208,7 +209,29 @@ def install_problem_schema(app: FastAPI) -> None:
             components.update(problem.pop("$defs", {}))
             components["Problem"] = problem
             components.setdefault("FieldProblem", FieldProblem.model_json_schema())
+            document_errors_as_problems(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def document_errors_as_problems(schema: dict[str, Any]) -> None:
+    """Make every documented error response a problem document, as the handlers answer it.
+
+    FastAPI adds its own 422 (`application/json`, `HTTPValidationError`) to each route
+    with parameters or a body, and routers included from outside `api` (webhook ingest)
+    describe their errors without a body; the problem handler answers all of them as
+    `application/problem+json`, so that is what the document says, whoever made the route.
+    """
+    problem = {"schema": {"$ref": "#/components/schemas/Problem"}}
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            for status, response in operation.get("responses", {}).items():
+                if status.isdigit() and int(status) >= HTTPStatus.BAD_REQUEST:
+                    response["content"] = {
+                        PROBLEM_MEDIA_TYPE: response.get("content", {}).get(PROBLEM_MEDIA_TYPE, problem)
+                    }
+    components = schema.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)

@@ -215,7 +215,25 @@ async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     status = HTTPStatus(exc.status_code)
     detail = exc.detail if isinstance(exc.detail, str) else None
+    if status is HTTPStatus.BAD_REQUEST:
+        return unreadable_body(request, detail)
     return problem_response(request, status, detail, headers=exc.headers)
+
+
+def unreadable_body(request: Request, detail: str | None) -> JSONResponse:
+    """A body the framework could not read at all (JSON that is not UTF-8, broken multipart),
+    answered as 422 like a body that reads but does not validate.
+
+    FastAPI already answers broken JSON syntax with 422 and raises a 400 only for the
+    bodies it cannot decode; the API's own errors never raise a bare 400 (a network
+    server's rejected message is a `MessageRejected`, answered by its own handler). One
+    rule, 422 for every request body that is not acceptable, keeps the documented
+    answers of every route with a body true without listing 400 on each of them.
+    """
+    errors = [FieldProblem(loc=["body"], msg=detail or "the body could not be read", type="body_unreadable")]
+    return problem_response(
+        request, HTTPStatus.UNPROCESSABLE_ENTITY, "the request is not valid", errors=errors
+    )
 
 
 async def handle_unexpected_error(request: Request, exc: Exception) -> JSONResponse:

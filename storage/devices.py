@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 from sqlalchemy import Text, cast, exists, func, or_, select
@@ -43,9 +44,30 @@ from storage.models_sharing import IngestGrant
 PrintableText = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]*$")]
 """Text without control characters: PostgreSQL refuses NUL, and nobody means a tab in a name."""
 
-Name = Annotated[PrintableText, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
-Label = Annotated[PrintableText, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
-DevEuiText = Annotated[str, AfterValidator(parse_dev_eui)]
+VISIBLE_TEXT_PATTERN = (
+    r"^[^\x00-\x1f\x7f]*"
+    r"[^\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    r"[^\x00-\x1f\x7f]*$"
+)
+"""Printable text with at least one character that is not white space. The pattern is
+checked on the text as sent, then the text is stripped: so the schema states exactly
+what is accepted, and a name of blanks is refused for what it is."""
+
+Name = Annotated[
+    str, StringConstraints(pattern=VISIBLE_TEXT_PATTERN, max_length=200), AfterValidator(str.strip)
+]
+Label = Annotated[
+    str, StringConstraints(pattern=VISIBLE_TEXT_PATTERN, max_length=100), AfterValidator(str.strip)
+]
+
+DEV_EUI_PATTERN = r"^[\s:\-_.]*(?:0[\s:\-_.]*[xX][\s:\-_.]*)?(?:[0-9A-Fa-f][\s:\-_.]*){16}$"
+"""The spellings `parse_dev_eui` takes (separators anywhere, an optional `0x`), for the schema."""
+
+DevEuiText = Annotated[
+    str,
+    AfterValidator(parse_dev_eui),
+    WithJsonSchema({"type": "string", "pattern": DEV_EUI_PATTERN, "examples": ["70b3d57ed0001234"]}),
+]
 
 # Mirrors decoders.DecoderSource: storage may not import decoders (they are peers).
 DecoderSourceName = Literal["builtin", "javascript", "network"]

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import AfterValidator, AwareDatetime, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, StringConstraints, WithJsonSchema
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -27,7 +27,7 @@ from api.responses import json_page_response, json_response
 from api.schemas.readings import HistoryPointOut, LatestDeviceOut
 from domain.errors import NotFound
 from domain.ids import parse_dev_eui
-from storage.devices import Label, UseCase
+from storage.devices import DEV_EUI_PATTERN, Label, UseCase
 from storage.models import Device, Municipality
 from storage.readings import (
     Aggregate,
@@ -78,6 +78,8 @@ def _known_zone(name: str) -> str:
 
 _ZONE_NAMES = frozenset(available_timezones())
 QuantityName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,40}$")]
+DEV_EUI_QUERY_SCHEMA = {"type": "string", "maxLength": 64, "pattern": DEV_EUI_PATTERN}
+"""A DevEUI in a query, as documented: checked by `parse_dev_eui` when the devices are looked up."""
 Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
 ZoneName = Annotated[str, StringConstraints(max_length=64), AfterValidator(_known_zone)]
 TimeZoneQuery = Annotated[
@@ -236,7 +238,7 @@ def history_resolver(
         session: SessionDep,
         settings: SettingsDep,
         dev_eui: Annotated[
-            list[Annotated[str, StringConstraints(max_length=64)]],
+            list[Annotated[str, StringConstraints(max_length=64), WithJsonSchema(DEV_EUI_QUERY_SCHEMA)]],
             Query(min_length=1, max_length=100, description="One or more DevEUIs of this municipality"),
         ],
         quantity: Annotated[

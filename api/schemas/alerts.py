@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, JsonValue, UrlConstraints, model_validator
 
+from api.schemas.numbers import BodyInt
 from domain.quantity import find_quantity
 from storage.alerts import DeliveryLog, RuleKind
 from storage.devices import Label, Name
@@ -38,8 +39,8 @@ class AlertRuleIn(BaseModel):
     name: Name
     kind: RuleKind
     quantity: Annotated[str, Field(pattern=r"^[a-z0-9_@.-]{1,40}$")] | None = None
-    threshold: float | None = Field(default=None, allow_inf_nan=False, ge=-1e9, le=1e9)
-    duration_s: int = Field(default=0, ge=0, le=30 * 86_400)
+    threshold: float | None = Field(default=None, allow_inf_nan=False, ge=-1e9, le=1e9, strict=True)
+    duration_s: BodyInt = Field(default=0, ge=0, le=30 * 86_400)
     tag: Label | None = None
     enabled: bool = True
 
@@ -153,6 +154,8 @@ class AlertEventOut(BaseModel):
 
 
 WebhookUrl = Annotated[AnyHttpUrl, UrlConstraints(max_length=2000, allowed_schemes=["http", "https"])]
+WEBHOOK_URL_PATTERN = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]"
+"""What `WebhookUrl` takes, as far as a schema can say: an http(s) URL with a host."""
 
 
 class WebhookIn(BaseModel):
@@ -172,7 +175,7 @@ class WebhookIn(BaseModel):
         },
     )
 
-    url: WebhookUrl
+    url: WebhookUrl = Field(json_schema_extra={"pattern": WEBHOOK_URL_PATTERN})
     description: Name | None = None
 
 

@@ -12,6 +12,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
+from api.schemas.numbers import BodyInt
 from decoders.codec import UseCase
 from domain.quantity import find_quantity
 from domain.reading import Reading
@@ -138,7 +139,7 @@ class TryPayloadIn(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"f_port": 2, "payload_hex": "00eb"}]}
     )
 
-    f_port: int = Field(ge=0, le=255)
+    f_port: BodyInt = Field(ge=0, le=255)
     payload_hex: Annotated[str, StringConstraints(pattern=r"^(?:[0-9a-fA-F]{2}\s?)*$", max_length=1024)]
     metadata: dict[str, JsonValue] | None = Field(
         default=None, description="Device metadata the readings need (e.g. `bin_depth_mm`)"

@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from storage.devices import (
     DecoderSourceName,
@@ -36,27 +37,66 @@ EXAMPLE: dict[str, JsonValue] = {
 }
 
 
+BOTH_COORDINATES: dict[str, JsonValue] = {
+    "required": ["latitude", "longitude"],
+    "properties": {"latitude": {"type": "number"}, "longitude": {"type": "number"}},
+}
+LOCATION_IS_WHOLE: dict[str, JsonValue] = {
+    "anyOf": [BOTH_COORDINATES, {"properties": {"latitude": {"type": "null"}, "longitude": {"type": "null"}}}]
+}
+"""`DeviceFields.location_is_whole` for the schema: a location is both coordinates or none
+(each absent or null)."""
+LOCATION_CHANGES_WHOLE: dict[str, JsonValue] = {
+    "anyOf": [
+        BOTH_COORDINATES,
+        {
+            "required": ["latitude", "longitude"],
+            "properties": {"latitude": {"type": "null"}, "longitude": {"type": "null"}},
+        },
+        {"properties": {"latitude": False, "longitude": False}},
+    ]
+}
+"""`DevicePatch.location_is_whole` for the schema: both coordinates, both null, or neither."""
+
+
 class DeviceIn(DeviceSpec):
     """A device to register (or claim, when its DevEUI has been heard already)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE], **LOCATION_IS_WHOLE})
 
 
 class DevicePatch(BaseModel):
     """Fields to change; absent fields stay as they are, `metadata` is replaced as a whole."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"name": "Bin Marktplatz 3a", "tags": ["altstadt"]}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "Bin Marktplatz 3a", "tags": ["altstadt"]}],
+            **LOCATION_CHANGES_WHOLE,
+        },
     )
 
-    name: Name | None = None
+    # Null is no value for the name, use case, tags or metadata of a device: those four are
+    # absent or given, and the schema does not offer null for them.
+    name: Name | SkipJsonSchema[None] = None
     codec_id: Annotated[PrintableText, Field(max_length=200)] | None = None
     decoder_source: DecoderSourceName | None = None
-    use_case: UseCase | None = None
-    latitude: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
-    longitude: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
-    tags: list[Label] | None = Field(default=None, max_length=50)
-    metadata: DeviceMetadata | None = None
+    use_case: UseCase | SkipJsonSchema[None] = None
+    latitude: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False, strict=True)
+    longitude: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False, strict=True)
+    tags: Annotated[list[Label], Field(max_length=50)] | SkipJsonSchema[None] = None
+    metadata: DeviceMetadata | SkipJsonSchema[None] = None
+
+    @model_validator(mode="after")
+    def location_is_whole(self) -> DevicePatch:
+        """A location changes as a whole: both coordinates, or neither. A patch of one alone
+        would be valid or not by what the device holds now, which no schema can state."""
+        given = {"latitude", "longitude"} & self.model_fields_set
+        if given and (
+            given != {"latitude", "longitude"} or (self.latitude is None) != (self.longitude is None)
+        ):
+            raise ValueError("latitude and longitude are given together or not at all")
+        return self
 
     def applied_to(self, device: Device) -> DeviceFields:
         """The device's fields after this patch, validated as a whole (e.g. latitude with longitude)."""

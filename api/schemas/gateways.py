@@ -68,7 +68,7 @@ class GatewayPatch(BaseModel):
     )
 
     name: Name | None = None
-    latitude: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
-    longitude: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
-    altitude_m: float | None = Field(default=None, ge=-500, le=9000, allow_inf_nan=False)
+    latitude: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False, strict=True)
+    longitude: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False, strict=True)
+    altitude_m: float | None = Field(default=None, ge=-500, le=9000, allow_inf_nan=False, strict=True)
     owner: Annotated[str, Field(pattern=SLUG_PATTERN, max_length=63)] | None = None

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api.schemas.numbers import BodyInt
 from storage.parking import OccupancyBucket, SpotState, TypicalHour, ZoneSummary
 from storage.soil import Area, Light, SoilSensor, Thresholds
 from storage.waste import BinStatus, Emptying
@@ -56,7 +57,7 @@ class ZoneOut(BaseModel):
 class CapacityIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"capacity": 24}]})
 
-    capacity: int = Field(ge=0, le=100_000)
+    capacity: BodyInt = Field(ge=0, le=100_000)
 
 
 class SpotOut(BaseModel):
@@ -209,8 +210,8 @@ class ThresholdsIn(BaseModel):
         json_schema_extra={"examples": [{"yellow_below_percent": 22.0, "red_below_percent": 15.0}]},
     )
 
-    yellow_below_percent: float = Field(ge=0, le=100, allow_inf_nan=False)
-    red_below_percent: float = Field(ge=0, le=100, allow_inf_nan=False)
+    yellow_below_percent: float = Field(ge=0, le=100, allow_inf_nan=False, strict=True)
+    red_below_percent: float = Field(ge=0, le=100, allow_inf_nan=False, strict=True)
 
     @model_validator(mode="after")
     def red_is_drier(self) -> ThresholdsIn:
