@@ -62,7 +62,9 @@ class Traffic:
             "correlation_ids": [f"as:up:{self.tag.upper()}{n:016d}", f"gs:uplink:{uuid.uuid4().hex}"],
             "received_at": iso(at + timedelta(milliseconds=40)),
             "uplink_message": {
-                "session_key_id": "AXTiwN+z9X8NPaQ9y5mDAg==",
+                # Per traffic, as TTS gives each device session its own: the frame key hashes it with
+                # the device id, f_cnt and time, and every traffic's devices are named dev-1, dev-2, ...
+                "session_key_id": base64.b64encode(bytes.fromhex(f"{self.tag:0>32}")).decode(),
                 "f_port": 2,
                 "f_cnt": n,
                 "frm_payload": base64.b64encode(bytes([n % 256, 0x10, 0x20])).decode(),
