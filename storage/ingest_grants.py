@@ -22,14 +22,14 @@ from sqlalchemy.orm import Session, aliased
 
 from domain.errors import Conflict, InvalidIdentifier, NotFound
 from storage.models import Municipality
-from storage.models_sharing import IngestGrant
+from storage.models_sharing import IngestGrant, PendingIngestGrant
 
 
 @dataclass(frozen=True)
 class IngestGrantView:
     """A grant with the slugs it refers to."""
 
-    grant: IngestGrant
+    grant: IngestGrant | PendingIngestGrant
     owner_slug: str
     source_slug: str
 
@@ -49,6 +49,29 @@ def create_ingest_grant(
     except IntegrityError as exc:
         raise Conflict(f"{source.slug}'s sources deliver for {owner.slug} already") from exc
     return IngestGrantView(grant, owner.slug, source.slug)
+
+
+def create_ingest_grant_to_slug(
+    session: Session, *, owner: Municipality, source_slug: str, created_by: str
+) -> IngestGrantView:
+    """Let the sources of the municipality of `source_slug` deliver for `owner`, existing or not.
+
+    The answer is the same either way, so an admin cannot probe which slugs exist: a
+    grant to an unknown slug is kept pending and lets nobody deliver until a
+    municipality of that slug is created (`PendingIngestGrant`).
+    """
+    source = session.scalar(select(Municipality).where(Municipality.slug == source_slug))
+    if source is not None:
+        return create_ingest_grant(session, owner=owner, source=source, created_by=created_by)
+    pending = PendingIngestGrant(
+        owner_municipality_id=owner.id, source_slug=source_slug, created_by=created_by
+    )
+    try:
+        with session.begin_nested():
+            session.add(pending)
+    except IntegrityError as exc:
+        raise Conflict(f"{source_slug}'s sources deliver for {owner.slug} already") from exc
+    return IngestGrantView(pending, owner.slug, source_slug)
 
 
 def list_ingest_grants(
@@ -72,10 +95,25 @@ def list_ingest_grants(
     )
     if after_id is not None:
         query = query.where(IngestGrant.id > after_id)
-    return [
+    views = [
         IngestGrantView(grant, owner_slug, source_slug)
         for grant, owner_slug, source_slug in session.execute(query)
     ]
+    pending_query = (
+        select(PendingIngestGrant, owner.slug)
+        .join(owner, owner.id == PendingIngestGrant.owner_municipality_id)
+        .where(PendingIngestGrant.owner_municipality_id == municipality_id)
+        .order_by(PendingIngestGrant.id)
+        .limit(limit + 1)
+    )
+    if after_id is not None:
+        pending_query = pending_query.where(PendingIngestGrant.id > after_id)
+    views += [
+        IngestGrantView(pending, owner_slug, pending.source_slug)
+        for pending, owner_slug in session.execute(pending_query)
+    ]
+    # One id space (a shared sequence), so the two lists merge into one order for paging.
+    return sorted(views, key=lambda view: view.grant.id)[: limit + 1]
 
 
 def revoke_ingest_grant(session: Session, *, owner_id: int, grant_id: int) -> None:
@@ -88,8 +126,16 @@ def revoke_ingest_grant(session: Session, *, owner_id: int, grant_id: int) -> No
         select(IngestGrant).where(IngestGrant.id == grant_id, IngestGrant.owner_municipality_id == owner_id)
     )
     if grant is None:
-        raise NotFound(f"no ingest grant {grant_id}")
-    session.delete(grant)
+        pending = session.scalar(
+            select(PendingIngestGrant).where(
+                PendingIngestGrant.id == grant_id, PendingIngestGrant.owner_municipality_id == owner_id
+            )
+        )
+        if pending is None:
+            raise NotFound(f"no ingest grant {grant_id}")
+        session.delete(pending)
+    else:
+        session.delete(grant)
     session.flush()
 
 

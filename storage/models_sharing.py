@@ -99,3 +99,24 @@ class IngestGrant(Base):
     created_by: Mapped[str] = mapped_column(String(16))
 
     __table_args__ = (UniqueConstraint("owner_municipality_id", "source_municipality_id"),)
+
+
+class PendingIngestGrant(Base):
+    """An ingest grant to a slug that no municipality has (yet): it lets nobody deliver.
+
+    Kept for the same reason as `PendingSharingGrant`, with ids from `ingest_grant`'s
+    sequence; the trigger of migration 0012 makes it a real grant once a municipality
+    of that slug is created.
+    """
+
+    __tablename__ = "pending_ingest_grant"
+
+    id: Mapped[int] = mapped_column(
+        Integer, primary_key=True, server_default=text("nextval('ingest_grant_id_seq')")
+    )
+    owner_municipality_id: Mapped[int] = mapped_column(ForeignKey("municipality.id", ondelete="CASCADE"))
+    source_slug: Mapped[str] = mapped_column(String(63), index=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    created_by: Mapped[str] = mapped_column(String(16))
+
+    __table_args__ = (UniqueConstraint("owner_municipality_id", "source_slug"),)

@@ -17,9 +17,8 @@ from api.deps import CurrentKey, SessionDep, ShareAdminDep
 from api.pagination import CursorQuery, LimitQuery, Page, int_cursor, page_of
 from api.problems import problem_responses
 from api.schemas.ingest_grants import IngestGrantIn, IngestGrantOut
-from domain.errors import InvalidIdentifier, NotFound
-from storage.ingest_grants import create_ingest_grant, list_ingest_grants, revoke_ingest_grant
-from storage.municipalities import get_municipality
+from domain.errors import InvalidIdentifier
+from storage.ingest_grants import create_ingest_grant_to_slug, list_ingest_grants, revoke_ingest_grant
 
 router = APIRouter(prefix="/municipalities/{slug}/ingest-grants", tags=["sharing"])
 
@@ -46,7 +45,8 @@ def list_all(
 
 @router.post(
     "",
-    summary="Let another municipality's sources deliver uplinks for this municipality's devices (admin)",
+    summary="Let another municipality's sources deliver uplinks for this municipality's devices (admin); "
+    "a grant to a slug no municipality has yet is kept and takes effect once it exists",
     status_code=status.HTTP_201_CREATED,
     response_model=IngestGrantOut,
     responses=problem_responses(403, 404, 409, 422),
@@ -54,12 +54,13 @@ def list_all(
 def grant(
     body: IngestGrantIn, municipality: ShareAdminDep, key: CurrentKey, session: SessionDep
 ) -> IngestGrantOut:
-    try:
-        source = get_municipality(session, body.source)
-    except NotFound as exc:
-        # 422, not 404: the route's own municipality exists; the body names a wrong one.
-        raise InvalidIdentifier(f"no municipality {body.source!r} to grant ingest to") from exc
-    view = create_ingest_grant(session, owner=municipality, source=source, created_by=key.prefix)
+    if body.source == municipality.slug:
+        raise InvalidIdentifier("a municipality's own sources deliver for it without a grant")
+    # Taken whether or not that municipality exists (pending until it does): a refusal
+    # would tell any admin which slugs exist.
+    view = create_ingest_grant_to_slug(
+        session, owner=municipality, source_slug=body.source, created_by=key.prefix
+    )
     session.commit()
     return IngestGrantOut.of(view, municipality.slug)
 

@@ -20,9 +20,19 @@ from decoders import CodecRegistry
 from ingest.metrics import Outcome
 from ingest.pipeline import frame_decoder
 from storage.alerts import RuleKind, create_rule, evaluate_rule
+from storage.api_keys import Role, create_api_key
 from storage.models_usecases import AlertRule
 from storage.redecode import redecode_device
-from tests.api.data import RegisteredHooks, Tenant, TenantFactory, add_gateway, device_id, register
+from tests.api.data import (
+    RegisteredHooks,
+    Tenant,
+    TenantFactory,
+    add_gateway,
+    auth,
+    device_id,
+    register,
+    unique_slug,
+)
 from tests.conftest import Broker
 from tests.ingest.harness import publish, start_bridge, wait_until
 from tests.ingest.messages import Traffic
@@ -283,3 +293,53 @@ def test_an_mqtt_source_keeps_to_its_own_town(
     assert rows(
         engine, "SELECT DISTINCT municipality_id, decode_status FROM uplink WHERE dev_eui = :e", e=theirs
     ) == [(town_a.id, "unclaimed")]
+
+
+def test_an_ingest_grant_to_an_unknown_slug_answers_as_one_to_a_real_town_and_holds_once_it_exists(
+    client: TestClient, region_key: str, make_tenant: TenantFactory
+) -> None:
+    """Refusing a grant to a slug nobody has would tell any admin which towns exist."""
+    owner, real = make_tenant(), make_tenant()
+    newcomer = unique_slug("neudorf")
+    to_real = client.post(
+        owner.url("/ingest-grants"), json={"source": real.slug}, headers=owner.headers("admin")
+    )
+    to_nobody = client.post(
+        owner.url("/ingest-grants"), json={"source": newcomer}, headers=owner.headers("admin")
+    )
+    assert (to_real.status_code, to_nobody.status_code) == (201, 201)
+    assert set(to_real.json()) == set(to_nobody.json())
+    assert (to_nobody.json()["source"], to_nobody.json()["direction"]) == (newcomer, "given")
+    again = client.post(
+        owner.url("/ingest-grants"), json={"source": newcomer}, headers=owner.headers("admin")
+    )
+    assert again.status_code == 409
+
+    created = client.post(
+        "/v1/municipalities",
+        json={"slug": newcomer, "name": "Neudorf", "district": None},
+        headers=auth(region_key),
+    )
+    assert created.status_code == 201, created.text
+    with Session(client.app.state.engine) as session:  # type: ignore[attr-defined]
+        newcomer_admin, _ = create_api_key(session, municipality_slug=newcomer, role=Role.ADMIN, name="admin")
+        session.commit()
+    received = client.get(f"/v1/municipalities/{newcomer}/ingest-grants", headers=auth(newcomer_admin))
+    assert [(item["id"], item["owner"], item["direction"]) for item in received.json()["items"]] == [
+        (to_nobody.json()["id"], owner.slug, "received")
+    ]
+
+    pending = client.post(
+        owner.url("/ingest-grants"), json={"source": unique_slug("nirgendwo")}, headers=owner.headers("admin")
+    ).json()["id"]
+    assert (
+        client.delete(real.url(f"/ingest-grants/{pending}"), headers=real.headers("admin")).status_code == 404
+    )
+    assert (
+        client.delete(owner.url(f"/ingest-grants/{pending}"), headers=owner.headers("admin")).status_code
+        == 204
+    )
+    assert (
+        client.delete(owner.url(f"/ingest-grants/{pending}"), headers=owner.headers("admin")).status_code
+        == 404
+    )

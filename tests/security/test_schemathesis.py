@@ -48,7 +48,10 @@ RULES_BEYOND_THE_SCHEMA = {
     ("POST", "/v1/municipalities/{slug}/alerts/rules"): "a rule's kind decides whether it takes a quantity",
     ("PUT", "/v1/municipalities/{slug}/soil/thresholds/{soil_type}"): "red lies at or below yellow",
     ("POST", "/v1/municipalities/{slug}/sharing"): "a municipality cannot share with itself",
-    ("POST", "/v1/municipalities/{slug}/ingest-grants"): "the source must be another existing municipality",
+    (
+        "POST",
+        "/v1/municipalities/{slug}/ingest-grants",
+    ): "the source is not the owner itself",
     ("POST", "/v1/municipalities/{slug}/alerts/webhooks"): "the URL's host must resolve to public addresses "
     "only, and be https unless the installation allows http",
     ("POST", "/v1/municipalities/{slug}/devices/import"): "the file must be UTF-8 CSV text without NUL",
