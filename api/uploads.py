@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi.exceptions import RequestValidationError
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette import status
@@ -91,8 +92,9 @@ class _Part:
 async def read_upload(request: Request, field: str, limit: int) -> bytes:
     """The content of the file sent in `field`, at most `limit` bytes (413 beyond).
 
-    400 for a body that is not multipart as it says (no boundary, broken, or ending before
-    its closing boundary); 422 for another content type or a form without the file.
+    422 for a body that is not multipart as it says (no boundary, broken, or ending before
+    its closing boundary), for another content type, or a form without the file: one rule
+    for every body the app cannot read.
     """
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     if content_type != FORM_DATA:
@@ -100,7 +102,7 @@ async def read_upload(request: Request, field: str, limit: int) -> bytes:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, wrong_type)
     boundary = options.get(b"boundary")
     if not boundary:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the multipart body names no boundary")
+        raise _unreadable("the multipart body names no boundary")
     part = _Part(field, limit)
     callbacks: Any = {
         name: getattr(part, name)
@@ -121,10 +123,14 @@ async def read_upload(request: Request, field: str, limit: int) -> bytes:
             parser.write(chunk)
         parser.finalize()
     except FormParserError as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the multipart body is broken") from exc
+        raise _unreadable("the multipart body is broken") from exc
     if not part.ended:
-        cut_short = "the multipart body ends before its closing boundary"
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, cut_short)
+        raise _unreadable("the multipart body ends before its closing boundary")
     if part.found is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"no file in the field {field!r}")
     return bytes(part.found)
+
+
+def _unreadable(why: str) -> RequestValidationError:
+    """A body that cannot be read, answered as every unreadable body is (422, `loc` body)."""
+    return RequestValidationError([{"loc": ("body",), "msg": why, "type": "body_unreadable"}])

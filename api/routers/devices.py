@@ -181,7 +181,7 @@ ImportFileDep = Annotated[bytes, Depends(import_file)]
         "read further."
     ),
     response_model=ImportReportOut,
-    responses=problem_responses(400, 403, 404, 413, 422),
+    responses=problem_responses(403, 404, 413, 422),
     openapi_extra={"requestBody": upload_request_body("file")},
 )
 def import_csv(

@@ -123,7 +123,8 @@ POLICY: dict[tuple[str, str], Policy] = {
     ("POST", T + "/devices/import"): town(DEVICES, body=csv_upload, upload=True),
     ("GET", T + "/devices/{dev_eui}"): town(READ),
     ("PATCH", T + "/devices/{dev_eui}"): town(
-        DEVICES, body=lambda world, target: {"latitude": 48.6, "metadata": {"bin_depth_mm": 1100.0}}
+        DEVICES,
+        body=lambda world, target: {"latitude": 48.6, "longitude": 9.1, "metadata": {"bin_depth_mm": 1100.0}},
     ),
     ("DELETE", T + "/devices/{dev_eui}"): town(DEVICES, success=204, consumes=True),
     ("POST", T + "/devices/{dev_eui}/redecode"): town(Action.REDECODE, success=202),
