@@ -26,12 +26,17 @@ from typing import Any
 import pytest
 from fastapi import APIRouter
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from api.app import create_app
 from api.settings import ApiSettings
 from cli.services import free_port, port_answers
+from storage.api_keys import Role, create_api_key
 from storage.database import create_database_engine
-from tests.api.data import Tenant, auth, device_body, register
+from storage.municipalities import create_municipality
+from storage.schema import upgrade_database
+from tests.api.data import Tenant, auth, device_body, register, unique_slug
+from tests.conftest import create_database, drop_database
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -103,6 +108,8 @@ def test_routes_that_take_files_or_scripts_have_larger_limits(client: TestClient
 class Served:
     port: int
     pid: int
+    slug: str
+    editor_key: str
 
     def rss_bytes(self, field: str = "VmRSS") -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -115,22 +122,27 @@ LORAKOM = "import sys; from cli.main import main; sys.exit(main(sys.argv[1:]))"
 
 
 @pytest.fixture(scope="module")
-def served(
-    migrated_db_url: str, settings: ApiSettings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Served]:
-    """`lorakom api` in a process of its own, on the session's database.
+def served(postgres_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`lorakom api` in a process of its own, on a database of its own with one town.
 
-    It is started as a deployment starts it: with the session's `LORAKOM_SECRET_KEYS`,
-    since other tests leave webhook subscriptions whose secrets are sealed under that key,
-    and the server rightly refuses to start over secrets it could not open. Its output is
-    kept, so that a server that stops while starting says why.
+    Not the session's database: other tests leave webhook subscriptions in it sealed under
+    keys of their own (one on purpose, a secret no key opens), and `lorakom api` rightly
+    refuses to start over secrets it cannot open. Its output is kept, so that a server
+    that stops while starting says why.
     """
-    assert settings.secrets.keys is not None
+    url = create_database(postgres_server, prefix="lorakom_served")
+    upgrade_database(url)
+    slug = unique_slug("served")
+    engine = create_database_engine(url, pool_size=1)
+    try:
+        with Session(engine) as session:
+            create_municipality(session, slug=slug, name="Served", district=None)
+            editor_key, _ = create_api_key(session, municipality_slug=slug, role=Role.EDITOR, name="editor")
+            session.commit()
+    finally:
+        engine.dispose()
     port = free_port()
-    env = os.environ | {
-        "LORAKOM_DB_URL": migrated_db_url,
-        "LORAKOM_SECRET_KEYS": settings.secrets.keys.get_secret_value(),
-    }
+    env = os.environ | {"LORAKOM_DB_URL": url}
     output = tmp_path_factory.mktemp("served") / "lorakom-api.log"
     with output.open("wb") as log:
         process = subprocess.Popen(
@@ -146,10 +158,11 @@ def served(
                 pytest.fail(f"lorakom api stopped while starting:\n{output.read_text(errors='replace')}")
             assert time.monotonic() - started < 120, "lorakom api did not start"
             time.sleep(0.1)
-        yield Served(port, process.pid)
+        yield Served(port, process.pid, slug, editor_key)
     finally:
         process.terminate()
         process.wait(timeout=30)
+        drop_database(postgres_server, url)
 
 
 def exchange(port: int, head: str, body: Iterable[bytes] = ()) -> tuple[int, bytes]:
@@ -205,8 +218,8 @@ def chunked(parts: Iterable[bytes]) -> Iterator[bytes]:
     yield b"0\r\n\r\n"
 
 
-def test_a_real_server_refuses_a_keyless_57_mb_body_without_growing(served: Served, tenant: Tenant) -> None:
-    path = tenant.url("/devices")
+def test_a_real_server_refuses_a_keyless_57_mb_body_without_growing(served: Served) -> None:
+    path = f"/v1/municipalities/{served.slug}/devices"
     assert exchange(served.port, post_head(path, length=2) + "{}")[0] == 401  # warm up
     before = served.rss_bytes()
     status, _ = exchange(
@@ -217,7 +230,7 @@ def test_a_real_server_refuses_a_keyless_57_mb_body_without_growing(served: Serv
         served.port, post_head(path, length=None), chunked(hostile_json(HOSTILE_BODY_BYTES))
     )
     assert chunked_status == 401
-    keyed = tenant.keys["editor"]
+    keyed = served.editor_key
     counted, _ = exchange(
         served.port, post_head(path, length=None, key=keyed), chunked(hostile_json(HOSTILE_BODY_BYTES))
     )
@@ -226,15 +239,13 @@ def test_a_real_server_refuses_a_keyless_57_mb_body_without_growing(served: Serv
     assert grown < 32 * MIB, f"the API grew by {grown / MIB:.0f} MiB"
 
 
-def test_a_real_server_checks_the_key_before_reading_the_body(served: Served, tenant: Tenant) -> None:
+def test_a_real_server_checks_the_key_before_reading_the_body(served: Served) -> None:
     """Only the head is sent: a server that waited for the body would never answer."""
-    path = tenant.url("/devices")
+    path = f"/v1/municipalities/{served.slug}/devices"
     assert exchange(served.port, post_head(path, length=60_000))[0] == 401
     assert exchange(served.port, post_head(path, length=60_000, key="lk_abc_def"))[0] == 401
     assert exchange(served.port, post_head(path, length=None))[0] == 401
-    assert (
-        exchange(served.port, post_head(path, length=HOSTILE_BODY_BYTES, key=tenant.keys["editor"]))[0] == 413
-    )
+    assert exchange(served.port, post_head(path, length=HOSTILE_BODY_BYTES, key=served.editor_key))[0] == 413
 
 
 # --- no bare 500s ---------------------------------------------------------------------------
