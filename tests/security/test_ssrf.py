@@ -435,7 +435,7 @@ def test_a_stored_inward_url_is_refused_at_delivery_and_logged_as_a_class_only(
         client.post(tenant.url("/alerts/rules"), json={"name": "Full", "kind": "bin_above"}, headers=admin)
         evaluate_alerts(engine, now)
         with WebhookSender(PLAIN_HTTP_ONLY) as sender:
-            deliver_notifications(engine, sender, box, now)
+            deliver_everything_due(engine, sender, box, now)
         hooks = client.get(tenant.url("/alerts/webhooks"), headers=admin).json()["items"]
         log = client.get(tenant.url(f"/alerts/webhooks/{hooks[0]['id']}/deliveries"), headers=admin).json()
         attempts = log["items"][0]["log"]
