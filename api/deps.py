@@ -84,8 +84,8 @@ BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme
 HeaderKeyDep = Annotated[str | None, Depends(api_key_scheme)]
 
 
-def _presented(bearer: HTTPAuthorizationCredentials | None, header_key: str | None) -> str:
-    presented = bearer.credentials if bearer is not None else header_key
+def _presented(request: Request) -> str:
+    presented = presented_key(request)
     if not presented:
         raise InvalidApiKey("send an API key as `Authorization: Bearer …` or `X-API-Key: …`")
     return presented
@@ -101,7 +101,7 @@ def _authenticated(request: Request, session: Session, bearer: BearerDep, header
     if known is not None:
         return known
     with _database_answers():
-        key = authenticate(session, _presented(bearer, header_key))
+        key = authenticate(session, _presented(request))
     request.state.api_key = key
     return key
 
@@ -114,15 +114,22 @@ def _authenticated_in(
     if known is not None:
         return known, get_municipality(session, slug)
     with _database_answers():
-        key, municipality = authenticate_in(session, _presented(bearer, header_key), slug)
+        key, municipality = authenticate_in(session, _presented(request), slug)
     request.state.api_key = key
     return key, municipality
 
 
 def presented_key(request: Request) -> str | None:
-    """The key as the security schemes read it: `Authorization: Bearer …`, else `X-API-Key`."""
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
+    """The key as the security schemes read it: `Authorization: Bearer …`, else `X-API-Key`.
+
+    An Authorization header that is not a bearer credential is refused, not passed over
+    for `X-API-Key`: a request whose credentials contradict each other is not guessed at.
+    """
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise InvalidApiKey("the Authorization header must read `Bearer <key>`")
         return credentials.strip()
     return request.headers.get("x-api-key") or None
 

@@ -390,3 +390,17 @@ def test_readyz_answers_503_at_once_while_the_pool_is_exhausted(
     assert_problem(busy, 503)
     assert "Retry-After" in busy.headers
     assert ready.status_code == 200
+
+
+def test_an_authorization_header_that_is_no_bearer_is_refused_not_passed_over(
+    client: TestClient, tenant: Tenant
+) -> None:
+    """A malformed Authorization header beside a valid X-API-Key was ignored and the request
+    served: contradicting credentials are refused (401), whichever of them is valid."""
+    valid = tenant.keys["viewer"]
+    for authorization in ("Basic dXNlcjpwdw==", "Bearer", "lk_abc_def"):
+        response = client.get(
+            tenant.url("/devices"), headers={"Authorization": authorization, "X-API-Key": valid}
+        )
+        assert_problem(response, 401)
+    assert client.get(tenant.url("/devices"), headers={"X-API-Key": valid}).status_code == 200
