@@ -14,7 +14,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.routing import APIRoute
@@ -25,6 +25,7 @@ from api.admission import Admission, BodyLimits
 from api.deps import bearer_scheme, check_key_before_body
 from api.metrics import RequestTimer
 from api.problems import PROBLEM_MEDIA_TYPE, FieldProblem, Problem, RequestId, install_problem_handlers
+from api.query import refuse_repeated_query
 from api.routers import (
     alerts,
     api_keys,
@@ -109,6 +110,7 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         root_path=settings.root_path,
+        dependencies=[Depends(refuse_repeated_query)],
     )
     app.state.settings = settings
     app.state.engine = engine

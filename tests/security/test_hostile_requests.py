@@ -404,3 +404,17 @@ def test_an_authorization_header_that_is_no_bearer_is_refused_not_passed_over(
         )
         assert_problem(response, 401)
     assert client.get(tenant.url("/devices"), headers={"X-API-Key": valid}).status_code == 200
+
+
+def test_a_single_valued_query_parameter_given_twice_is_refused(client: TestClient, tenant: Tenant) -> None:
+    """`?tag=a&tag=b` was answered as `?tag=b`: the schema allows one value, so two are a 422."""
+    headers = tenant.headers("viewer")
+    twice = client.get(tenant.url("/devices"), params=[("tag", "a"), ("tag", "b")], headers=headers)
+    problem = assert_problem(twice, 422)
+    assert problem["errors"][0]["loc"] == ["query", "tag"]
+    assert client.get(tenant.url("/devices"), params={"tag": "a"}, headers=headers).status_code == 200
+    # Parameters declared as lists keep taking several values.
+    many = [("dev_eui", "0000000000000001"), ("quantity", "fill_percent"), ("quantity", "battery")]
+    listed = client.get(tenant.url("/readings/history"), params=many, headers=headers)
+    assert "repeated" not in listed.text, listed.text
+    assert listed.status_code != 422, listed.text
