@@ -25,7 +25,7 @@ from api.admission import Admission, BodyLimits
 from api.deps import bearer_scheme, check_key_before_body
 from api.metrics import RequestTimer
 from api.problems import PROBLEM_MEDIA_TYPE, FieldProblem, Problem, RequestId, install_problem_handlers
-from api.query import refuse_repeated_query
+from api.query import refuse_misspelt_query
 from api.routers import (
     alerts,
     api_keys,
@@ -110,7 +110,7 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         root_path=settings.root_path,
-        dependencies=[Depends(refuse_repeated_query)],
+        dependencies=[Depends(refuse_misspelt_query)],
     )
     app.state.settings = settings
     app.state.engine = engine

@@ -30,6 +30,7 @@ from api.schemas.devices import (
     RowErrorOut,
     UnclaimedDeviceOut,
 )
+from api.schemas.moments import Moment
 from api.uploads import read_upload, upload_request_body
 from domain.errors import StorageUnavailable
 from domain.ids import parse_dev_eui
@@ -264,7 +265,7 @@ def redecode(
     engine: EngineDep,
     request: Request,
     tasks: BackgroundTasks,
-    since: Annotated[datetime | None, Query(description="Only frames received at or after this time")] = None,
+    since: Annotated[Moment | None, Query(description="Only frames received at or after this time")] = None,
 ) -> RedecodeAccepted:
     """After a codec change or a fixed decoder: the job runs in the background, idempotently."""
     device = _device(session, municipality, dev_eui)

@@ -11,7 +11,7 @@ from api.deps import SessionDep, WasteReaderDep
 from api.pagination import CursorQuery, LimitQuery, Page, int_cursor, page_of, text_cursor
 from api.problems import problem_responses
 from api.routers.devices import DevEuiPath
-from api.routers.readings import Moment
+from api.schemas.moments import Moment
 from api.schemas.usecases import BinOut, EmptyingOut
 from domain.errors import NotFound
 from domain.ids import parse_dev_eui
