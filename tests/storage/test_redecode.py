@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -157,9 +156,7 @@ def test_a_javascript_codec_decodes_history_in_batches_like_single_calls(
     registry.register_javascript(JS_CODEC, JS_SCRIPT)
     engine = create_database_engine(fresh_db_url)
     try:
-        started = time.perf_counter()
         report = redecode_device(engine, device_id, decoder=frame_decoder(registry))
-        assert time.perf_counter() - started < 10.0
         with psycopg.connect(fresh_db_url) as conn:
             stored = rows(
                 conn,
