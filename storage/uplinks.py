@@ -38,10 +38,11 @@ import orjson
 import psycopg
 from psycopg import sql
 
+from domain.buckets import bucket_start
 from domain.errors import PlatformError, StorageUnavailable
 from domain.reading import Reading
 from domain.uplink import DeviceStatus, GatewayStatus, Join, JsonObject, Uplink
-from storage.timescale import bucket_expression, bucket_start
+from storage.buckets import bucket_expression
 
 
 class TransientWriteError(StorageUnavailable):
@@ -167,7 +168,7 @@ _RECEPTION_TYPES = [
 _READING_TYPES = ["timestamptz", "text", "int4", "text", "float8", "int2"]
 
 GATEWAY_ACTIVITY_BIN = timedelta(minutes=5)
-"""Bins are aligned as the readings' buckets are (`storage.timescale.bucket_expression`)."""
+"""Bins are aligned as the readings' buckets are (`storage.buckets.bucket_expression`)."""
 GATEWAY_DEVICE_RESOLUTION = timedelta(hours=1)
 """How far `gateway_device.heard_at` may lag behind the last reception of the pair."""
 

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
-from zoneinfo import ZoneInfo, available_timezones
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
@@ -26,54 +25,34 @@ from api.problems import problem_responses
 from api.responses import json_page_response, json_response
 from api.schemas.moments import Moment
 from api.schemas.readings import HistoryPointOut, LatestDeviceOut
-from domain.errors import NotFound
-from domain.ids import parse_dev_eui
-from storage.devices import DEV_EUI_PATTERN, Label, UseCase
-from storage.models import Device, Municipality
-from storage.readings import (
+from domain.buckets import (
+    BUCKET_PATTERN,
+    WIDEST_BUCKET,
     Aggregate,
-    AggregateSource,
-    BoundingBox,
-    BucketExpression,
-    HistoryCursor,
-    HistoryPage,
-    HistoryQuery,
-    bucketed_points,
-    history_page,
-    latest_values,
-    latest_values_json,
+    bucket_width,
+    known_zone,
+    time_zone,
 )
+from domain.errors import NotFound
+from domain.history import HistoryCursor, HistoryPage, HistoryQuery
+from domain.ids import parse_dev_eui
+from domain.latest import BoundingBox
+from storage.buckets import AggregateSource, BucketExpression
+from storage.devices import DEV_EUI_PATTERN, Label, UseCase
+from storage.latest import latest_values, latest_values_json
+from storage.models import Device, Municipality
+from storage.readings import bucketed_points, history_page
 from storage.tenancy import tenant_of
 
 router = APIRouter(prefix="/municipalities/{slug}/readings", tags=["readings"])
 
 DEFAULT_SPAN = timedelta(days=1)
-BUCKET_UNITS = {
-    "s": timedelta(seconds=1),
-    "m": timedelta(minutes=1),
-    "h": timedelta(hours=1),
-    "d": timedelta(days=1),
-    "w": timedelta(weeks=1),
-}
-BUCKET_PATTERN = r"^[1-9][0-9]{0,3}[smhdw]$"
-WIDEST_BUCKET = "520w"
-"""About ten years: wider buckets answer nothing a dashboard asks, and reach past the dates
-that times are kept in."""
 BBOX_NUMBER = r"-?[0-9]{1,3}(\.[0-9]{1,12})?"
 
-
-def _known_zone(name: str) -> str:
-    # Only the IANA database's names: `ZoneInfo` would also open any file path it is given.
-    if name not in _ZONE_NAMES:
-        raise ValueError("an IANA time zone name such as Europe/Berlin")
-    return name
-
-
-_ZONE_NAMES = frozenset(available_timezones())
 QuantityName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,40}$")]
 DEV_EUI_QUERY_SCHEMA = {"type": "string", "maxLength": 64, "pattern": DEV_EUI_PATTERN}
 """A DevEUI in a query, as documented: checked by `parse_dev_eui` when the devices are looked up."""
-ZoneName = Annotated[str, StringConstraints(max_length=64), AfterValidator(_known_zone)]
+ZoneName = Annotated[str, StringConstraints(max_length=64), AfterValidator(known_zone)]
 TimeZoneQuery = Annotated[
     ZoneName | None,
     Query(
@@ -83,11 +62,6 @@ TimeZoneQuery = Annotated[
         examples=["Europe/Berlin"],
     ),
 ]
-
-
-def time_zone(name: str | None) -> ZoneInfo | None:
-    """The zone of a validated `tz`; None for UTC, whose days need no zone."""
-    return None if name in (None, "UTC") else ZoneInfo(name)
 
 
 QuantityQuery = Annotated[QuantityName | None, Query(description="Only this quantity, e.g. `fill_percent`")]
@@ -285,11 +259,6 @@ def history_resolver(
         return ResolvedHistory(query, {device.id: device for device in found})
 
     return resolve_history
-
-
-def bucket_width(text: str) -> timedelta:
-    """The width of a `bucket` that matched `BUCKET_PATTERN`, e.g. `15m`."""
-    return int(text[:-1]) * BUCKET_UNITS[text[-1]]
 
 
 def _check_size(points: int, most: int, bucket: str) -> None:

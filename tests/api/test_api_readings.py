@@ -18,21 +18,19 @@ from api.app import create_app
 from api.responses import JSON_OPTIONS
 from api.schemas.readings import LatestDeviceOut
 from api.settings import ApiSettings
-from storage.readings import (
-    Aggregate,
-    BoundingBox,
-    HistoryQuery,
-    date_bin_bucket,
-    history_page,
-    latest_values,
-)
-from storage.timescale import (
+from domain.buckets import Aggregate
+from domain.history import HistoryQuery
+from domain.latest import BoundingBox
+from storage.buckets import (
     AGGREGATE_COLUMNS,
     aggregate_history_sql,
     bucket_expression,
+    date_bin_bucket,
     raw_aggregate_sql,
-    scoped_view_statements,
 )
+from storage.latest import latest_values
+from storage.readings import history_page
+from storage.timescale import scoped_view_statements
 from tests.api.data import Tenant, add_readings, device_id, register
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
