@@ -40,9 +40,9 @@ _DAY: Final = timedelta(days=1)
 _ZONE_NAMES: Final = frozenset(available_timezones())
 
 
+# How a bucket's readings become one value; `last` is the value read latest in the bucket.
+# (A comment, not a docstring: the API's schema would show that as the enum's description.)
 class Aggregate(StrEnum):
-    """How a bucket's readings become one value; `last` is the value read latest in the bucket."""
-
     AVG = "avg"
     MIN = "min"
     MAX = "max"

@@ -57,15 +57,6 @@ class UnstorableBatch(PlatformError):
     """
 
 
-class DecodeStatus:
-    """Values of `uplink.decode_status`; plain strings so SQL filters read naturally."""
-
-    DECODED = "decoded"
-    FAILED = "failed"
-    UNCLAIMED = "unclaimed"  # no registered device has this DevEUI (yet)
-    NO_DECODER = "no_decoder"  # registered, but nothing knows its payload format
-
-
 @dataclass(slots=True)
 class UplinkRecord:
     """An uplink with everything the pipeline learnt about it, ready to be stored."""

@@ -34,10 +34,10 @@ from api.schemas.moments import Moment
 from api.uploads import read_upload, upload_request_body
 from domain.errors import StorageUnavailable
 from domain.ids import parse_dev_eui
+from domain.use_case import UseCase
 from storage.devices import (
     CSV_COLUMNS,
     Label,
-    UseCase,
     count_stored_frames,
     create_device,
     delete_device,

@@ -37,8 +37,9 @@ from domain.errors import NotFound
 from domain.history import HistoryCursor, HistoryPage, HistoryQuery
 from domain.ids import parse_dev_eui
 from domain.latest import BoundingBox
+from domain.use_case import UseCase
 from storage.buckets import AggregateSource, BucketExpression
-from storage.devices import DEV_EUI_PATTERN, Label, UseCase
+from storage.devices import DEV_EUI_PATTERN, Label
 from storage.latest import latest_values, latest_values_json
 from storage.models import Device, Municipality
 from storage.readings import bucketed_points, history_page
