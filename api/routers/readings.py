@@ -37,11 +37,12 @@ from domain.errors import NotFound
 from domain.history import HistoryCursor, HistoryPage, HistoryQuery
 from domain.ids import parse_dev_eui
 from domain.latest import BoundingBox
+from domain.municipality import Municipality
 from domain.use_case import UseCase
 from storage.buckets import AggregateSource, BucketExpression
 from storage.devices import DEV_EUI_PATTERN, Label
 from storage.latest import latest_values, latest_values_json
-from storage.models import Device, Municipality
+from storage.models import Device
 from storage.readings import bucketed_points, history_page
 from storage.tenancy import tenant_of
 
