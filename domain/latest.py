@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from domain.device import Device
+
 
 @dataclass(frozen=True, slots=True)
 class BoundingBox:
@@ -12,23 +14,6 @@ class BoundingBox:
     south: float
     east: float
     north: float
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceCard:
-    """What a list of latest values shows of a device; plain columns, no ORM entity.
-
-    The latest-values call is the dashboards' hottest read: building ORM entities (with
-    their JSON metadata) for hundreds of devices cost more than the query itself.
-    """
-
-    id: int
-    dev_eui: str
-    name: str
-    use_case: str | None
-    latitude: float | None
-    longitude: float | None
-    tags: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,5 +26,5 @@ class LatestValue:
 
 @dataclass(frozen=True, slots=True)
 class LatestDevice:
-    device: DeviceCard
+    device: Device
     states: list[LatestValue]

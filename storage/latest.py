@@ -30,8 +30,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
-from domain.latest import BoundingBox, DeviceCard, LatestDevice, LatestValue
-from storage.models import Device, DeviceState
+from domain.device import Device
+from domain.latest import BoundingBox, LatestDevice, LatestValue
+from storage.models import Device as DeviceRow
+from storage.models import DeviceState
 
 _BOUNDS = ("west", "south", "east", "north")
 
@@ -104,58 +106,53 @@ def latest_page_statement(filters: LatestFilters) -> LatestPage:
     quantities: BindParameter[list[str]] | None = (
         bindparam("quantities", expanding=True) if filters.quantity else None
     )
-    state_filter = [DeviceState.device_id == Device.id]
+    state_filter = [DeviceState.device_id == DeviceRow.id]
     if quantities is not None:
         state_filter.append(DeviceState.quantity.in_(quantities))
     conditions: list[ColumnElement[bool]] = []
     if filters.use_case:
-        conditions.append(Device.use_case == bindparam("use_case"))
+        conditions.append(DeviceRow.use_case == bindparam("use_case"))
     if filters.tag:
-        conditions.append(Device.tags.contains(bindparam("tag_list", type_=Device.tags.type)))
+        conditions.append(DeviceRow.tags.contains(bindparam("tag_list", type_=DeviceRow.tags.type)))
     if filters.bbox:
         west, south, east, north = (bindparam(side, type_=Float()) for side in _BOUNDS)
-        conditions.append(Device.longitude.between(west, east))
-        conditions.append(Device.latitude.between(south, north))
+        conditions.append(DeviceRow.longitude.between(west, east))
+        conditions.append(DeviceRow.latitude.between(south, north))
     if filters.after:
-        conditions.append(Device.id > bindparam("after_device_id"))
-    card = (Device.id, Device.dev_eui, Device.name, Device.use_case, Device.latitude, Device.longitude)
+        conditions.append(DeviceRow.id > bindparam("after_device_id"))
+    card = (
+        DeviceRow.id,
+        DeviceRow.dev_eui,
+        DeviceRow.name,
+        DeviceRow.use_case,
+        DeviceRow.latitude,
+        DeviceRow.longitude,
+    )
     devices = (
-        select(*card, Device.tags)
+        select(*card, DeviceRow.tags)
         .where(
-            Device.municipality_id == bindparam("municipality_id"),
+            DeviceRow.municipality_id == bindparam("municipality_id"),
             select(DeviceState.device_id).where(*state_filter).exists(),
             *conditions,
         )
-        .order_by(Device.id)
+        .order_by(DeviceRow.id)
         .limit(bindparam("page_limit"))
     )
     return LatestPage(devices, quantities)
 
 
-def latest_values(
-    session: Session,
-    *,
-    municipality_id: int,
-    after_device_id: int | None,
-    limit: int,
-    use_case: str | None = None,
-    quantity: str | None = None,
-    tag: str | None = None,
-    bbox: BoundingBox | None = None,
-) -> list[LatestDevice]:
-    """Each matching device with its latest value per quantity, at most `limit + 1` devices."""
-    return latest_devices(
-        session,
-        LatestRequest(
-            municipality_id=municipality_id,
-            after_device_id=after_device_id,
-            limit=limit,
-            use_case=use_case,
-            quantities=None if quantity is None else [quantity],
-            tag=tag,
-            bbox=bbox,
-        ),
-    )
+def latest_values(session: Session, request: LatestRequest) -> list[LatestDevice]:
+    """Each device of `request`'s page (at most `limit + 1`) with its latest value per quantity."""
+    found: list[LatestDevice] = []
+    rows = session.connection().execute(_latest_rows_statement(request.filters), request.parameters)
+    for device_id, dev_eui, name, use_case, latitude, longitude, tags, quantity, value, time, quality in rows:
+        if not found or found[-1].device.id != device_id:
+            card = Device(device_id, dev_eui, name, use_case, latitude, longitude, tags)
+            found.append(LatestDevice(card, []))
+        # All None where the device has no value of the quantities (outer join); never some.
+        if quantity is not None and value is not None and time is not None and quality is not None:
+            found[-1].states.append(LatestValue(quantity, value, time, quality))
+    return found
 
 
 def latest_of_devices(
@@ -168,29 +165,10 @@ def latest_of_devices(
 ) -> list[LatestDevice]:
     """Devices (by id, at most `limit + 1`) with a latest value of any of `quantities`
     (None: of any quantity), each with those values; one index-backed query."""
-    return latest_devices(
-        session,
-        LatestRequest(
-            municipality_id=municipality_id,
-            after_device_id=after_device_id,
-            limit=limit,
-            quantities=quantities,
-        ),
+    request = LatestRequest(
+        municipality_id=municipality_id, after_device_id=after_device_id, limit=limit, quantities=quantities
     )
-
-
-def latest_devices(session: Session, request: LatestRequest) -> list[LatestDevice]:
-    """The devices of `request`'s page (at most `limit + 1`), each with its latest values."""
-    found: list[LatestDevice] = []
-    rows = session.connection().execute(_latest_rows_statement(request.filters), request.parameters)
-    for device_id, dev_eui, name, use_case, latitude, longitude, tags, quantity, value, time, quality in rows:
-        if not found or found[-1].device.id != device_id:
-            card = DeviceCard(device_id, dev_eui, name, use_case, latitude, longitude, tags)
-            found.append(LatestDevice(card, []))
-        # All None where the device has no value of the quantities (outer join); never some.
-        if quantity is not None and value is not None and time is not None and quality is not None:
-            found[-1].states.append(LatestValue(quantity, value, time, quality))
-    return found
+    return latest_values(session, request)
 
 
 @cache
@@ -230,17 +208,7 @@ class LatestJsonPage:
     more: bool
 
 
-def latest_values_json(
-    session: Session,
-    *,
-    municipality_id: int,
-    after_device_id: int | None,
-    limit: int,
-    use_case: str | None = None,
-    quantity: str | None = None,
-    tag: str | None = None,
-    bbox: BoundingBox | None = None,
-) -> LatestJsonPage:
+def latest_values_json(session: Session, request: LatestRequest) -> LatestJsonPage:
     """`latest_values` for the dashboards' hot route, with the page's JSON built by the database.
 
     The same devices and values as `latest_values` (the same device page, the same
@@ -249,15 +217,6 @@ def latest_values_json(
     about 4 ms of its GIL per page of 200 devices, most of a request; PostgreSQL does
     it in its own process.
     """
-    request = LatestRequest(
-        municipality_id=municipality_id,
-        after_device_id=after_device_id,
-        limit=limit,
-        use_case=use_case,
-        quantities=None if quantity is None else [quantity],
-        tag=tag,
-        bbox=bbox,
-    )
     row = session.connection().execute(_latest_json_statement(request.filters), request.parameters).one()
     return LatestJsonPage(items_json=row[0], last_device_id=row[1], more=bool(row[2]))
 

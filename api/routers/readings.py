@@ -7,7 +7,7 @@ present as a gap, so that a chart draws a hole instead of a line across it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -33,6 +33,7 @@ from domain.buckets import (
     known_zone,
     time_zone,
 )
+from domain.device import Device
 from domain.errors import NotFound
 from domain.history import HistoryCursor, HistoryPage, HistoryQuery
 from domain.ids import parse_dev_eui
@@ -41,8 +42,8 @@ from domain.municipality import Municipality
 from domain.use_case import UseCase
 from storage.buckets import AggregateSource, BucketExpression
 from storage.devices import DEV_EUI_PATTERN, Label
-from storage.latest import latest_values, latest_values_json
-from storage.models import Device
+from storage.latest import LatestRequest, latest_values, latest_values_json
+from storage.models import Device as DeviceRow
 from storage.readings import bucketed_points, history_page
 from storage.tenancy import tenant_of
 
@@ -82,6 +83,20 @@ def _bbox(text: str | None) -> BoundingBox | None:
     return BoundingBox(west=west, south=south, east=east, north=north)
 
 
+def _latest_request(
+    municipality: Municipality,
+    after_device_id: int | None,
+    limit: int,
+    use_case: UseCase | None,
+    quantity: str | None,
+    tag: str | None,
+    bbox: str | None,
+) -> LatestRequest:
+    """The page both latest-values routes read, from their shared query parameters."""
+    quantities = None if quantity is None else [quantity]
+    return LatestRequest(municipality.id, after_device_id, limit, use_case, quantities, tag, _bbox(bbox))
+
+
 @router.get(
     "/latest",
     summary="Latest value of every quantity of every matching device",
@@ -98,16 +113,8 @@ def latest(
     limit: LimitQuery = 100,
     cursor: CursorQuery = None,
 ) -> Response:
-    page = latest_values_json(
-        session,
-        municipality_id=municipality.id,
-        after_device_id=int_cursor(cursor),
-        limit=limit,
-        use_case=use_case,
-        quantity=quantity,
-        tag=tag,
-        bbox=_bbox(bbox),
-    )
+    request = _latest_request(municipality, int_cursor(cursor), limit, use_case, quantity, tag, bbox)
+    page = latest_values_json(session, request)
     last = page.last_device_id
     next_cursor = encode_cursor(last) if page.more and last is not None else None
     return json_page_response(page.items_json, next_cursor)
@@ -145,19 +152,10 @@ def latest_export(
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> StreamingResponse:
     page_rows = settings.export_page_rows
-    area = _bbox(bbox)
+    request = _latest_request(municipality, None, page_rows, use_case, quantity, tag, bbox)
 
     def read_page(session: Session, after: int | None) -> tuple[list[ExportRow], int | None]:
-        found = latest_values(
-            session,
-            municipality_id=municipality.id,
-            after_device_id=after,
-            limit=page_rows,
-            use_case=use_case,
-            quantity=quantity,
-            tag=tag,
-            bbox=area,
-        )
+        found = latest_values(session, replace(request, after_device_id=after))
         rows: list[ExportRow] = [
             {
                 "dev_eui": entry.device.dev_eui,
@@ -193,7 +191,7 @@ class ResolvedHistory:
 
 
 def history_resolver(
-    reader: Callable[..., Municipality], shown: Callable[[Session, list[Device]], set[int]] | None = None
+    reader: Callable[..., Municipality], shown: Callable[[Session, list[DeviceRow]], set[int]] | None = None
 ) -> Callable[..., ResolvedHistory]:
     """The history dependency, with `reader` resolving `{slug}`: whose devices a request may
     name. The readings routes read the key's own municipality only; a use case's routes
@@ -230,7 +228,9 @@ def history_resolver(
     ) -> ResolvedHistory:
         wanted = {parse_dev_eui(text) for text in dev_eui}
         found = session.scalars(
-            select(Device).where(Device.municipality_id == municipality.id, Device.dev_eui.in_(wanted))
+            select(DeviceRow).where(
+                DeviceRow.municipality_id == municipality.id, DeviceRow.dev_eui.in_(wanted)
+            )
         ).all()
         if shown is not None and found:
             visible = shown(session, list(found))
@@ -258,9 +258,13 @@ def history_resolver(
         )
         if bucket is not None:
             _check_size(bucketed_points(session, query), settings.max_history_points, bucket)
-        return ResolvedHistory(query, {device.id: device for device in found})
+        return ResolvedHistory(query, {device.id: _device_value(device) for device in found})
 
     return resolve_history
+
+
+def _device_value(row: DeviceRow) -> Device:
+    return Device(row.id, row.dev_eui, row.name, row.use_case, row.latitude, row.longitude, list(row.tags))
 
 
 def _check_size(points: int, most: int, bucket: str) -> None:

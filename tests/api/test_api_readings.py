@@ -28,7 +28,7 @@ from storage.buckets import (
     date_bin_bucket,
     raw_aggregate_sql,
 )
-from storage.latest import latest_values
+from storage.latest import LatestRequest, latest_values
 from storage.readings import history_page
 from storage.timescale import scoped_view_statements
 from tests.api.data import Tenant, add_readings, device_id, register
@@ -105,16 +105,17 @@ def test_latest_page_written_by_the_database_equals_the_python_one(
             break
 
     with Session(engine) as session:
-        found = latest_values(
-            session,
+        quantity = params.get("quantity")
+        request = LatestRequest(
             municipality_id=tenant.id,
             after_device_id=None,
             limit=1000,
             use_case=params.get("use_case"),
-            quantity=params.get("quantity"),
+            quantities=None if quantity is None else [quantity],
             tag=params.get("tag"),
             bbox=BoundingBox(*(float(v) for v in params["bbox"].split(","))) if "bbox" in params else None,
         )
+        found = latest_values(session, request)
     expected = [json.loads(orjson.dumps(LatestDeviceOut.body(row), option=JSON_OPTIONS)) for row in found]
     assert [item for page in pages for item in page["items"]] == expected
     assert len(pages) == max(len(expected), 1)
