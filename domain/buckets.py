@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Final
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -37,7 +38,6 @@ WIDEST_BUCKET: Final = "520w"
 that times are kept in."""
 
 _DAY: Final = timedelta(days=1)
-_ZONE_NAMES: Final = frozenset(available_timezones())
 
 
 # How a bucket's readings become one value; `last` is the value read latest in the bucket.
@@ -56,9 +56,15 @@ def bucket_width(text: str) -> timedelta:
     return int(text[:-1]) * BUCKET_UNITS[text[-1]]
 
 
+@cache
+def _zone_names() -> frozenset[str]:
+    # Read on first use: walking the zone database costs every process that never asks.
+    return frozenset(available_timezones())
+
+
 def known_zone(name: str) -> str:
     """`name` if the IANA database has it; `ZoneInfo` would also open any file path it is given."""
-    if name not in _ZONE_NAMES:
+    if name not in _zone_names():
         raise ValueError("an IANA time zone name such as Europe/Berlin")
     return name
 
