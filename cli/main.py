@@ -252,7 +252,8 @@ def history_backend(engine: Any) -> dict[str, Any]:
     """
     from sqlalchemy.exc import OperationalError
 
-    from storage.timescale import aggregate_history_sql, time_bucket_column, timescale_enabled
+    from storage.buckets import aggregate_history_sql, time_bucket_column
+    from storage.timescale import timescale_enabled
 
     try:
         with engine.connect() as conn:

@@ -33,6 +33,7 @@ from typing import Any
 import psycopg
 
 from decoders import DEFAULT_PREFERENCE, CodecRegistry, DecodeOutcome, DecodeRequest, DecoderSource
+from domain.decoding import DecodeStatus
 from domain.errors import MessageRejected
 from domain.ids import DevEui
 from domain.uplink import (
@@ -57,7 +58,7 @@ from storage.device_registry import (
     may_deliver,
 )
 from storage.redecode import DecodedFrame, Decoder, StoredFrame
-from storage.uplinks import DecodeStatus, IngestBatch, RejectedRecord, UplinkRecord
+from storage.uplinks import IngestBatch, RejectedRecord, UplinkRecord
 
 _PREFERENCES: dict[str, tuple[DecoderSource, ...]] = {source.value: (source,) for source in DecoderSource}
 

@@ -38,10 +38,11 @@ import orjson
 import psycopg
 from psycopg import sql
 
+from domain.buckets import bucket_start
 from domain.errors import PlatformError, StorageUnavailable
 from domain.reading import Reading
 from domain.uplink import DeviceStatus, GatewayStatus, Join, JsonObject, Uplink
-from storage.timescale import bucket_expression, bucket_start
+from storage.buckets import bucket_expression
 
 
 class TransientWriteError(StorageUnavailable):
@@ -54,15 +55,6 @@ class UnstorableBatch(PlatformError):
     Retrying cannot help; the caller finds the culprit by writing the messages one at a
     time and keeps the one that still fails as a rejected message, with this reason.
     """
-
-
-class DecodeStatus:
-    """Values of `uplink.decode_status`; plain strings so SQL filters read naturally."""
-
-    DECODED = "decoded"
-    FAILED = "failed"
-    UNCLAIMED = "unclaimed"  # no registered device has this DevEUI (yet)
-    NO_DECODER = "no_decoder"  # registered, but nothing knows its payload format
 
 
 @dataclass(slots=True)
@@ -167,7 +159,7 @@ _RECEPTION_TYPES = [
 _READING_TYPES = ["timestamptz", "text", "int4", "text", "float8", "int2"]
 
 GATEWAY_ACTIVITY_BIN = timedelta(minutes=5)
-"""Bins are aligned as the readings' buckets are (`storage.timescale.bucket_expression`)."""
+"""Bins are aligned as the readings' buckets are (`storage.buckets.bucket_expression`)."""
 GATEWAY_DEVICE_RESOLUTION = timedelta(hours=1)
 """How far `gateway_device.heard_at` may lag behind the last reception of the pair."""
 

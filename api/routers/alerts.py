@@ -26,6 +26,7 @@ from api.schemas.alerts import (
     WebhookIn,
     WebhookOut,
 )
+from domain.municipality import Municipality
 from storage.alerts import (
     EventStatus,
     acknowledge,
@@ -38,7 +39,6 @@ from storage.alerts import (
     list_rules,
     list_subscriptions,
 )
-from storage.models import Municipality
 from storage.secret_box import SecretBox
 from storage.webhook_targets import Resolver, resolve_host
 

@@ -18,7 +18,8 @@ import pytest
 
 from decoders.javascript import JavaScriptCodec, SandboxLimits, ScriptResult, ScriptStyle
 from decoders.javascript_worker import IsolateEngine, ScriptFailure
-from decoders.registry import CodecRegistry, DecodeRequest, DecoderSource
+from decoders.registry import CodecRegistry, DecodeRequest
+from domain.decoding import DecoderSource
 from domain.errors import DecodeError
 
 # Battery % in byte 0, temperature int16 BE / 10 in bytes 1-2.

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from decoders import CodecRegistry, DecoderSource, SandboxLimits
+from domain.decoding import DecodeStatus
 from domain.ids import DevEui, GatewayId
 from domain.uplink import NetworkServer, Reception, Uplink
 from ingest.pipeline import frame_decoder
@@ -18,7 +19,7 @@ from storage import redecode
 from storage.database import create_database_engine
 from storage.device_registry import ensure_municipality
 from storage.redecode import redecode_codec, redecode_device
-from storage.uplinks import DecodeStatus, IngestBatch, UplinkRecord, prepare_connection, write_batch
+from storage.uplinks import IngestBatch, UplinkRecord, prepare_connection, write_batch
 
 EUI = DevEui("24e124136b316361")
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
