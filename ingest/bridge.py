@@ -46,7 +46,7 @@ from ingest.config import IngestSettings, SourceConfig
 from ingest.metrics import BATCH_SECONDS, PENDING, WRITE_RETRIES, IngestCounters, Outcome
 from ingest.mqtt_client import BufferedClient, Publish
 from ingest.pipeline import DeviceCache, Pipeline, ReceivedMessage
-from storage.codec_scripts import ScriptFollower
+from services.codec_following import ScriptFollower
 from storage.device_registry import ensure_municipality
 from storage.uplinks import (
     BatchResult,

@@ -35,7 +35,7 @@ from ingest.adapters import parse_webhook
 from ingest.config import SourceConfig
 from ingest.metrics import IngestCounters, Outcome
 from ingest.pipeline import DeviceCache, Pipeline
-from storage.codec_scripts import ScriptFollower
+from services.codec_following import ScriptFollower
 from storage.device_registry import ensure_municipality
 from storage.uplinks import IngestBatch, RejectedRecord, TransientWriteError, prepare_connection, write_batch
 

@@ -20,8 +20,8 @@ from api.problems import problem_responses
 from api.responses import page_response
 from api.routers.readings import ResolvedHistory, history_resolver
 from api.schemas.readings import HistoryPointOut, LatestDeviceOut
+from services.environment import latest_of_quantities
 from storage.devices import measuring
-from storage.environment import latest_of_quantities
 from storage.models import Device
 from storage.readings import HistoryCursor, history_page
 from storage.sharing import SharedUseCase
