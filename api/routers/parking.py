@@ -18,8 +18,8 @@ from api.problems import problem_responses
 from api.routers.readings import BUCKET_PATTERN, BUCKET_UNITS, TimeZoneQuery, time_zone
 from api.schemas.moments import Moment
 from api.schemas.usecases import CapacityIn, OccupancyOut, SpotOut, TypicalHourOut, ZoneOut
+from domain.text import Label
 from services.parking import occupancy_history, spot_states, typical_week, zone_summaries
-from storage.devices import Label
 from storage.parking import parking_devices, set_capacity
 
 router = APIRouter(prefix="/municipalities/{slug}/parking", tags=["parking"])

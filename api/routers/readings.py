@@ -26,9 +26,11 @@ from api.problems import problem_responses
 from api.responses import json_page_response, json_response
 from api.schemas.moments import Moment
 from api.schemas.readings import HistoryPointOut, LatestDeviceOut
+from domain.device_fields import DEV_EUI_PATTERN
 from domain.errors import NotFound
 from domain.ids import parse_dev_eui
-from storage.devices import DEV_EUI_PATTERN, Label, UseCase
+from domain.text import Label
+from domain.use_case import UseCase
 from storage.models import Device, Municipality
 from storage.readings import (
     Aggregate,

@@ -16,6 +16,7 @@ from api.schemas.numbers import BodyInt
 from decoders.codec import UseCase
 from domain.quantity import find_quantity
 from domain.reading import Reading
+from domain.text import Label, PrintableText
 from storage.codec_scripts import (
     CODEC_ID_PATTERN,
     MAX_SCRIPT_BYTES,
@@ -23,7 +24,6 @@ from storage.codec_scripts import (
     ScriptInfo,
     ScriptStyleName,
 )
-from storage.devices import Label, PrintableText
 
 CodecIdText = Annotated[str, StringConstraints(pattern=CODEC_ID_PATTERN, max_length=200)]
 

@@ -1,4 +1,4 @@
-"""Device bodies. The fields and their validation come from `storage.devices.DeviceSpec`,
+"""Device bodies. The fields and their validation come from `domain.device_fields.DeviceSpec`,
 shared with the CSV import, so that JSON and CSV accept exactly the same devices."""
 
 from __future__ import annotations
@@ -10,18 +10,11 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from storage.devices import (
-    DecoderSourceName,
-    DeviceFields,
-    DeviceMetadata,
-    DeviceSpec,
-    Label,
-    Name,
-    PrintableText,
-    RowError,
-    UseCase,
-    fields_of,
-)
+from domain.device_fields import DecoderSourceName, DeviceFields, DeviceMetadata, DeviceSpec
+from domain.text import Label, Name, PrintableText
+from domain.use_case import UseCase
+from storage.device_import import RowError
+from storage.devices import fields_of
 from storage.models import Device, DeviceActivity
 
 EXAMPLE: dict[str, JsonValue] = {

@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from domain.device_fields import DeviceSpec
 from domain.ids import DevEui
 from storage.database import create_database_engine
-from storage.devices import DeviceSpec, create_device
+from storage.devices import create_device
 from storage.municipalities import create_municipality
 from storage.schema import upgrade_database
 from tests.conftest import create_database, drop_database

@@ -15,6 +15,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from domain.device_fields import DeviceSpec
 from domain.errors import Conflict, NotFound
 from storage.codec_scripts import (
     ScriptFields,
@@ -27,7 +28,7 @@ from storage.codec_scripts import (
     update_script,
 )
 from storage.database import create_database_engine, libpq_url
-from storage.devices import DeviceSpec, create_device
+from storage.devices import create_device
 from storage.models import Base
 from storage.municipalities import create_municipality
 
