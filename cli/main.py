@@ -20,6 +20,7 @@ from decoders import CodecRegistry
 from domain.errors import ConfigurationError, PlatformError
 from ingest.bridge import Bridge
 from ingest.config import IngestSettings, SourceConfig, load_sources
+from services.codec_following import FollowingDecoder
 from storage.database import DatabaseSettings, create_database_engine
 from storage.device_registry import DeviceProfile
 from storage.schema import upgrade_and_apply_policies
@@ -129,32 +130,13 @@ def start_bridge(args: argparse.Namespace, database_url: str, stop: threading.Ev
     return bridge
 
 
-class FollowingDecoder:
-    """The live decoding rules over stored frames, with the JS codecs registered in the database.
-
-    `refresh()` picks up scripts added or changed since the last call (one indexed query).
-    """
-
-    def __init__(self) -> None:
-        from ingest.pipeline import frame_decoder
-        from storage.codec_scripts import ScriptFollower
-
-        self.registry = CodecRegistry()
-        self.follower = ScriptFollower(self.registry)
-        self.decode = frame_decoder(self.registry)
-
-    def refresh(self, engine: Any) -> None:
-        with engine.connect() as conn:
-            self.follower.refresh(conn)
-
-
 def claim_unclaimed_history(database_url: str) -> Callable[[list[DeviceProfile]], None]:
     """When the bridge first sees a registered device, decode the frames it stored as unclaimed.
 
     The API decodes a device's history when it is registered; frames that arrive between
     that moment and the bridge's next look at the registry would otherwise stay unclaimed.
     """
-    from storage.redecode import redecode_device
+    from services.redecoding import redecode_device
 
     engine = create_database_engine(database_url, pool_size=1)
     decoder = FollowingDecoder()
@@ -164,7 +146,7 @@ def claim_unclaimed_history(database_url: str) -> Callable[[list[DeviceProfile]]
             decoder.refresh(engine)
             for profile in profiles:
                 report = redecode_device(
-                    engine, profile.device_id, decoder=decoder.decode, only_unclaimed=True
+                    engine, profile.device_id, codecs=decoder.registry, only_unclaimed=True
                 )
                 if report.frames:
                     log.info("claimed %d stored frames of device %s", report.frames, profile.dev_eui)
@@ -281,7 +263,7 @@ def redecode_hook() -> Any:
 
 def redecode_since_hook() -> Any:
     """The API's redecode action: a device's stored frames since a time, decoded again."""
-    from storage.redecode import redecode_device
+    from services.redecoding import redecode_device
 
     decoder = FollowingDecoder()
     lock = threading.Lock()  # one redecode at a time: they are heavy and the codecs are shared
@@ -289,7 +271,7 @@ def redecode_since_hook() -> Any:
     def decode_again(engine: Any, device_id: int, since: Any) -> None:
         with lock:
             decoder.refresh(engine)
-            report = redecode_device(engine, device_id, decoder=decoder.decode, since=since)
+            report = redecode_device(engine, device_id, codecs=decoder.registry, since=since)
         log.info("redecoded device %s: %d frames, %d failed", device_id, report.frames, report.failed)
 
     return decode_again
@@ -419,13 +401,14 @@ def command_redecode(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from domain.ids import parse_dev_eui
-    from storage.redecode import count_frames, redecode_codec, redecode_device
+    from services.redecoding import redecode_codec, redecode_device
+    from storage.redecode import count_frames
 
     since = datetime.fromisoformat(args.since) if args.since else None
     if since is not None and since.tzinfo is None:
         raise ConfigurationError("--since needs a time zone, e.g. 2026-01-01T00:00:00+00:00")
     following = FollowingDecoder()
-    decoder = following.decode
+    decoder = following.registry
     with database(DatabaseSettings()) as url:
         upgrade_and_apply_policies(url, DatabaseSettings())
         engine = create_database_engine(url)
@@ -444,13 +427,13 @@ def command_redecode(args: argparse.Namespace) -> int:
                 total = count_frames(engine, dev_eui=dev_eui, since=since)
                 with tqdm(total=total, unit="frame", disable=args.quiet) as bar:
                     report = redecode_device(
-                        engine, int(row[0]), decoder=decoder, since=since, progress=bar.update
+                        engine, int(row[0]), codecs=decoder, since=since, progress=bar.update
                     )
             else:
                 total = count_frames(engine, codec_id=args.codec, since=since)
                 with tqdm(total=total, unit="frame", disable=args.quiet) as bar:
                     report = redecode_codec(
-                        engine, args.codec, decoder=decoder, since=since, progress=bar.update
+                        engine, args.codec, codecs=decoder, since=since, progress=bar.update
                     )
         finally:
             engine.dispose()
@@ -564,7 +547,7 @@ def command_devices_import(args: argparse.Namespace) -> int:
     from sqlalchemy.orm import Session
     from tqdm import tqdm
 
-    from storage.devices import import_devices
+    from services.device_import import import_devices
     from storage.municipalities import get_municipality
 
     path = Path(args.file)

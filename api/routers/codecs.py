@@ -42,11 +42,11 @@ from api.schemas.codecs import (
 from api.settings import ApiSettings
 from decoders import CodecRegistry, DecoderSource
 from domain.errors import Conflict, DecodeError, PermissionDenied
+from services.codec_following import ScriptFollower
 from storage.api_keys import Role
 from storage.codec_scripts import (
     CODEC_ID_PATTERN,
     ScriptFields,
-    ScriptFollower,
     ScriptInfo,
     create_script,
     delete_script,
@@ -267,7 +267,7 @@ def script_follower(app: FastAPI) -> ScriptFollower:
     registry: CodecRegistry = app.state.codecs
     with _FOLLOWER_LOCK:
         follower: ScriptFollower | None = getattr(app.state, "codec_script_follower", None)
-        if follower is None or follower.target is not registry:
+        if follower is None or follower.registry is not registry:
             follower = ScriptFollower(registry)
             app.state.codec_script_follower = follower
         return follower

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
-from storage.devices import import_devices
+from services.device_import import import_devices
 from tests.api.data import (
     RegisteredHooks,
     Tenant,
