@@ -47,9 +47,11 @@ class ScriptedSource:
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         with self._lock:  # committers ack from their own threads
+            # Another connection sees only committed rows. Noted before the acks are, so that a
+            # test that sees every message acknowledged also sees the check of the last ack.
+            committed = stored_uplinks(self.database_url, (self.config.name,))
+            self.checks.append((len(self.acked) + len(deliveries), committed))
             self.acked.extend(delivery.mid for delivery in deliveries)
-            # Another connection sees only committed rows.
-            self.checks.append((len(self.acked), stored_uplinks(self.database_url, (self.config.name,))))
 
     def stop(self) -> None:
         self._deliver = None
