@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from decoders.javascript import JavaScriptCodec, SandboxLimits, ScriptResult, ScriptStyle
-from decoders.javascript_worker import IsolateEngine, ScriptFailure
+from decoders.javascript_isolate import IsolateEngine, ScriptFailure
 from decoders.registry import CodecRegistry, DecodeRequest
 from domain.decoding import DecoderSource
 from domain.errors import DecodeError
