@@ -42,7 +42,8 @@ from typing import Any
 
 from domain.errors import DecodeError
 
-log = logging.getLogger(__name__)
+# The JS codecs' logger, as before the process had a module of its own: log filters name it.
+log = logging.getLogger("decoders.javascript")
 
 LAUNCHER_SCRIPT = Path(__file__).with_name("javascript_launcher.py")
 
