@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from decoders.javascript import JavaScriptCodec, ScriptStyle
-from decoders.javascript_worker import IsolateEngine
+from decoders.javascript_isolate import IsolateEngine
 from decoders.registry import BUILTIN_CODECS, SCRIPT_BATCH, CodecRegistry, DecodeRequest
 from domain.decoding import DecoderSource
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from decoders.javascript import JavaScriptCodec, SandboxLimits, ScriptResult, ScriptStyle
-from decoders.javascript_worker import IsolateEngine, ScriptFailure
+from decoders.javascript_isolate import IsolateEngine, ScriptFailure
+from decoders.javascript_process import LAUNCHER_SCRIPT
 from decoders.registry import CodecRegistry, DecodeRequest
 from domain.decoding import DecoderSource
 from domain.errors import DecodeError
@@ -542,3 +546,33 @@ def test_a_sandbox_process_that_stops_answering_is_ended_after_the_calls_allowan
         assert frozen.decode(85, bytes([1, 0, 5])).data["temperature"] == 0.5
     finally:
         frozen.close()
+
+
+def test_the_sandbox_process_imports_nothing_of_the_platform() -> None:
+    """The worker runs as the parent starts it (isolated mode, by path, empty environment) and
+    decodes; of lorakom only the worker's own modules were imported."""
+    config = {
+        "script": DEVICE_REPOSITORY_CODEC,
+        "style": ScriptStyle.DEVICE_REPOSITORY.value,
+        "call_time_limit_s": 1.0,
+        "load_time_limit_s": 10.0,
+        "heap_limit_bytes": 128 * 2**20,
+        "memory_limit_bytes": 256 * 2**20,
+        "max_isolates": 2,
+    }
+    request = {"tenant": "town", "frames": [[85, bytes([92, 0x01, 0x34]).hex()]], "variables": None}
+    done = subprocess.run(
+        [sys.executable, "-I", "-X", "importtime", str(LAUNCHER_SCRIPT)],
+        input=f"{json.dumps(config)}\n{json.dumps({**request, 'single': True})}\n".encode(),
+        capture_output=True,
+        env={},
+        cwd="/",
+        timeout=60,
+        check=True,
+    )
+    ready, answer = done.stdout.decode().splitlines()
+    assert json.loads(ready) == {"ready": True}
+    assert json.loads(answer)["answers"][0]["data"]["battery"] == 92
+    imported = {line.rpartition("|")[2].strip() for line in done.stderr.decode().splitlines()}
+    ours = {name for name in imported if name.split(".")[0] in {"domain", "decoders", "storage", "services"}}
+    assert ours == {"decoders.javascript_worker", "decoders.javascript_isolate", "decoders.javascript_memory"}
