@@ -2,7 +2,7 @@
 
 Gateway status is computed from when the gateway was heard (receptions of uplinks
 and its own online heartbeats), counted in `ACTIVITY_BIN` bins so that a busy
-gateway's month is at most 8,640 points; `domain.analytics.availability` then puts
+gateway's month is at most 8,640 points; `domain.analytics.link_quality.availability` then puts
 hysteresis on it. The network server's own `gateway.online` flag is shown beside it
 but not trusted alone: some servers never send a status message.
 """
@@ -16,13 +16,12 @@ from datetime import datetime, timedelta
 import numpy as np
 from sqlalchemy.orm import Session
 
-from domain.analytics import (
+from domain.analytics.forecasts import BatteryTrend, battery_trend
+from domain.analytics.link_quality import (
     Availability,
-    BatteryTrend,
     FrameLoss,
     SignalPercentiles,
     availability,
-    battery_trend,
     expected_interval,
     frame_loss,
 )

@@ -1,6 +1,6 @@
 """Parking: spots are devices with `parking_zone` (and `parking_spot`) metadata reporting `occupied`.
 
-Every state shown is debounced (`domain.analytics.debounce`): a change counts once
+Every state shown is debounced (`domain.analytics.occupancy.debounce`): a change counts once
 it has held for `hold`, so a flickering sensor neither shows a free spot that is
 not free nor floods the history. A zone's capacity is the row in `parking_zone`
 when someone entered one (spots without sensors), else the number of sensors.
@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from sqlalchemy.orm import Session
 
-from domain.analytics import StateChanges, debounce, hour_of_week_profile, step_means
+from domain.analytics.occupancy import StateChanges, debounce, hour_of_week_profile, step_means
 from domain.buckets import BucketGrid, bucket_start
 from domain.errors import NotFound
 from storage.models import Device

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from sqlalchemy.orm import Session
 
-from domain.analytics import forecast_drying
+from domain.analytics.forecasts import forecast_drying
 from storage.models import Device
 from storage.series import device_series, devices_with_state, epoch_seconds
 from storage.soil import entered_thresholds

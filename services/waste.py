@@ -1,7 +1,7 @@
 """Waste bins: devices reporting `fill_level`, with fill rate and forecast full time.
 
 The forecast looks at `FORECAST_WINDOW` of history: a bin emptied weekly has its
-last emptying in there, and the fit (`domain.analytics.forecast_fill`) uses only
+last emptying in there, and the fit (`domain.analytics.forecasts.forecast_fill`) uses only
 the readings after it.
 """
 
@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 import numpy as np
 from sqlalchemy.orm import Session
 
-from domain.analytics import FillForecast, Floats, emptyings, forecast_fill
+from domain.analytics.arrays import Floats
+from domain.analytics.forecasts import FillForecast, emptyings, forecast_fill
 from storage.models import Device, DeviceState
 from storage.series import Series, device_series, devices_with_state, epoch_seconds, from_epoch
 

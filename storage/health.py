@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, DateTime, Select, String, bindparam, func,
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
 
-from domain.analytics import SignalPercentiles
+from domain.analytics.link_quality import SignalPercentiles
 from domain.buckets import BUCKET_ORIGIN
 from storage.buckets import date_bin_bucket
 from storage.models import (

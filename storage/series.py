@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.orm import Session
 
-from domain.analytics import Floats
+from domain.analytics.arrays import Floats
 from storage.models import Device, DeviceState, Reading
 
 Collected = dict[int, tuple[list[float], list[float]]]

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from domain.analytics import SignalPercentiles
+from domain.analytics.link_quality import SignalPercentiles
 from services.health import DeviceHealth, GatewayDetail, GatewayHealth
 from storage.health import GatewaySignal
 from storage.series import from_epoch
