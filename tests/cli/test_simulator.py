@@ -27,7 +27,7 @@ from google.protobuf import json_format
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cli.simulator import DEMO_SPEED, SIMULATED_USE_CASES, Simulator, demo_fleet, generate
-from cli.simulator.behaviour import Battery, ParkingSpot, TreeSoil, WasteBin, Weather, local_time
+from cli.simulator.behaviour import ParkingSpot, TreeSoil, WasteBin
 from cli.simulator.encoders import (
     SUPPORTED_CODECS,
     ParticulateMatter,
@@ -50,6 +50,8 @@ from cli.simulator.encoders import (
 )
 from cli.simulator.envelopes import ulid
 from cli.simulator.radio import airtime_s
+from cli.simulator.sensor import Battery
+from cli.simulator.world import Weather, local_time
 from domain.uplink import NetworkServer
 from domain.use_case import UseCase
 from tests.conftest import Broker
