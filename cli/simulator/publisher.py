@@ -25,7 +25,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cli.simulator.behaviour import behaviour_for
-from cli.simulator.encoders import Frame, encode_frame
+from cli.simulator.encoders.frames import Frame, encode_frame
 from cli.simulator.envelopes import EnvelopeWriter, Message, Transmission
 from cli.simulator.fleet import DEFAULT_DEVICES_PER_TOWN, DEFAULT_SEED, Fleet, SimulatedDevice, demo_fleet
 from cli.simulator.observations import ParkingObservation
