@@ -13,7 +13,7 @@ from types import FrameType
 from typing import Any
 
 from cli.demo import DEMO_SPEED
-from cli.grafana import add_grafana_commands
+from cli.grafana.command import add_grafana_commands
 from cli.jobs import start_alert_jobs, start_reader_query_guard
 from cli.services import database, mqtt_broker
 from decoders import CodecRegistry

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from cli.simulator.encoders import Frame
+from cli.simulator.encoders.frames import Frame
 from cli.simulator.fleet import SimulatedDevice, SimulatedGateway
 from cli.simulator.radio import (
     BANDWIDTH_HZ,

@@ -24,12 +24,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from cli.simulator.behaviour import DeviceBehaviour, Weather, behaviour_for, text_key
-from cli.simulator.encoders import Frame, encode_frame
+from cli.simulator.behaviour import behaviour_for
+from cli.simulator.encoders.frames import Frame, encode_frame
 from cli.simulator.envelopes import EnvelopeWriter, Message, Transmission
 from cli.simulator.fleet import DEFAULT_DEVICES_PER_TOWN, DEFAULT_SEED, Fleet, SimulatedDevice, demo_fleet
 from cli.simulator.observations import ParkingObservation
 from cli.simulator.radio import EU868_CHANNELS_HZ, Hearing, Link, plan_link
+from cli.simulator.sensor import DeviceBehaviour
+from cli.simulator.world import Weather, text_key
 from domain.uplink import NetworkServer
 from domain.use_case import UseCase
 

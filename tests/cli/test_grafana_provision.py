@@ -19,18 +19,10 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
-from cli.grafana import (
-    DATASOURCE_UID,
-    FOLDER_UID,
-    HOME_DASHBOARD_UID,
-    DatabaseAddress,
-    GrafanaApi,
-    GrafanaRefused,
-    GrafanaSettings,
-    Provisioner,
-    UsersFile,
-    load_dashboards,
-)
+from cli.grafana.client import GrafanaApi, GrafanaRefused
+from cli.grafana.provisioner import DatabaseAddress, Provisioner, load_dashboards
+from cli.grafana.settings import DATASOURCE_UID, FOLDER_UID, HOME_DASHBOARD_UID, GrafanaSettings
+from cli.grafana.users import UsersFile
 from cli.main import main
 from domain.errors import ConfigurationError
 from storage.database import create_database_engine

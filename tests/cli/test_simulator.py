@@ -27,20 +27,19 @@ from google.protobuf import json_format
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cli.simulator import DEMO_SPEED, SIMULATED_USE_CASES, Simulator, demo_fleet, generate
-from cli.simulator.behaviour import Battery, ParkingSpot, TreeSoil, WasteBin, Weather, local_time
-from cli.simulator.encoders import (
-    SUPPORTED_CODECS,
-    ParticulateMatter,
+from cli.simulator.behaviour import ParkingSpot, TreeSoil, WasteBin
+from cli.simulator.encoders.decentlab import ParticulateMatter, encode_dl_pm, encode_dl_smtp
+from cli.simulator.encoders.dragino import encode_ldds75, encode_lse01
+from cli.simulator.encoders.elsys import encode_ers_co2
+from cli.simulator.encoders.frames import SUPPORTED_CODECS
+from cli.simulator.encoders.milesight import (
     encode_am307,
-    encode_dl_pm,
-    encode_dl_smtp,
     encode_em310_udl,
     encode_em500_smtc,
     encode_em500_swl,
     encode_em500_udl,
-    encode_ers_co2,
-    encode_ldds75,
-    encode_lse01,
+)
+from cli.simulator.encoders.parking import (
     encode_nps405_heartbeat,
     encode_nps405_startup,
     encode_nps405_status,
@@ -50,6 +49,8 @@ from cli.simulator.encoders import (
 )
 from cli.simulator.envelopes import ulid
 from cli.simulator.radio import airtime_s
+from cli.simulator.sensor import Battery
+from cli.simulator.world import Weather, local_time
 from domain.uplink import NetworkServer
 from domain.use_case import UseCase
 from tests.conftest import Broker

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cli.grafana import load_users
+from cli.grafana.users import load_users
 from ingest.config import SourceConfig, load_sources
 from tests.conftest import free_port, port_answers
 

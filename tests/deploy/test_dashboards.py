@@ -19,8 +19,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from cli.grafana import DATASOURCE_TYPE as PROVISIONED_DATASOURCE_TYPE
-from cli.grafana import DATASOURCE_UID as PROVISIONED_DATASOURCE_UID
+from cli.grafana.settings import DATASOURCE_TYPE as PROVISIONED_DATASOURCE_TYPE
+from cli.grafana.settings import DATASOURCE_UID as PROVISIONED_DATASOURCE_UID
 from storage.database import libpq_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -296,7 +296,7 @@ def test_devices_heard_by_one_gateway(db: psycopg.Connection[Any]) -> None:
 
 
 def test_panels_use_the_provisioned_datasource() -> None:
-    """`lorakom grafana provision` gives every organisation this data source (cli/grafana.py)."""
+    """`lorakom grafana provision` gives every organisation this data source (cli/grafana/provisioner.py)."""
     datasource = {"uid": PROVISIONED_DATASOURCE_UID, "type": PROVISIONED_DATASOURCE_TYPE}
     assert datasource["uid"] == DATASOURCE_UID
     uids = set()
