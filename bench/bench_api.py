@@ -951,7 +951,7 @@ def serve(url: str, port: int) -> None:
 
     from api.app import create_app
     from api.settings import ApiSettings
-    from cli.main import tune_garbage_collector
+    from cli.process import tune_garbage_collector
 
     settings = ApiSettings(database=DatabaseSettings(url=SecretStr(url)))
     app = create_app(settings)
