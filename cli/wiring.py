@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # the API is imported by the commands that serve it, not by e
     from fastapi import APIRouter, FastAPI
     from sqlalchemy import Engine
 
-    from api.routers.devices import DeviceRegisteredHook, RedecodeHook
+    from api.app_services import DeviceRegisteredHook, RedecodeHook
     from api.settings import ApiSettings
     from ingest.metrics import IngestCounters
     from storage.readings import AggregateSource, BucketExpression

@@ -62,6 +62,7 @@ def command_bridge(args: argparse.Namespace) -> int:
 def command_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from api.app_services import services_of
     from api.settings import ApiSettings
 
     settings = ApiSettings()
@@ -69,7 +70,7 @@ def command_api(args: argparse.Namespace) -> int:
         sources = load_sources(Path(args.config)) if args.config else []
         app = build_app(settings, ingest_settings(args), url, sources)
         start_alert_jobs(
-            app.state.engine, threading.Event(), secrets=settings.secrets, webhooks=settings.webhooks
+            services_of(app).engine, threading.Event(), secrets=settings.secrets, webhooks=settings.webhooks
         )
         start_reader_query_guard(url, threading.Event())
         tune_garbage_collector()

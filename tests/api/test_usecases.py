@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from api.access import ACTIONS_BY_ROLE, Action
+from api.app_services import services_of
 from storage.alerts import create_rule, create_subscription
 from storage.api_keys import Role
 from storage.models_usecases import AlertEvent
@@ -390,7 +391,7 @@ def populate(client: TestClient, engine: Engine, tenant: Tenant) -> Resources:
             tenant.id,
             url="http://127.0.0.1:9/hook",
             description=secret_name,
-            box=SecretBox.from_settings(client.app.state.settings.secrets),
+            box=SecretBox.from_settings(services_of(client.app).settings.secrets),
             targets=WebhookSettings(allow_http=True, allowed_private_targets=["127.0.0.1"]),
         )
         set_thresholds(session, tenant.id, zone, yellow_below_percent=20, red_below_percent=10)
