@@ -151,7 +151,8 @@ CREATE TEMP TABLE IF NOT EXISTS stage_new_uplink (
 ) ON COMMIT DELETE ROWS;
 """
 
-_UPLINK_TYPES = [
+# The staging COPY's column types in `uplink_copy_row` order (the ingest benchmark writes the same rows).
+UPLINK_COPY_TYPES = [
     "timestamptz", "text", "int4", "text", "text",
     "text", "int4", "text", "text", "int8", "int2",
     "bytea", "text", "text", "text", "text",
@@ -441,7 +442,8 @@ def _json_text(value: JsonObject | None) -> str | None:
     return None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def _uplink_row(record: UplinkRecord) -> tuple[Any, ...]:
+def uplink_copy_row(record: UplinkRecord) -> tuple[Any, ...]:
+    """One uplink as the staging COPY writes it (`UPLINK_COPY_TYPES`)."""
     uplink = record.uplink
     radio = uplink.radio
     best = max(uplink.receptions, key=_signal_rank, default=None)
@@ -587,9 +589,9 @@ def _write(conn: psycopg.Connection[Any], batch: IngestBatch) -> BatchResult:
 
 def _copy_staging(cur: psycopg.Cursor[Any], records: list[UplinkRecord]) -> None:
     with cur.copy(sql.SQL("COPY stage_uplink FROM STDIN (FORMAT BINARY)")) as copy:
-        copy.set_types(_UPLINK_TYPES)
+        copy.set_types(UPLINK_COPY_TYPES)
         for record in records:
-            copy.write_row(_uplink_row(record))
+            copy.write_row(uplink_copy_row(record))
     with cur.copy(sql.SQL("COPY stage_reception FROM STDIN (FORMAT BINARY)")) as copy:
         copy.set_types(_RECEPTION_TYPES)
         for record in records:
