@@ -45,7 +45,7 @@ bench-import: $(STAMP)
 
 check-timescale: $(STAMP)
 	mkdir -p build
-	$(BIN)/python -m storage.timescale --check-bundle --readings-retention-days 30 --raw-retention-days 14 > build/timescale-check.json
+	$(BIN)/python -m storage.timescale_check --check-bundle --readings-retention-days 30 --raw-retention-days 14 > build/timescale-check.json
 	cd deploy/timescale-check && npm ci --no-audit --no-fund --silent && node check.mjs ../../build/timescale-check.json
 
 clean:

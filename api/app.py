@@ -49,9 +49,9 @@ from api.routers import codecs as codecs_router
 from api.settings import ApiSettings
 from decoders import CodecRegistry
 from domain.errors import ConfigurationError
+from storage.buckets import AggregateSource, BucketExpression, date_bin_bucket
 from storage.codec_scripts import MAX_SCRIPT_BYTES
 from storage.database import create_database_engine
-from storage.readings import AggregateSource, BucketExpression, date_bin_bucket
 
 DESCRIPTION = """\
 LoRaWAN sensor data of the association's municipalities: devices, gateways and readings.

@@ -19,8 +19,8 @@ from api.rate_limits import KeyRateLimiter
 from api.settings import ApiSettings
 from decoders import CodecRegistry
 from domain.errors import ConfigurationError
+from storage.buckets import AggregateSource, BucketExpression, date_bin_bucket
 from storage.codec_scripts import ScriptFollower
-from storage.readings import AggregateSource, BucketExpression, date_bin_bucket
 from storage.secret_box import SecretBox
 from storage.webhook_targets import Resolver, resolve_host
 

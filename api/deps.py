@@ -24,8 +24,10 @@ from api.access import Action, is_region_admin, require, require_in, require_in_
 from api.app_services import AppServices, services_of
 from api.settings import ApiSettings
 from domain.errors import StorageUnavailable
+from domain.municipality import Municipality
 from storage.api_keys import InvalidApiKey, authenticate, authenticate_in
-from storage.models import ApiKey, Municipality
+from storage.models import ApiKey
+from storage.models import Municipality as MunicipalityRow
 from storage.municipalities import SLUG_PATTERN, get_municipality
 from storage.sharing import SharedUseCase, is_shared
 from storage.tenancy import act_as_tenant
@@ -114,7 +116,7 @@ def _authenticated(request: Request, session: Session, bearer: BearerDep, header
 
 def _authenticated_in(
     slug: str, request: Request, session: Session, bearer: BearerDep, header_key: HeaderKeyDep
-) -> tuple[ApiKey, Municipality]:
+) -> tuple[ApiKey, MunicipalityRow]:
     """The caller's key and the municipality of `slug`, read together on a request's first check."""
     known: ApiKey | None = getattr(request.state, "api_key", None)
     if known is not None:
@@ -170,9 +172,17 @@ def get_current_key(
 CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
 SlugPath = Annotated[str, Path(pattern=SLUG_PATTERN, max_length=63, examples=["wendlingen"])]
 MunicipalityResolver = Callable[[str, Request, Session, BearerDep, HeaderKeyDep], Municipality]
+MunicipalityRowResolver = Callable[[str, Request, Session, BearerDep, HeaderKeyDep], MunicipalityRow]
 
 
-def _reader_municipality(key: ApiKey, requested: Municipality) -> int:
+def municipality_value(row: MunicipalityRow) -> Municipality:
+    """The value a route is handed: its attributes read once, so no route touches the ORM row."""
+    return Municipality(
+        id=row.id, slug=row.slug, name=row.name, district=row.district, created_at=row.created_at
+    )
+
+
+def _reader_municipality(key: ApiKey, requested: MunicipalityRow) -> int:
     """Whose rows the rest of the request may touch, enforced by the database from here on.
 
     The key's own municipality: reading another municipality's shared use case, the
@@ -184,16 +194,28 @@ def _reader_municipality(key: ApiKey, requested: Municipality) -> int:
     return key.municipality_id
 
 
-def municipality_for(action: Action) -> MunicipalityResolver:
-    """A dependency resolving `{slug}` to a municipality the key may do `action` in."""
+def municipality_row_for(action: Action) -> MunicipalityRowResolver:
+    """`municipality_for`, handing over the ORM row: for routes that pass it to storage as the owner."""
 
     def municipality(
         slug: SlugPath, request: Request, session: SessionDep, bearer: BearerDep, header_key: HeaderKeyDep
-    ) -> Municipality:
+    ) -> MunicipalityRow:
         key, found = _authenticated_in(slug, request, session, bearer, header_key)
         require_in(key, found, action)
         act_as_tenant(session, _reader_municipality(key, found))
         return found
+
+    return municipality
+
+
+def municipality_for(action: Action) -> MunicipalityResolver:
+    """A dependency resolving `{slug}` to a municipality the key may do `action` in."""
+    row_for = municipality_row_for(action)
+
+    def municipality(
+        slug: SlugPath, request: Request, session: SessionDep, bearer: BearerDep, header_key: HeaderKeyDep
+    ) -> Municipality:
+        return municipality_value(row_for(slug, request, session, bearer, header_key))
 
     return municipality
 
@@ -212,7 +234,7 @@ def municipality_for_use_case(action: Action, use_case: SharedUseCase) -> Munici
 
         require_in_or_shared(key, found, action, shared_with)
         act_as_tenant(session, _reader_municipality(key, found))
-        return found
+        return municipality_value(found)
 
     return municipality
 
@@ -232,7 +254,8 @@ DeviceEditorDep = Annotated[Municipality, Depends(municipality_for(Action.EDIT_D
 GatewayEditorDep = Annotated[Municipality, Depends(municipality_for(Action.EDIT_GATEWAYS))]
 KeyAdminDep = Annotated[Municipality, Depends(municipality_for(Action.MANAGE_KEYS))]
 RedecodeAdminDep = Annotated[Municipality, Depends(municipality_for(Action.REDECODE))]
-ShareAdminDep = Annotated[Municipality, Depends(municipality_for(Action.SHARE))]
+ShareAdminDep = Annotated[MunicipalityRow, Depends(municipality_row_for(Action.SHARE))]
+"""The ORM row: sharing and ingest grants hand it to storage as the granting owner."""
 ParkingReaderDep = Annotated[
     Municipality, Depends(municipality_for_use_case(Action.READ, SharedUseCase.PARKING))
 ]

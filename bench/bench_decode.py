@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from decoders.javascript import JavaScriptCodec, ScriptStyle
 from decoders.javascript_worker import IsolateEngine
-from decoders.registry import BUILTIN_CODECS, SCRIPT_BATCH, CodecRegistry, DecodeRequest, DecoderSource
+from decoders.registry import BUILTIN_CODECS, SCRIPT_BATCH, CodecRegistry, DecodeRequest
+from domain.decoding import DecoderSource
 
 MILESIGHT_TARGET = 100_000
 JS_TARGET = 10_000

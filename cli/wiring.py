@@ -10,9 +10,9 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from cli.jobs import start_alert_jobs, start_reader_query_guard
 from cli.process import tune_garbage_collector
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # the API is imported by the commands that serve it, not by e
     from api.app_services import DeviceRegisteredHook, RedecodeHook
     from api.settings import ApiSettings
     from ingest.metrics import IngestCounters
-    from storage.readings import AggregateSource, BucketExpression
+    from storage.buckets import AggregateSource, BucketExpression
     from storage.secret_box import SecretSettings
     from storage.webhook_targets import WebhookSettings
 
@@ -178,7 +178,8 @@ def history_backend(engine: Engine) -> HistoryBackend:
     """
     from sqlalchemy.exc import OperationalError
 
-    from storage.timescale import Aggregate, aggregate_history_sql, time_bucket_column, timescale_enabled
+    from storage.buckets import aggregate_history_sql, time_bucket_column
+    from storage.timescale import timescale_enabled
 
     try:
         with engine.connect() as conn:
@@ -191,12 +192,7 @@ def history_backend(engine: Engine) -> HistoryBackend:
     if not enabled:
         return {}
     log.info("TimescaleDB: hour and day buckets are read from continuous aggregates")
-
-    def from_continuous_aggregates(bucket: timedelta, aggregate: str) -> str | None:
-        # History asks by the values of `storage.readings.Aggregate`, the names Timescale's views use.
-        return aggregate_history_sql(bucket, cast("Aggregate", aggregate))
-
-    return {"bucket_expression": time_bucket_column, "aggregate_source": from_continuous_aggregates}
+    return {"bucket_expression": time_bucket_column, "aggregate_source": aggregate_history_sql}
 
 
 def redecode_hook() -> DeviceRegisteredHook:

@@ -8,14 +8,8 @@ CLI's `decoders.cli_format.decode_to_json`.
 """
 
 from decoders.javascript import SandboxLimits, ScriptStyle
-from decoders.registry import (
-    DEFAULT_PREFERENCE,
-    CodecInfo,
-    CodecRegistry,
-    DecodeOutcome,
-    DecodeRequest,
-    DecoderSource,
-)
+from decoders.registry import DEFAULT_PREFERENCE, CodecInfo, CodecRegistry, DecodeOutcome, DecodeRequest
+from domain.decoding import DecoderSource
 
 __all__ = [
     "DEFAULT_PREFERENCE",

@@ -8,8 +8,9 @@ as raw hex: their layouts are not documented.
 
 from __future__ import annotations
 
-from decoders.codec import BuiltinCodec, UseCase, require_bytes, unknown_f_port
+from decoders.codec import BuiltinCodec, require_bytes, unknown_f_port
 from domain.uplink import JsonObject
+from domain.use_case import CodecUseCase
 
 _RESET_CAUSES = {1: "watchdog", 2: "power on", 3: "system request", 4: "other"}
 
@@ -62,5 +63,5 @@ def decode_tps110(f_port: int, payload: bytes) -> JsonObject:
 
 
 CODECS: tuple[BuiltinCodec, ...] = (
-    BuiltinCodec("bosch/tps110-0292-codec", ("tps110",), UseCase.PARKING, decode_tps110),
+    BuiltinCodec("bosch/tps110-0292-codec", ("tps110",), CodecUseCase.PARKING, decode_tps110),
 )

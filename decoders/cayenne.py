@@ -13,9 +13,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from decoders.codec import BuiltinCodec, UseCase, signed_24_be
+from decoders.codec import BuiltinCodec, signed_24_be
 from domain.errors import DecodeError
 from domain.uplink import JsonObject
+from domain.use_case import CodecUseCase
 
 _Convert = Callable[[bytes, int], object]
 
@@ -77,5 +78,5 @@ def decode_cayenne_lpp(f_port: int, payload: bytes) -> JsonObject:
 
 
 CODECS: tuple[BuiltinCodec, ...] = (
-    BuiltinCodec("cayenne/lpp", ("any Cayenne LPP device",), UseCase.GENERIC, decode_cayenne_lpp),
+    BuiltinCodec("cayenne/lpp", ("any Cayenne LPP device",), CodecUseCase.GENERIC, decode_cayenne_lpp),
 )

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from decoders.registry import CodecRegistry, DecoderSource
+from decoders.registry import CodecRegistry
+from domain.decoding import DecoderSource
 from domain.errors import DecodeError
 from domain.quantity import find_quantity
 from domain.uplink import JsonObject

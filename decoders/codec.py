@@ -11,29 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 
 from domain.errors import DecodeError
 from domain.uplink import JsonObject
+from domain.use_case import CodecUseCase
 
 DecodeFunction = Callable[[int, bytes], JsonObject]
-
-
-class UseCase(StrEnum):
-    PARKING = "parking"
-    WASTE = "waste"
-    SOIL = "soil"
-    ENVIRONMENT = "environment"
-    WATER = "water"
-    COUNTING = "counting"
-    GENERIC = "generic"
 
 
 @dataclass(frozen=True, slots=True)
 class BuiltinCodec:
     codec_id: str
     devices: tuple[str, ...]
-    use_case: UseCase
+    use_case: CodecUseCase
     decode: DecodeFunction
 
     @property

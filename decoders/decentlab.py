@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from decoders.codec import BuiltinCodec, DecodeFunction, UseCase, require_bytes
+from decoders.codec import BuiltinCodec, DecodeFunction, require_bytes
 from domain.errors import DecodeError
 from domain.uplink import JsonObject
+from domain.use_case import CodecUseCase
 
 _HEADER_SIZE = 5
 
@@ -152,13 +153,15 @@ _DISTANCE = _Group(
 )
 
 
-def _codec(codec: str, device: str, use_case: UseCase, groups: tuple[_Group, ...]) -> BuiltinCodec:
+def _codec(codec: str, device: str, use_case: CodecUseCase, groups: tuple[_Group, ...]) -> BuiltinCodec:
     return BuiltinCodec(f"decentlab/{codec}", (device,), use_case, _decoder(groups))
 
 
 CODECS: tuple[BuiltinCodec, ...] = (
-    _codec("dl-smtp-codec", "dl-smtp", UseCase.SOIL, (_soil_profile(), _BATTERY)),
-    _codec("dl-pm-codec", "dl-pm", UseCase.ENVIRONMENT, (_BATTERY, _particulate_matter(), _AIR, _BAROMETER)),
-    _codec("dl-pr26-0-1-codec", "dl-pr26", UseCase.WATER, (_pressure_range(0.0, 1.0), _BATTERY)),
-    _codec("dl-mbx-codec", "dl-mbx", UseCase.WATER, (_DISTANCE, _BATTERY)),
+    _codec("dl-smtp-codec", "dl-smtp", CodecUseCase.SOIL, (_soil_profile(), _BATTERY)),
+    _codec(
+        "dl-pm-codec", "dl-pm", CodecUseCase.ENVIRONMENT, (_BATTERY, _particulate_matter(), _AIR, _BAROMETER)
+    ),
+    _codec("dl-pr26-0-1-codec", "dl-pr26", CodecUseCase.WATER, (_pressure_range(0.0, 1.0), _BATTERY)),
+    _codec("dl-mbx-codec", "dl-mbx", CodecUseCase.WATER, (_DISTANCE, _BATTERY)),
 )

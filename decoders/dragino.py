@@ -20,8 +20,9 @@ Behaviour chosen against the vendor decoders:
 
 from __future__ import annotations
 
-from decoders.codec import BuiltinCodec, UseCase, require_bytes, unknown_f_port
+from decoders.codec import BuiltinCodec, require_bytes, unknown_f_port
 from domain.uplink import JsonObject
+from domain.use_case import CodecUseCase
 
 _MEASUREMENT_PORT = 2
 
@@ -90,8 +91,8 @@ def decode_lse01_114(f_port: int, payload: bytes) -> JsonObject:
 
 
 CODECS: tuple[BuiltinCodec, ...] = (
-    BuiltinCodec("dragino/ldds75-codec", ("ldds75",), UseCase.WASTE, decode_ldds75),
-    BuiltinCodec("dragino/ldds75-114-codec", ("ldds75",), UseCase.WASTE, decode_ldds75_114),
-    BuiltinCodec("dragino/lse01-codec", ("lse01",), UseCase.SOIL, decode_lse01),
-    BuiltinCodec("dragino/lse01-114-codec", ("lse01",), UseCase.SOIL, decode_lse01_114),
+    BuiltinCodec("dragino/ldds75-codec", ("ldds75",), CodecUseCase.WASTE, decode_ldds75),
+    BuiltinCodec("dragino/ldds75-114-codec", ("ldds75",), CodecUseCase.WASTE, decode_ldds75_114),
+    BuiltinCodec("dragino/lse01-codec", ("lse01",), CodecUseCase.SOIL, decode_lse01),
+    BuiltinCodec("dragino/lse01-114-codec", ("lse01",), CodecUseCase.SOIL, decode_lse01_114),
 )

@@ -17,9 +17,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from decoders.codec import BuiltinCodec, UseCase, signed_24_be
+from decoders.codec import BuiltinCodec, signed_24_be
 from domain.errors import DecodeError
 from domain.uplink import JsonObject
+from domain.use_case import CodecUseCase
 
 _Reader = Callable[[bytes, int, JsonObject], None]
 
@@ -142,7 +143,7 @@ def decode_elsys(f_port: int, payload: bytes) -> JsonObject:
 
 
 CODECS: tuple[BuiltinCodec, ...] = (
-    BuiltinCodec("elsys/ers-codec", ("ers",), UseCase.ENVIRONMENT, decode_elsys),
-    BuiltinCodec("elsys/ers-co2-codec", ("ers-co2",), UseCase.ENVIRONMENT, decode_elsys),
-    BuiltinCodec("elsys/ers-eye-codec", ("ers-eye",), UseCase.COUNTING, decode_elsys),
+    BuiltinCodec("elsys/ers-codec", ("ers",), CodecUseCase.ENVIRONMENT, decode_elsys),
+    BuiltinCodec("elsys/ers-co2-codec", ("ers-co2",), CodecUseCase.ENVIRONMENT, decode_elsys),
+    BuiltinCodec("elsys/ers-eye-codec", ("ers-eye",), CodecUseCase.COUNTING, decode_elsys),
 )

@@ -29,9 +29,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Mapping
 
-from decoders.codec import BuiltinCodec, DecodeFunction, UseCase
+from decoders.codec import BuiltinCodec, DecodeFunction
 from domain.errors import DecodeError
 from domain.uplink import JsonObject
+from domain.use_case import CodecUseCase
 
 # A reader stores the value found at `offset` into the output and returns how many bytes it used.
 _Reader = Callable[[bytes, int, JsonObject], int]
@@ -314,17 +315,17 @@ def _channel_decoder(table: _Table) -> DecodeFunction:
     return decode
 
 
-def _codec(codec: str, device: str, use_case: UseCase, table: _Table) -> BuiltinCodec:
+def _codec(codec: str, device: str, use_case: CodecUseCase, table: _Table) -> BuiltinCodec:
     return BuiltinCodec(f"milesight-iot/{codec}", (device,), use_case, _channel_decoder(table))
 
 
 CODECS: tuple[BuiltinCodec, ...] = (
-    _codec("em500-udl-codec", "em500-udl", UseCase.WASTE, {**_DEVICE_INFO, **_BATTERY, **_DISTANCE}),
-    _codec("em310-udl-codec", "em310-udl", UseCase.WASTE, _EM310_UDL),
+    _codec("em500-udl-codec", "em500-udl", CodecUseCase.WASTE, {**_DEVICE_INFO, **_BATTERY, **_DISTANCE}),
+    _codec("em310-udl-codec", "em310-udl", CodecUseCase.WASTE, _EM310_UDL),
     _codec(
         "em500-smtc-codec",
         "em500-smtc",
-        UseCase.SOIL,
+        CodecUseCase.SOIL,
         {
             **_DEVICE_INFO,
             **_BATTERY,
@@ -336,13 +337,13 @@ CODECS: tuple[BuiltinCodec, ...] = (
     _codec(
         "em500-swl-codec",
         "em500-swl",
-        UseCase.WATER,
+        CodecUseCase.WATER,
         {**_DEVICE_INFO, **_BATTERY, _pair(0x03, 0x77): _struct_value("level", _U16_LE)},
     ),
     _codec(
         "am103-codec",
         "am103",
-        UseCase.ENVIRONMENT,
+        CodecUseCase.ENVIRONMENT,
         {
             **_DEVICE_INFO,
             **_BATTERY,
@@ -351,18 +352,18 @@ CODECS: tuple[BuiltinCodec, ...] = (
             _pair(0x07, 0x7D): _struct_value("co2", _U16_LE),
         },
     ),
-    _codec("am307-codec", "am307", UseCase.ENVIRONMENT, _AMBIENCE),
+    _codec("am307-codec", "am307", CodecUseCase.ENVIRONMENT, _AMBIENCE),
     _codec(
         "vs121-codec",
         "vs121",
-        UseCase.COUNTING,
+        CodecUseCase.COUNTING,
         {**_DEVICE_INFO, _pair(0x04, 0xC9): (4, _read_workplace_occupancy)},
     ),
     _codec(
         "vs133-codec",
         "vs133",
-        UseCase.COUNTING,
+        CodecUseCase.COUNTING,
         {**_DEVICE_INFO, **{k: v for line in range(1, 5) for k, v in _line_counters(line).items()}},
     ),
-    _codec("vs350-codec", "vs350", UseCase.COUNTING, _VS350),
+    _codec("vs350-codec", "vs350", CodecUseCase.COUNTING, _VS350),
 )

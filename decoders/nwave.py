@@ -12,8 +12,9 @@ byte 1. Both are accepted, told apart by length.
 
 from __future__ import annotations
 
-from decoders.codec import BuiltinCodec, UseCase, require_bytes, unknown_f_port
+from decoders.codec import BuiltinCodec, require_bytes, unknown_f_port
 from domain.uplink import JsonObject
+from domain.use_case import CodecUseCase
 
 _NPS405_RESET_CAUSES = {
     0: "rejoining_lorawan_network",
@@ -137,6 +138,6 @@ def decode_nps310(f_port: int, payload: bytes) -> JsonObject:
 
 
 CODECS: tuple[BuiltinCodec, ...] = (
-    BuiltinCodec("nwave/nps405-codec", ("nps405sm", "nps405fm"), UseCase.PARKING, decode_nps405),
-    BuiltinCodec("nwave/nps310sm-codec", ("nps310sm",), UseCase.PARKING, decode_nps310),
+    BuiltinCodec("nwave/nps405-codec", ("nps405sm", "nps405fm"), CodecUseCase.PARKING, decode_nps405),
+    BuiltinCodec("nwave/nps310sm-codec", ("nps310sm",), CodecUseCase.PARKING, decode_nps310),
 )

@@ -19,23 +19,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from enum import Enum, StrEnum
+from enum import Enum
 from typing import Any, NamedTuple, cast
 
 from decoders import bosch, cayenne, decentlab, dragino, elsys, milesight, nwave
-from decoders.codec import BuiltinCodec, UseCase
+from decoders.codec import BuiltinCodec
 from decoders.javascript import JavaScriptCodec, SandboxLimits, ScriptResult, ScriptStyle
 from decoders.readings import readings_from
+from domain.decoding import DecoderSource
 from domain.errors import DecodeError
 from domain.reading import Reading
 from domain.uplink import JsonObject
-
-
-class DecoderSource(StrEnum):
-    BUILTIN = "builtin"
-    JAVASCRIPT = "javascript"
-    NETWORK = "network"
-
+from domain.use_case import CodecUseCase
 
 DEFAULT_PREFERENCE: tuple[DecoderSource, ...] = (
     DecoderSource.BUILTIN,
@@ -173,7 +168,7 @@ class CodecRegistry:
         *,
         style: ScriptStyle | str = ScriptStyle.DEVICE_REPOSITORY,
         devices: Sequence[str] = (),
-        use_case: str = UseCase.GENERIC.value,
+        use_case: str = CodecUseCase.GENERIC.value,
     ) -> None:
         """Compile `script` into its own sandbox; raises DecodeError (message and line) if it does not load.
 

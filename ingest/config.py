@@ -172,6 +172,11 @@ class IngestSettings(BaseSettings):
         description="a network server's time further ahead of this clock is replaced by it (and flagged)",
     )
     stats_interval_s: float = Field(default=10.0, gt=0)
+    fast_path: bool = Field(
+        default=True,
+        description="receive through the fast packet path when the installed paho has what it needs;"
+        " false: always through paho's public on_message path",
+    )
     shared_group: str | None = None
     instance: str | None = None
 

@@ -22,19 +22,28 @@ with a wake-up of its network thread and a `send`; `ack_many` queues the PUBACKs
 a whole committed batch as one write.
 
 It overrides three paho methods (`_sock_recv`, `_sock_close`, `loop_read`) and uses
-its packet state (`_in_packet`, `_protocol`, `_msgtime_mutex`, `_last_bytes_received`)
-and packet queue (`_packet_queue`); paho-mqtt is pinned below 3, and every
-end-to-end and fault test runs through this class.
+its socket and packet state (`_sock`, `_in_packet`, `_protocol`, `_msgtime_mutex`,
+`_last_bytes_received`) and packet queue (`_packet_queue`). paho-mqtt is pinned to
+the minor version this was written for; a later one may rename any of them, and an
+assignment to a renamed attribute fails silently. So `fast_path_available` looks for
+every one of them before the first connection, and without them the bridge takes
+paho's public path (`on_message`, `ack`), slower but correct. The end-to-end and
+fault tests run on both paths.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import struct
 from collections.abc import Callable, Sequence
+from importlib.metadata import version
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+log = logging.getLogger(__name__)
 
 READ_CHUNK = 64 * 1024
 PUBLISH = 0x30
@@ -53,7 +62,42 @@ class Publish(NamedTuple):
     qos: int
 
 
+PRIVATE_METHODS = ("_sock_recv", "_sock_close", "_packet_queue")
+"""paho methods the fast path overrides or calls, looked for on the class."""
+PRIVATE_STATE = ("_sock", "_in_packet", "_protocol", "_msgtime_mutex", "_last_bytes_received")
+"""paho attributes the fast path reads or writes, looked for on a fresh client."""
+
+
+def missing_private_members() -> list[str]:
+    """The paho internals the fast path uses that this paho does not have (empty when all are there)."""
+    missing = [name for name in PRIVATE_METHODS if not callable(getattr(mqtt.Client, name, None))]
+    fresh = mqtt.Client(CallbackAPIVersion.VERSION2)
+    missing += [name for name in PRIVATE_STATE if not hasattr(fresh, name)]
+    in_packet = getattr(fresh, "_in_packet", None)
+    if "_in_packet" not in missing and not (isinstance(in_packet, dict) and "command" in in_packet):
+        missing.append("_in_packet['command']")
+    if not callable(getattr(mqtt, "time_func", None)):
+        missing.append("time_func")
+    return missing
+
+
+@functools.cache
+def fast_path_available() -> bool:
+    """Whether `BufferedClient` can work with the installed paho; warns once per process if not."""
+    missing = missing_private_members()
+    if missing:
+        log.warning(
+            "paho-mqtt %s lacks %s, which the fast packet path uses; receiving through paho's "
+            "public on_message path instead (correct, but slower)",
+            version("paho-mqtt"),
+            ", ".join(missing),
+        )
+    return not missing
+
+
 class BufferedClient(mqtt.Client):
+    """paho's client reading the socket in chunks and cutting PUBLISH packets out itself (see above)."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._read_buffer = b""

@@ -28,11 +28,9 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import psycopg
 
 from decoders import DEFAULT_PREFERENCE, CodecRegistry, DecodeOutcome, DecodeRequest, DecoderSource
+from domain.decoding import DecodeStatus
 from domain.errors import MessageRejected
 from domain.ids import DevEui
 from domain.uplink import (
@@ -49,6 +47,7 @@ from domain.uplink import (
 from ingest.adapters import parse_message
 from ingest.config import SourceConfig
 from ingest.metrics import IngestCounters, Outcome
+from storage.database import Connection
 from storage.device_registry import (
     DeviceProfile,
     IngestGrants,
@@ -57,7 +56,7 @@ from storage.device_registry import (
     may_deliver,
 )
 from storage.redecode import DecodedFrame, Decoder, StoredFrame
-from storage.uplinks import DecodeStatus, IngestBatch, RejectedRecord, UplinkRecord
+from storage.uplinks import IngestBatch, RejectedRecord, UplinkRecord
 
 _PREFERENCES: dict[str, tuple[DecoderSource, ...]] = {source.value: (source,) for source in DecoderSource}
 
@@ -102,7 +101,7 @@ class DeviceCache:
     def __len__(self) -> int:
         return len(self._by_eui)
 
-    def refresh(self, conn: psycopg.Connection[Any]) -> list[DeviceProfile]:
+    def refresh(self, conn: Connection) -> list[DeviceProfile]:
         """Load changed devices; return those that are new or changed since the last look."""
         with self._lock:
             full = self._newest is None or self._refreshes % self.FULL_RELOAD_EVERY == 0

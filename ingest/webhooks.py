@@ -24,20 +24,19 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Annotated, Any
 
-import psycopg
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, Field, SecretStr
 
 from decoders import CodecRegistry
-from domain.errors import MessageRejected, Unauthenticated
+from domain.errors import MessageRejected, StorageUnavailable, Unauthenticated
 from domain.uplink import DEFAULT_MAX_FUTURE, NetworkServer, Uplink
 from ingest.adapters import parse_webhook
 from ingest.config import SourceConfig
 from ingest.metrics import IngestCounters, Outcome
 from ingest.pipeline import DeviceCache, Pipeline
+from ingest.writer import StoreWriter
 from storage.codec_scripts import ScriptFollower
-from storage.device_registry import ensure_municipality
-from storage.uplinks import IngestBatch, RejectedRecord, TransientWriteError, prepare_connection, write_batch
+from storage.uplinks import IngestBatch, RejectedRecord, TransientWriteError
 
 MAX_BODY_BYTES = 1024 * 1024
 UNKNOWN_SOURCE_SECRET = secrets.token_bytes(32)
@@ -80,28 +79,22 @@ class WebhookIngest:
         self.scripts = ScriptFollower(codecs)
         self._codecs = codecs
         self._lock = threading.Lock()
-        self._conn: psycopg.Connection[Any] | None = None
+        self._store = StoreWriter(database_url)
         self._pipeline: Pipeline | None = None
         self._refreshed_at = 0.0
         self._max_future = max_future
 
-    def _ready(self) -> tuple[psycopg.Connection[Any], Pipeline]:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.database_url, connect_timeout=5)
-            prepare_connection(self._conn)
-            municipality_ids = {
-                name: ensure_municipality(self._conn, source.municipality, source.municipality_name)
-                for name, source in self.sources.items()
-            }
+    def _ready(self) -> Pipeline:
+        """The pipeline, set up again whenever the store had to open a new connection."""
+        if self._pipeline is None or not self._store.is_open:
+            municipality_ids = self._store.municipality_ids(self.sources.values())
             self._pipeline = Pipeline(
                 self.devices, self._codecs, municipality_ids, self.counters, max_future=self._max_future
             )
-        assert self._pipeline is not None
         if time.monotonic() - self._refreshed_at > DEVICE_REFRESH_S:
-            self.devices.refresh(self._conn)
-            self.scripts.refresh(self._conn)
+            self._store.refresh(self.devices, self.scripts)
             self._refreshed_at = time.monotonic()
-        return self._conn, self._pipeline
+        return self._pipeline
 
     def authenticate(
         self, source_name: str, kinds: tuple[NetworkServer, ...], presented: str | None
@@ -121,24 +114,21 @@ class WebhookIngest:
     ) -> WebhookAccepted:
         with self._lock:
             try:
-                conn, pipeline = self._ready()
+                pipeline = self._ready()
                 self.counters.add(source.name, Outcome.RECEIVED)
                 try:
                     parsed = parse_webhook(source.kind, body, event=event, content_type=content_type)
                 except MessageRejected as rejected:
                     topic = f"webhook:{source.kind.value}" + (f"?event={event}" if event else "")
                     kept = RejectedRecord(source.name, topic, rejected.reason, body)
-                    write_batch(conn, IngestBatch(rejected=[kept]))
+                    self._store.write(IngestBatch(rejected=[kept]))
                     self.counters.add(source.name, Outcome.REJECTED)
                     raise
                 builder = pipeline.new_batch()
                 builder.add_event(source, parsed)
                 batch = builder.finish()
-                result = write_batch(conn, batch)
-            except (TransientWriteError, psycopg.OperationalError) as exc:
-                if self._conn is not None:
-                    self._conn.close()
-                self._conn = None
+                result = self._store.write(batch)
+            except StorageUnavailable as exc:  # the store has closed its connection already
                 raise TransientWriteError(f"not stored, please retry: {exc}") from exc
         if isinstance(parsed, Uplink):
             stored = result.uplinks_new == 1
@@ -147,9 +137,7 @@ class WebhookIngest:
         return WebhookAccepted(outcome="event" if len(batch) else "ignored")
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._store.close()
 
 
 def presented_secret(authorization: str | None, webhook_secret: str | None) -> str | None:

@@ -1,18 +1,28 @@
-"""Connections: one URL, two drivers' views of it.
+"""Connections: one URL, two drivers' views of it, and the driver's errors kept inside storage.
 
 SQLAlchemy (for migrations and the API's ORM queries) wants
 `postgresql+psycopg://…`; psycopg's own connections (the COPY ingest path)
 want a libpq conninfo. `DatabaseSettings.url` is written once by the user in
 either form and both views are derived from it.
+
+Callers above storage hold psycopg connections only as `Connection` and see the
+driver's failures only as `StorageUnavailable`, so that they import no driver.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeAlias
+
 import orjson
+import psycopg
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
+
+from domain.errors import StorageUnavailable
 
 DEFAULT_EMBEDDED_DIR = "var/postgres"
 
@@ -43,6 +53,29 @@ def libpq_url(url: str) -> str:
     """The libpq form (no `+driver`) of a PostgreSQL URL, for psycopg connections."""
     parsed = make_url(url)
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+Connection: TypeAlias = psycopg.Connection[Any]
+"""A psycopg connection, named here so that ingest can hold one without importing the driver."""
+
+
+def connect(url: str, *, timeout_s: int = 5) -> Connection:
+    """A psycopg connection to `url` (libpq form); unreachable is `StorageUnavailable`."""
+    with database_errors():
+        return psycopg.connect(url, connect_timeout=timeout_s)
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """The driver's errors out of this block as `StorageUnavailable`: lost connection, refused query.
+
+    For the reads and small writes around ingest (device lists, municipalities), where
+    every failure means the same to the caller: drop the connection and try later.
+    """
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise StorageUnavailable(f"database: {exc}") from exc
 
 
 def create_database_engine(url: str, *, pool_size: int = 5) -> Engine:

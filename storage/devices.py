@@ -14,8 +14,7 @@ import math
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import psycopg
 from pydantic import (
@@ -33,9 +32,11 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from domain.decoding import DecoderSourceName
 from domain.errors import Conflict, NotFound
 from domain.ids import parse_dev_eui
 from domain.spreadsheet import unescape_formula
+from domain.use_case import UseCase
 from storage.ingest_grants import claimable_municipalities
 from storage.models import Device, DeviceActivity, DeviceState
 from storage.models import Uplink as UplinkRow
@@ -69,18 +70,7 @@ DevEuiText = Annotated[
     WithJsonSchema({"type": "string", "pattern": DEV_EUI_PATTERN, "examples": ["70b3d57ed0001234"]}),
 ]
 
-# Mirrors decoders.DecoderSource: storage may not import decoders (they are peers).
-DecoderSourceName = Literal["builtin", "javascript", "network"]
-
 TAG_SEPARATOR = ";"
-
-
-class UseCase(StrEnum):
-    PARKING = "parking"
-    WASTE = "waste"
-    SOIL = "soil"
-    ENVIRONMENT = "environment"
-    OTHER = "other"
 
 
 class DeviceMetadata(BaseModel):

@@ -1,6 +1,6 @@
 """Environment: the latest climate, air-quality and water-level values of a municipality.
 
-Like `storage.readings.latest_values`, from `device_state` only, but for a set of
+Like `storage.latest.latest_values`, from `device_state` only, but for a set of
 quantities at once: a device counts when it measures any of them.
 """
 
@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from storage.readings import LatestDevice, latest_of_devices
+from domain.latest import LatestDevice
+from storage.latest import latest_of_devices
 
 
 def latest_of_quantities(

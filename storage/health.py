@@ -32,6 +32,8 @@ from domain.analytics import (
     expected_interval,
     frame_loss,
 )
+from domain.buckets import BUCKET_ORIGIN
+from storage.buckets import date_bin_bucket
 from storage.gateways import GatewayView
 from storage.models import (
     Device,
@@ -43,7 +45,6 @@ from storage.models import (
     Reception,
     Uplink,
 )
-from storage.readings import BUCKET_ORIGIN, date_bin_bucket
 from storage.series import Series, daily_means, doubles, epoch_of, epoch_seconds, from_epoch, packed_doubles
 from storage.uplinks import GATEWAY_ACTIVITY_BIN
 

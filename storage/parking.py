@@ -19,10 +19,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from domain.analytics import StateChanges, debounce, hour_of_week_profile, step_means
+from domain.buckets import BucketGrid, bucket_start
 from domain.errors import NotFound
 from storage.models import Device
 from storage.models_usecases import ParkingZone
-from storage.readings import BucketGrid, bucket_start
 from storage.series import device_series, epoch_seconds, from_epoch
 
 OCCUPIED = "occupied"

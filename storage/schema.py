@@ -13,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection
 
+from storage import timescale
 from storage.database import DatabaseSettings, create_database_engine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -41,8 +42,6 @@ def upgrade_and_apply_policies(url: str, settings: DatabaseSettings) -> bool:
     without a new release, so they are re-applied on every upgrade. Returns whether
     TimescaleDB is in use.
     """
-    from storage import timescale
-
     upgrade_database(url)
     engine = create_database_engine(url, pool_size=1)
     try:

@@ -1,10 +1,11 @@
-"""Everything TimescaleDB-specific, in one place.
+"""Everything TimescaleDB-specific about the schema: hypertables, compression, aggregates, policies.
 
 The schema of `storage.models` runs unchanged on plain PostgreSQL. When the
 `timescaledb` extension can be used, this module turns the four time-series
 tables into hypertables, sets up compression, keeps hourly and daily continuous
-aggregates of `reading`, and applies the policies whose ages come from
-`DatabaseSettings`. Requires TimescaleDB 2.13 or later (`by_range`).
+aggregates of `reading` (their buckets and queries are `storage.buckets`'), and
+applies the policies whose ages come from `DatabaseSettings`. Requires
+TimescaleDB 2.13 or later (`by_range`).
 
 Split of the work, and why:
 
@@ -19,12 +20,7 @@ Split of the work, and why:
   again, in the caller's transaction, so that a changed value replaces the old
   one and an unchanged value leaves the same state.
 - `statements(policies)` is the DDL of both, for printing and for the check
-  against a real TimescaleDB in `deploy/timescale-check/`.
-
-History queries must give the same numbers on both backends: `bucketed_readings_sql`
-builds them with `time_bucket` (from a continuous aggregate for hour and day
-buckets) or `date_bin`, both aligned on Monday 2000-01-03 00:00 UTC, which is
-TimescaleDB's default origin; `bucket_start` is the same arithmetic in Python.
+  against a real TimescaleDB in `deploy/timescale-check/` (`storage.timescale_check`).
 
 All functions take a SQLAlchemy `Connection` (the one Alembic hands a migration
 and the one `lorakom db upgrade` opens) and leave transaction control to the
@@ -34,44 +30,22 @@ transaction block.
 
 from __future__ import annotations
 
-import argparse
-import io
-import json
-import re
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal, get_args
+from datetime import datetime, timedelta
+from typing import Final
 
-from sqlalchemy import (
-    ClauseElement,
-    ColumnElement,
-    ColumnExpressionArgument,
-    Connection,
-    DateTime,
-    Integer,
-    Interval,
-    String,
-    bindparam,
-    column,
-    create_engine,
-    func,
-    literal,
-    text,
+from sqlalchemy import Connection, text
+
+from storage.buckets import (
+    AGGREGATE_COLUMNS,
+    CONTINUOUS_AGGREGATES,
+    IDENTIFIER,
+    ContinuousAggregate,
+    bucket_expression,
+    interval_sql,
+    raw_aggregate_sql,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.types import TypeEngine
-
 from storage.database import DatabaseSettings
-
-Aggregate = Literal["avg", "min", "max", "sum", "count", "last"]
-AGGREGATES: Final[tuple[Aggregate, ...]] = get_args(Aggregate)
-
-BUCKET_ORIGIN: Final = datetime(2000, 1, 3, tzinfo=UTC)
-"""A Monday: TimescaleDB's default origin for buckets without months, so weeks start on Monday (ISO)."""
-
-BUCKET_ORIGIN_SQL: Final = "TIMESTAMPTZ '2000-01-03 00:00:00+00'"
 
 
 @dataclass(frozen=True)
@@ -118,51 +92,6 @@ READINGS_MIN_RETENTION_DAYS: Final = 3
 
 
 @dataclass(frozen=True)
-class ContinuousAggregate:
-    """A continuous aggregate of `reading` over one bucket width.
-
-    `end_offset` keeps the newest, still filling bucket out of materialisation;
-    real-time aggregation answers it from `reading`. Late rows (backfill after an
-    outage, history decoded when a device is claimed) invalidate materialised
-    buckets; the refresh policy re-materialises them within its window.
-    """
-
-    name: str
-    bucket: timedelta
-    end_offset: timedelta
-    schedule_interval: timedelta
-
-
-CONTINUOUS_AGGREGATES: Final = (
-    ContinuousAggregate("reading_hourly", timedelta(hours=1), timedelta(hours=1), timedelta(minutes=30)),
-    ContinuousAggregate("reading_daily", timedelta(days=1), timedelta(days=1), timedelta(hours=1)),
-)
-
-AGGREGATE_COLUMNS: Final[dict[Aggregate, str]] = {
-    "avg": "value_avg",
-    "min": "value_min",
-    "max": "value_max",
-    "sum": "value_sum",
-    "count": "value_count",
-    "last": "value_last",
-}
-"""Column of a continuous aggregate holding each aggregate; `last_time` says when `value_last` was read."""
-
-
-def raw_aggregate_sql(aggregate: Aggregate, *, timescale: bool) -> str:
-    """The aggregate over raw `reading` rows; `last` is the value with the latest time in the bucket.
-
-    `(device_id, quantity, time)` is the primary key, so within one series the
-    latest time is unique and both forms of `last` pick the same row.
-    """
-    if aggregate == "last":
-        return "last(value, time)" if timescale else "(array_agg(value ORDER BY time DESC))[1]"
-    if aggregate == "count":
-        return "count(*)"
-    return f"{aggregate}(value)"
-
-
-@dataclass(frozen=True)
 class TimescalePolicies:
     """The ages that settings decide; `None` keeps data for ever."""
 
@@ -193,122 +122,8 @@ class TimescalePolicies:
         )
 
 
-def interval_sql(span: timedelta) -> str:
-    """An `INTERVAL` literal in the largest unit that divides `span` exactly."""
-    microseconds = span // timedelta(microseconds=1)
-    if microseconds <= 0:
-        raise ValueError(f"an interval must be positive, got {span}")
-    for unit, size in (
-        ("day", 86_400_000_000),
-        ("hour", 3_600_000_000),
-        ("minute", 60_000_000),
-        ("second", 1_000_000),
-    ):
-        if microseconds % size == 0:
-            count = microseconds // size
-            return f"INTERVAL '{count} {unit}{'' if count == 1 else 's'}'"
-    return f"INTERVAL '{microseconds} microseconds'"
-
-
 def _quoted(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
-
-
-_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?")
-
-
-def bucket_expression(bucket: timedelta, column: str, *, timescale: bool) -> str:
-    """SQL for the start of the bucket holding `column`, identical on both backends.
-
-    `time_bucket` without an origin uses TimescaleDB's default (Monday
-    2000-01-03 UTC), which is the only form its continuous aggregates and
-    planner optimisations recognise; `date_bin` gets that origin explicitly. With
-    the origin `date_bin` is often shown with (2000-01-01) weeks would start on
-    Saturday and buckets like 7h or 5d would be shifted.
-    """
-    if not _IDENTIFIER.fullmatch(column):
-        raise ValueError(f"not a plain column name: {column!r}")
-    if timescale:
-        return f"time_bucket({interval_sql(bucket)}, {column})"
-    return f"date_bin({interval_sql(bucket)}, {column}, {BUCKET_ORIGIN_SQL})"
-
-
-def time_bucket_column(
-    width: timedelta, time_column: ColumnExpressionArgument[datetime], origin: datetime = BUCKET_ORIGIN
-) -> ColumnElement[datetime]:
-    """`time_bucket` as a SQLAlchemy expression, for query code that swaps it in for `date_bin`.
-
-    Same arguments as `storage.readings.date_bin_bucket`; at the default origin
-    the origin is left out, which is the form TimescaleDB optimises.
-    """
-    arguments: list[Any] = [literal(width, Interval()), time_column]
-    if origin != BUCKET_ORIGIN:
-        arguments.append(literal(origin, DateTime(timezone=True)))
-    return func.time_bucket(*arguments, type_=DateTime(timezone=True))
-
-
-def bucket_start(moment: datetime, bucket: timedelta) -> datetime:
-    """The start of the bucket holding `moment`: what `bucket_expression` computes, in Python."""
-    if moment.tzinfo is None:
-        raise ValueError("bucket_start needs an aware datetime")
-    width = bucket // timedelta(microseconds=1)
-    if width <= 0:
-        raise ValueError(f"a bucket must be positive, got {bucket}")
-    offset = (moment - BUCKET_ORIGIN) // timedelta(microseconds=1)
-    return BUCKET_ORIGIN + timedelta(microseconds=offset // width * width)
-
-
-def covering_window(start: datetime, end: datetime, bucket: timedelta) -> tuple[datetime, datetime]:
-    """The bucket boundaries around `[start, end)`: whole buckets, so raw and aggregate paths agree."""
-    aligned_end = bucket_start(end, bucket)
-    if aligned_end < end:
-        aligned_end += bucket
-    return bucket_start(start, bucket), aligned_end
-
-
-def continuous_aggregate_for(bucket: timedelta) -> str | None:
-    """The continuous aggregate that serves `bucket` as it is, if any (hour and day)."""
-    for aggregate in CONTINUOUS_AGGREGATES:
-        if aggregate.bucket == bucket:
-            return aggregate.name
-    return None
-
-
-def bucketed_readings_sql(bucket: timedelta, aggregate: Aggregate, *, timescale: bool) -> str:
-    """History of some devices' quantities in buckets, one row per bucket that has readings.
-
-    Bind parameters: `:device_ids` (int array), `:quantities` (text array),
-    `:start`, `:end` (aware datetimes on bucket boundaries: use
-    `covering_window`, since the aggregate path selects whole buckets). Columns:
-    `bucket, device_id, quantity, value, samples` (readings in the bucket), ordered by
-    device, quantity, bucket.
-    Missing buckets are gaps; the caller marks them.
-    """
-    where_series = "device_id = ANY(:device_ids) AND quantity = ANY(:quantities)"
-    order = "ORDER BY device_id, quantity, bucket"
-    view = continuous_aggregate_for(bucket) if timescale else None
-    if view is not None:
-        return (
-            f"SELECT bucket, device_id, quantity, {AGGREGATE_COLUMNS[aggregate]} AS value, "
-            f"value_count AS samples FROM {view} "
-            f"WHERE {where_series} AND bucket >= :start AND bucket < :end {order}"
-        )
-    return (
-        f"SELECT {bucket_expression(bucket, 'time', timescale=timescale)} AS bucket, device_id, quantity, "
-        f"{raw_aggregate_sql(aggregate, timescale=timescale)} AS value, count(*) AS samples FROM reading "
-        f"WHERE {where_series} AND time >= :start AND time < :end GROUP BY 1, 2, 3 {order}"
-    )
-
-
-def aggregate_history_sql(bucket: timedelta, aggregate: Aggregate) -> str | None:
-    """For the API's history on TimescaleDB: the query reading `bucket` from its continuous
-    aggregate, or None when no aggregate has that width (the API then buckets raw readings).
-
-    The same text that `make check-timescale` compares with `date_bin` on raw readings.
-    """
-    if continuous_aggregate_for(bucket) is None:
-        return None
-    return bucketed_readings_sql(bucket, aggregate, timescale=True)
 
 
 # --- structure --------------------------------------------------------------------------------------
@@ -375,7 +190,7 @@ def scoped_aggregate_statements() -> list[str]:
 
 def scoped_view_statements(name: str) -> list[str]:
     """The filtered view of one aggregate of readings (any relation with a `device_id`)."""
-    if not _IDENTIFIER.fullmatch(name):
+    if not IDENTIFIER.fullmatch(name):
         raise ValueError(f"not a plain relation name: {name!r}")
     return [
         f"CREATE OR REPLACE VIEW {SCOPED_SCHEMA}.{name} WITH (security_barrier) AS "
@@ -410,7 +225,8 @@ def teardown_statements() -> list[str]:
 # --- policies ---------------------------------------------------------------------------------------
 
 
-def _retention_days(table: str, policies: TimescalePolicies) -> int | None:
+def retention_days(table: str, policies: TimescalePolicies) -> int | None:
+    """How many days `table` keeps its rows under `policies`; None for ever."""
     if table == "reading":
         return policies.readings_retention_days
     if table == HEARTBEAT_TABLE:
@@ -431,7 +247,7 @@ def policy_statements(policies: TimescalePolicies) -> list[str]:
         result.append(f"SELECT remove_compression_policy({table}, if_exists => true)")
         result.append(f"SELECT add_compression_policy({table}, compress_after => {compress_after})")
         result.append(f"SELECT remove_retention_policy({table}, if_exists => true)")
-        days = _retention_days(hypertable.table, policies)
+        days = retention_days(hypertable.table, policies)
         if days is not None:
             drop_after = interval_sql(timedelta(days=days))
             result.append(f"SELECT add_retention_policy({table}, drop_after => {drop_after})")
@@ -578,179 +394,3 @@ def materialize_new_aggregates(conn: Connection) -> list[str]:
         conn.execute(text(f"CALL refresh_continuous_aggregate({_quoted(view_name)}, NULL, NULL)"))
         filled.append(str(view_name))
     return filled
-
-
-# --- printing and the TimescaleDB check -------------------------------------------------------------
-
-
-class _StatementRecorder(io.StringIO):
-    """Alembic's offline output, one write per statement: kept as a list instead of split from text."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.statements: list[str] = []
-
-    def write(self, chunk: str) -> int:
-        statement = chunk.strip()
-        if statement:
-            self.statements.append(statement.removesuffix(";"))
-        return len(chunk)
-
-
-def migration_statements() -> list[str]:
-    """The SQL of every migration up to head, as Alembic's offline mode renders it.
-
-    Offline there is no server to ask, so migration 0002 renders its TimescaleDB
-    branch: this is the schema of a TimescaleDB deployment.
-    """
-    from alembic import command
-
-    from storage.schema import alembic_config
-
-    recorder = _StatementRecorder()
-    config = alembic_config("postgresql://")
-    config.output_buffer = recorder
-    command.upgrade(config, "head", sql=True)
-    return recorder.statements
-
-
-def _literal(sql: str, **values: Any) -> str:
-    types: dict[str, TypeEngine[Any]] = {
-        "device_ids": ARRAY(Integer),
-        "quantities": ARRAY(String),
-        "start": DateTime(timezone=True),
-        "end": DateTime(timezone=True),
-    }
-    clause = text(sql).bindparams(
-        *(bindparam(name, value, type_=types[name]) for name, value in values.items())
-    )
-    return _compiled(clause)
-
-
-def _compiled(clause: ClauseElement) -> str:
-    dialect = create_engine("postgresql+psycopg://").dialect
-    return str(clause.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-
-
-CHECK_DEVICE_IDS: Final = (1, 2, 3, 4, 5)
-CHECK_QUANTITIES: Final = ("temperature", "fill_level")
-
-CHECK_BUCKETS: Final = tuple(
-    timedelta(**spec)
-    for spec in (
-        {"minutes": 15},
-        {"hours": 1},
-        {"minutes": 90},
-        {"hours": 7},
-        {"days": 1},
-        {"days": 5},
-        {"weeks": 1},
-        {"days": 10},
-    )
-)
-
-
-def check_bundle(
-    policies: TimescalePolicies,
-    changed: TimescalePolicies,
-    device_ids: Sequence[int],
-    quantities: Sequence[str],
-    now: datetime,
-) -> dict[str, Any]:
-    """What `deploy/timescale-check/check.mjs` runs against a real TimescaleDB, as JSON-able data."""
-    windows = [
-        ("all", datetime(2000, 1, 3, tzinfo=UTC), datetime(2100, 1, 4, tzinfo=UTC)),
-        ("recent", now - timedelta(days=10, hours=5), now - timedelta(days=2, minutes=7)),
-    ]
-    history = []
-    for bucket in (timedelta(hours=1), timedelta(days=1), timedelta(minutes=15)):
-        for label, start, end in windows:
-            aligned_start, aligned_end = covering_window(start, end, bucket)
-            params = {
-                "device_ids": list(device_ids),
-                "quantities": list(quantities),
-                "start": aligned_start,
-                "end": aligned_end,
-            }
-            for aggregate in AGGREGATES:
-                history.append(
-                    {
-                        "name": f"{label} {interval_sql(bucket)} {aggregate}",
-                        "timescale": _literal(
-                            bucketed_readings_sql(bucket, aggregate, timescale=True), **params
-                        ),
-                        "plain": _literal(
-                            bucketed_readings_sql(bucket, aggregate, timescale=False), **params
-                        ),
-                    }
-                )
-    samples = [
-        datetime(2000, 1, 1, tzinfo=UTC),
-        datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC),
-        datetime(2026, 3, 29, 1, 30, tzinfo=UTC),
-        datetime(2026, 10, 25, 0, 59, 1, tzinfo=UTC),
-        now,
-    ]
-    alignment = [
-        {
-            "bucket": interval_sql(bucket),
-            "timescale": bucket_expression(bucket, "t", timescale=True),
-            "plain": bucket_expression(bucket, "t", timescale=False),
-            "expression": _compiled(time_bucket_column(bucket, column("t"))),
-            "expected": [
-                [sample.isoformat(), bucket_start(sample, bucket).isoformat()] for sample in samples
-            ],
-        }
-        for bucket in CHECK_BUCKETS
-    ]
-    return {
-        "device_ids": list(device_ids),
-        "quantities": list(quantities),
-        "schema": migration_statements(),
-        "policies": policy_statements(policies),
-        "changed_policies": policy_statements(changed),
-        "expected_retention_days": {
-            hypertable.table: _retention_days(hypertable.table, policies) for hypertable in HYPERTABLES
-        },
-        "changed_retention_days": {
-            hypertable.table: _retention_days(hypertable.table, changed) for hypertable in HYPERTABLES
-        },
-        "history": history,
-        "alignment": alignment,
-    }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m storage.timescale",
-        description="Print the schema and TimescaleDB DDL, or the bundle that the TimescaleDB check runs.",
-    )
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--print-sql", action="store_true", help="migrations (TimescaleDB branch) and policies")
-    mode.add_argument("--check-bundle", action="store_true", help="JSON for deploy/timescale-check/check.mjs")
-    parser.add_argument("--compress-after-days", type=int, default=7)
-    parser.add_argument("--readings-retention-days", type=int)
-    parser.add_argument("--raw-retention-days", type=int)
-    args = parser.parse_args(argv)
-    policies = TimescalePolicies(
-        compress_after_days=args.compress_after_days,
-        readings_retention_days=args.readings_retention_days,
-        raw_retention_days=args.raw_retention_days,
-    )
-    if args.print_sql:
-        for statement in migration_statements() + policy_statements(policies):
-            sys.stdout.write(statement + ";\n\n")
-        return 0
-    changed = TimescalePolicies(
-        compress_after_days=policies.compress_after_days + 7,
-        readings_retention_days=(policies.readings_retention_days or 30) * 2,
-        raw_retention_days=None,
-    )
-    bundle = check_bundle(policies, changed, CHECK_DEVICE_IDS, CHECK_QUANTITIES, datetime.now(UTC))
-    json.dump(bundle, sys.stdout, indent=1, default=str)
-    sys.stdout.write("\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -34,6 +34,7 @@ from api.schemas.alerts import (
     WebhookIn,
     WebhookOut,
 )
+from domain.municipality import Municipality
 from storage.alerts import (
     EventStatus,
     acknowledge,
@@ -46,7 +47,6 @@ from storage.alerts import (
     list_rules,
     list_subscriptions,
 )
-from storage.models import Municipality
 from storage.secret_box import SecretBox
 from storage.webhook_targets import Resolver
 

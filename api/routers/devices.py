@@ -42,10 +42,11 @@ from api.schemas.moments import Moment
 from api.uploads import read_upload, upload_request_body
 from domain.errors import StorageUnavailable
 from domain.ids import parse_dev_eui
+from domain.municipality import Municipality
+from domain.use_case import UseCase
 from storage.devices import (
     CSV_COLUMNS,
     Label,
-    UseCase,
     count_stored_frames,
     create_device,
     delete_device,
@@ -57,7 +58,7 @@ from storage.devices import (
     update_device,
     was_heard,
 )
-from storage.models import Device, Municipality
+from storage.models import Device
 from storage.tenancy import tenant_of
 
 

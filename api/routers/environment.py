@@ -20,10 +20,11 @@ from api.problems import problem_responses
 from api.responses import page_response
 from api.routers.readings import ResolvedHistory, history_resolver
 from api.schemas.readings import HistoryPointOut, LatestDeviceOut
+from domain.history import HistoryCursor
 from storage.devices import measuring
 from storage.environment import latest_of_quantities
 from storage.models import Device
-from storage.readings import HistoryCursor, history_page
+from storage.readings import history_page
 from storage.sharing import SharedUseCase
 
 router = APIRouter(prefix="/municipalities/{slug}/environment", tags=["environment"])

@@ -15,9 +15,10 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from api.deps import DeviceEditorDep, ParkingReaderDep, SessionDep
 from api.pagination import CursorQuery, LimitQuery, Page, page_of, text_cursor
 from api.problems import problem_responses
-from api.routers.readings import BUCKET_PATTERN, BUCKET_UNITS, TimeZoneQuery, time_zone
+from api.routers.readings import TimeZoneQuery
 from api.schemas.moments import Moment
 from api.schemas.usecases import CapacityIn, OccupancyOut, SpotOut, TypicalHourOut, ZoneOut
+from domain.buckets import BUCKET_PATTERN, BUCKET_UNITS, time_zone
 from storage.devices import Label
 from storage.parking import (
     occupancy_history,

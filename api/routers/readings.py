@@ -7,10 +7,9 @@ present as a gap, so that a chart draws a hole instead of a line across it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
-from zoneinfo import ZoneInfo, available_timezones
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
 from fastapi.responses import StreamingResponse
@@ -26,54 +25,37 @@ from api.problems import problem_responses
 from api.responses import json_page_response, json_response
 from api.schemas.moments import Moment
 from api.schemas.readings import HistoryPointOut, LatestDeviceOut
-from domain.errors import NotFound
-from domain.ids import parse_dev_eui
-from storage.devices import DEV_EUI_PATTERN, Label, UseCase
-from storage.models import Device, Municipality
-from storage.readings import (
+from domain.buckets import (
+    BUCKET_PATTERN,
+    WIDEST_BUCKET,
     Aggregate,
-    AggregateSource,
-    BoundingBox,
-    BucketExpression,
-    HistoryCursor,
-    HistoryPage,
-    HistoryQuery,
-    bucketed_points,
-    history_page,
-    latest_values,
-    latest_values_json,
+    bucket_width,
+    known_zone,
+    time_zone,
 )
+from domain.device import Device
+from domain.errors import NotFound
+from domain.history import HistoryCursor, HistoryPage, HistoryQuery
+from domain.ids import parse_dev_eui
+from domain.latest import BoundingBox
+from domain.municipality import Municipality
+from domain.use_case import UseCase
+from storage.buckets import AggregateSource, BucketExpression
+from storage.devices import DEV_EUI_PATTERN, Label
+from storage.latest import LatestRequest, latest_values, latest_values_json
+from storage.models import Device as DeviceRow
+from storage.readings import bucketed_points, history_page
 from storage.tenancy import tenant_of
 
 router = APIRouter(prefix="/municipalities/{slug}/readings", tags=["readings"])
 
 DEFAULT_SPAN = timedelta(days=1)
-BUCKET_UNITS = {
-    "s": timedelta(seconds=1),
-    "m": timedelta(minutes=1),
-    "h": timedelta(hours=1),
-    "d": timedelta(days=1),
-    "w": timedelta(weeks=1),
-}
-BUCKET_PATTERN = r"^[1-9][0-9]{0,3}[smhdw]$"
-WIDEST_BUCKET = "520w"
-"""About ten years: wider buckets answer nothing a dashboard asks, and reach past the dates
-that times are kept in."""
 BBOX_NUMBER = r"-?[0-9]{1,3}(\.[0-9]{1,12})?"
 
-
-def _known_zone(name: str) -> str:
-    # Only the IANA database's names: `ZoneInfo` would also open any file path it is given.
-    if name not in _ZONE_NAMES:
-        raise ValueError("an IANA time zone name such as Europe/Berlin")
-    return name
-
-
-_ZONE_NAMES = frozenset(available_timezones())
 QuantityName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,40}$")]
 DEV_EUI_QUERY_SCHEMA = {"type": "string", "maxLength": 64, "pattern": DEV_EUI_PATTERN}
 """A DevEUI in a query, as documented: checked by `parse_dev_eui` when the devices are looked up."""
-ZoneName = Annotated[str, StringConstraints(max_length=64), AfterValidator(_known_zone)]
+ZoneName = Annotated[str, StringConstraints(max_length=64), AfterValidator(known_zone)]
 TimeZoneQuery = Annotated[
     ZoneName | None,
     Query(
@@ -83,11 +65,6 @@ TimeZoneQuery = Annotated[
         examples=["Europe/Berlin"],
     ),
 ]
-
-
-def time_zone(name: str | None) -> ZoneInfo | None:
-    """The zone of a validated `tz`; None for UTC, whose days need no zone."""
-    return None if name in (None, "UTC") else ZoneInfo(name)
 
 
 QuantityQuery = Annotated[QuantityName | None, Query(description="Only this quantity, e.g. `fill_percent`")]
@@ -106,6 +83,20 @@ def _bbox(text: str | None) -> BoundingBox | None:
     return BoundingBox(west=west, south=south, east=east, north=north)
 
 
+def _latest_request(
+    municipality: Municipality,
+    after_device_id: int | None,
+    limit: int,
+    use_case: UseCase | None,
+    quantity: str | None,
+    tag: str | None,
+    bbox: str | None,
+) -> LatestRequest:
+    """The page both latest-values routes read, from their shared query parameters."""
+    quantities = None if quantity is None else [quantity]
+    return LatestRequest(municipality.id, after_device_id, limit, use_case, quantities, tag, _bbox(bbox))
+
+
 @router.get(
     "/latest",
     summary="Latest value of every quantity of every matching device",
@@ -122,16 +113,8 @@ def latest(
     limit: LimitQuery = 100,
     cursor: CursorQuery = None,
 ) -> Response:
-    page = latest_values_json(
-        session,
-        municipality_id=municipality.id,
-        after_device_id=int_cursor(cursor),
-        limit=limit,
-        use_case=use_case,
-        quantity=quantity,
-        tag=tag,
-        bbox=_bbox(bbox),
-    )
+    request = _latest_request(municipality, int_cursor(cursor), limit, use_case, quantity, tag, bbox)
+    page = latest_values_json(session, request)
     last = page.last_device_id
     next_cursor = encode_cursor(last) if page.more and last is not None else None
     return json_page_response(page.items_json, next_cursor)
@@ -169,19 +152,10 @@ def latest_export(
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> StreamingResponse:
     page_rows = settings.export_page_rows
-    area = _bbox(bbox)
+    request = _latest_request(municipality, None, page_rows, use_case, quantity, tag, bbox)
 
     def read_page(session: Session, after: int | None) -> tuple[list[ExportRow], int | None]:
-        found = latest_values(
-            session,
-            municipality_id=municipality.id,
-            after_device_id=after,
-            limit=page_rows,
-            use_case=use_case,
-            quantity=quantity,
-            tag=tag,
-            bbox=area,
-        )
+        found = latest_values(session, replace(request, after_device_id=after))
         rows: list[ExportRow] = [
             {
                 "dev_eui": entry.device.dev_eui,
@@ -217,7 +191,7 @@ class ResolvedHistory:
 
 
 def history_resolver(
-    reader: Callable[..., Municipality], shown: Callable[[Session, list[Device]], set[int]] | None = None
+    reader: Callable[..., Municipality], shown: Callable[[Session, list[DeviceRow]], set[int]] | None = None
 ) -> Callable[..., ResolvedHistory]:
     """The history dependency, with `reader` resolving `{slug}`: whose devices a request may
     name. The readings routes read the key's own municipality only; a use case's routes
@@ -254,7 +228,9 @@ def history_resolver(
     ) -> ResolvedHistory:
         wanted = {parse_dev_eui(text) for text in dev_eui}
         found = session.scalars(
-            select(Device).where(Device.municipality_id == municipality.id, Device.dev_eui.in_(wanted))
+            select(DeviceRow).where(
+                DeviceRow.municipality_id == municipality.id, DeviceRow.dev_eui.in_(wanted)
+            )
         ).all()
         if shown is not None and found:
             visible = shown(session, list(found))
@@ -282,14 +258,13 @@ def history_resolver(
         )
         if bucket is not None:
             _check_size(bucketed_points(session, query), settings.max_history_points, bucket)
-        return ResolvedHistory(query, {device.id: device for device in found})
+        return ResolvedHistory(query, {device.id: _device_value(device) for device in found})
 
     return resolve_history
 
 
-def bucket_width(text: str) -> timedelta:
-    """The width of a `bucket` that matched `BUCKET_PATTERN`, e.g. `15m`."""
-    return int(text[:-1]) * BUCKET_UNITS[text[-1]]
+def _device_value(row: DeviceRow) -> Device:
+    return Device(row.id, row.dev_eui, row.name, row.use_case, row.latitude, row.longitude, list(row.tags))
 
 
 def _check_size(points: int, most: int, bucket: str) -> None:

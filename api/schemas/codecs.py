@@ -13,9 +13,9 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 from api.schemas.numbers import BodyInt
-from decoders.codec import UseCase
 from domain.quantity import find_quantity
 from domain.reading import Reading
+from domain.use_case import CodecUseCase
 from storage.codec_scripts import (
     CODEC_ID_PATTERN,
     MAX_SCRIPT_BYTES,
@@ -70,7 +70,7 @@ class CodecScriptFields(BaseModel):
     script: ScriptText = Field(description=f"ES2020 source, at most {MAX_SCRIPT_BYTES // 2**20} MiB")
     description: Annotated[PrintableText, Field(max_length=2000)] | None = None
     devices: list[Label] = Field(default_factory=list, max_length=100, description="Device models")
-    use_case: UseCase = UseCase.GENERIC
+    use_case: CodecUseCase = CodecUseCase.GENERIC
 
     def script_fields(self) -> ScriptFields:
         return ScriptFields(

@@ -10,8 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from domain.decoding import DecoderSourceName
+from domain.use_case import UseCase
 from storage.devices import (
-    DecoderSourceName,
     DeviceFields,
     DeviceMetadata,
     DeviceSpec,
@@ -19,7 +20,6 @@ from storage.devices import (
     Name,
     PrintableText,
     RowError,
-    UseCase,
     fields_of,
 )
 from storage.models import Device, DeviceActivity

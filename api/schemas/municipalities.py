@@ -7,8 +7,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from domain.municipality import Municipality
 from storage.devices import Name
-from storage.models import Municipality
+from storage.models import Municipality as MunicipalityRow
 from storage.municipalities import SLUG_PATTERN
 
 EXAMPLE: dict[str, JsonValue] = {
@@ -37,7 +38,7 @@ class MunicipalityOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, municipality: Municipality) -> MunicipalityOut:
+    def of(cls, municipality: Municipality | MunicipalityRow) -> MunicipalityOut:
         return cls(
             slug=municipality.slug,
             name=municipality.name,

@@ -6,7 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from storage.readings import HistoryPoint, LatestDevice
+from domain.history import HistoryPoint
+from domain.latest import LatestDevice
 
 
 class LatestValue(BaseModel):

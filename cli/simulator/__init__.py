@@ -4,16 +4,16 @@ Used by `lorakom demo` and `lorakom simulate` to make data flow without hardware
 the ingest benchmark to produce realistic load (`generate`).
 """
 
-from cli.simulator.fleet import Fleet, SimulatedDevice, SimulatedGateway, UseCase, demo_fleet
+from cli.simulator.fleet import SIMULATED_USE_CASES, Fleet, SimulatedDevice, SimulatedGateway, demo_fleet
 from cli.simulator.publisher import DEMO_SPEED, Simulator, generate
 
 __all__ = [
     "DEMO_SPEED",
+    "SIMULATED_USE_CASES",
     "Fleet",
     "SimulatedDevice",
     "SimulatedGateway",
     "Simulator",
-    "UseCase",
     "demo_fleet",
     "generate",
 ]

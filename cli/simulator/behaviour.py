@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Protocol
 
-from cli.simulator.fleet import SimulatedDevice, UseCase
+from cli.simulator.fleet import SimulatedDevice
 from cli.simulator.observations import (
     AirObservation,
     BatteryLevel,
@@ -33,6 +33,7 @@ from cli.simulator.observations import (
     SoilObservation,
     WaterLevelObservation,
 )
+from domain.use_case import UseCase
 
 HOUR_S = 3600.0
 DAY_S = 86400.0

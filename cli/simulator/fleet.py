@@ -13,11 +13,11 @@ import math
 import random
 import uuid
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from typing import Any
 
 from domain.ids import DevEui, parse_dev_eui
 from domain.uplink import NetworkServer
+from domain.use_case import UseCase
 
 DEFAULT_SEED = 2024
 DEFAULT_DEVICES_PER_TOWN = 24
@@ -26,11 +26,13 @@ DEFAULT_DEVICES_PER_TOWN = 24
 _ID_NAMESPACE = uuid.UUID("6b1f3c52-8f0e-4f0a-9a53-3d7f1e0c2b41")
 
 
-class UseCase(StrEnum):
-    PARKING = "parking"
-    WASTE = "waste"
-    SOIL = "soil"
-    ENVIRONMENT = "environment"
+SIMULATED_USE_CASES: tuple[UseCase, ...] = (
+    UseCase.PARKING,
+    UseCase.WASTE,
+    UseCase.SOIL,
+    UseCase.ENVIRONMENT,
+)
+"""The use cases the demo fleet has devices of: every one but `other`."""
 
 
 CODECS_BY_USE_CASE: dict[UseCase, tuple[str, ...]] = {

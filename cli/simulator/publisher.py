@@ -27,17 +27,11 @@ from paho.mqtt.reasoncodes import ReasonCode
 from cli.simulator.behaviour import DeviceBehaviour, Weather, behaviour_for, text_key
 from cli.simulator.encoders import Frame, encode_frame
 from cli.simulator.envelopes import EnvelopeWriter, Message, Transmission
-from cli.simulator.fleet import (
-    DEFAULT_DEVICES_PER_TOWN,
-    DEFAULT_SEED,
-    Fleet,
-    SimulatedDevice,
-    UseCase,
-    demo_fleet,
-)
+from cli.simulator.fleet import DEFAULT_DEVICES_PER_TOWN, DEFAULT_SEED, Fleet, SimulatedDevice, demo_fleet
 from cli.simulator.observations import ParkingObservation
 from cli.simulator.radio import EU868_CHANNELS_HZ, Hearing, Link, plan_link
 from domain.uplink import NetworkServer
+from domain.use_case import UseCase
 
 DEMO_SPEED = 300.0
 PARKING_POLL_INTERVAL_S = 60.0  # parking sensors report a change within a minute (simulated time)

@@ -13,7 +13,8 @@ import math
 import random
 from dataclasses import dataclass
 
-from cli.simulator.fleet import SimulatedDevice, SimulatedGateway, UseCase, distance_m
+from cli.simulator.fleet import SimulatedDevice, SimulatedGateway, distance_m
+from domain.use_case import UseCase
 
 EU868_CHANNELS_HZ = (
     868_100_000,

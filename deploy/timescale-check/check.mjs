@@ -2,7 +2,7 @@
 // extension) and checks that what the plain-PostgreSQL path computes is what TimescaleDB serves.
 //
 // Usage: node check.mjs BUNDLE.json
-// The bundle comes from `python -m storage.timescale --check-bundle ...`; every statement and query in it
+// The bundle comes from `python -m storage.timescale_check --check-bundle ...`; every statement and query in it
 // is produced by the same Python code that the migrations and the API use.
 
 import { readFileSync } from 'node:fs'

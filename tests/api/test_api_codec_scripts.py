@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from api.app import create_app
 from api.settings import ApiSettings
 from decoders import CodecRegistry
+from decoders.javascript import SandboxLimits
 from storage.codec_scripts import ScriptFields, create_script
 from tests.api.data import Tenant, auth
 
@@ -213,28 +214,32 @@ def test_a_script_of_256_kb_and_the_size_limit(
 
 
 def test_an_endless_script_hits_the_time_limit_and_the_api_stays_responsive(
-    client: TestClient, tenant: Tenant, new_codec_id: Callable[[], str]
+    settings: ApiSettings, engine: Engine, tenant: Tenant, new_codec_id: Callable[[], str]
 ) -> None:
-    codec_id = new_codec_id()
-    register(client, tenant.headers("admin"), codec_id, script=HOSTILE)
-    answers: list[Any] = []
-    worker = threading.Thread(
-        target=lambda: answers.append(try_payload(client, codec_id, tenant.headers("editor"), 99, "01"))
-    )
-    started = time.monotonic()
-    worker.start()
-    time.sleep(0.2)
-    for _ in range(5):
-        before = time.monotonic()
-        assert client.get("/v1/codec-scripts", headers=tenant.headers("viewer")).status_code == 200
-        assert time.monotonic() - before < 0.5
-    assert worker.is_alive(), "the endless script should still be running"
-    worker.join(timeout=15)
-    assert time.monotonic() - started < 5
-    assert answers[0].status_code == 422
-    assert "time limit" in answers[0].json()["detail"]
-    # A fresh isolate serves the next call.
-    assert try_payload(client, codec_id, tenant.headers("editor"), 1, "2a").json()["decoded"] == {"first": 42}
+    """Other requests are answered while a script loops: shown by order, not by the clock. The app
+    gets a time limit long enough that a loaded machine still answers five listings within it."""
+    limits = SandboxLimits(call_time_limit_s=5.0)
+    with TestClient(
+        create_app(settings, engine=engine, codecs=CodecRegistry(sandbox_limits=limits))
+    ) as client:
+        codec_id = new_codec_id()
+        register(client, tenant.headers("admin"), codec_id, script=HOSTILE)
+        answers: list[Any] = []
+        worker = threading.Thread(
+            target=lambda: answers.append(try_payload(client, codec_id, tenant.headers("editor"), 99, "01"))
+        )
+        worker.start()
+        time.sleep(0.2)
+        for _ in range(5):
+            assert client.get("/v1/codec-scripts", headers=tenant.headers("viewer")).status_code == 200
+            assert worker.is_alive(), "a listing waited for the endless script"
+        worker.join(timeout=60)
+        assert answers[0].status_code == 422
+        assert "time limit" in answers[0].json()["detail"]
+        # A fresh isolate serves the next call.
+        assert try_payload(client, codec_id, tenant.headers("editor"), 1, "2a").json()["decoded"] == {
+            "first": 42
+        }
 
 
 def test_who_may_register_change_and_delete(

@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
+from domain.decoding import DecodeStatus
 from domain.ids import DevEui, GatewayId
 from domain.uplink import NetworkServer, Reception, Uplink
 from storage.database import libpq_url
-from storage.uplinks import DecodeStatus, IngestBatch, UplinkRecord, prepare_connection, write_batch
+from storage.uplinks import IngestBatch, UplinkRecord, prepare_connection, write_batch
 from tests.api.data import Tenant, add_activity, add_gateway, auth, register
 
 

@@ -18,21 +18,19 @@ from api.app import create_app
 from api.responses import JSON_OPTIONS
 from api.schemas.readings import LatestDeviceOut
 from api.settings import ApiSettings
-from storage.readings import (
-    Aggregate,
-    BoundingBox,
-    HistoryQuery,
-    date_bin_bucket,
-    history_page,
-    latest_values,
-)
-from storage.timescale import (
+from domain.buckets import Aggregate
+from domain.history import HistoryQuery
+from domain.latest import BoundingBox
+from storage.buckets import (
     AGGREGATE_COLUMNS,
     aggregate_history_sql,
     bucket_expression,
+    date_bin_bucket,
     raw_aggregate_sql,
-    scoped_view_statements,
 )
+from storage.latest import LatestRequest, latest_values
+from storage.readings import history_page
+from storage.timescale import scoped_view_statements
 from tests.api.data import Tenant, add_readings, device_id, register
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
@@ -107,16 +105,17 @@ def test_latest_page_written_by_the_database_equals_the_python_one(
             break
 
     with Session(engine) as session:
-        found = latest_values(
-            session,
+        quantity = params.get("quantity")
+        request = LatestRequest(
             municipality_id=tenant.id,
             after_device_id=None,
             limit=1000,
             use_case=params.get("use_case"),
-            quantity=params.get("quantity"),
+            quantities=None if quantity is None else [quantity],
             tag=params.get("tag"),
             bbox=BoundingBox(*(float(v) for v in params["bbox"].split(","))) if "bbox" in params else None,
         )
+        found = latest_values(session, request)
     expected = [json.loads(orjson.dumps(LatestDeviceOut.body(row), option=JSON_OPTIONS)) for row in found]
     assert [item for page in pages for item in page["items"]] == expected
     assert len(pages) == max(len(expected), 1)

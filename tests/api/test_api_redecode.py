@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session
 from api.app import create_app
 from api.settings import ApiSettings
 from cli.wiring import redecode_hook, redecode_since_hook
+from domain.decoding import DecodeStatus
 from domain.ids import DevEui, GatewayId
 from domain.uplink import NetworkServer, Reception, Uplink
 from storage.api_keys import create_api_key
 from storage.database import create_database_engine
 from storage.device_registry import ensure_municipality
-from storage.uplinks import DecodeStatus, IngestBatch, UplinkRecord, prepare_connection, write_batch
+from storage.uplinks import IngestBatch, UplinkRecord, prepare_connection, write_batch
 
 EUI = DevEui("24e1241234567890")
 T0 = datetime(2026, 5, 1, tzinfo=UTC)

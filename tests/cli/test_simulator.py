@@ -26,7 +26,7 @@ from chirpstack_api import gw, integration
 from google.protobuf import json_format
 from paho.mqtt.enums import CallbackAPIVersion
 
-from cli.simulator import DEMO_SPEED, Simulator, UseCase, demo_fleet, generate
+from cli.simulator import DEMO_SPEED, SIMULATED_USE_CASES, Simulator, demo_fleet, generate
 from cli.simulator.behaviour import Battery, ParkingSpot, TreeSoil, WasteBin, Weather, local_time
 from cli.simulator.encoders import (
     SUPPORTED_CODECS,
@@ -51,6 +51,7 @@ from cli.simulator.encoders import (
 from cli.simulator.envelopes import ulid
 from cli.simulator.radio import airtime_s
 from domain.uplink import NetworkServer
+from domain.use_case import UseCase
 from tests.conftest import Broker
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "simulator"
@@ -90,7 +91,7 @@ def test_every_town_has_every_use_case_on_both_network_servers() -> None:
     for town in fleet.towns:
         devices = [device for device in fleet.devices if device.municipality == town.slug]
         assert len(devices) == 24
-        assert {device.use_case for device in devices} == set(UseCase)
+        assert {device.use_case for device in devices} == set(SIMULATED_USE_CASES)
         assert {device.network_server for device in devices} == {
             NetworkServer.TTS,
             NetworkServer.CHIRPSTACK_V4,

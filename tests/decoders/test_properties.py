@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from decoders.codec import BuiltinCodec
 from decoders.readings import readings_from
-from decoders.registry import BUILTIN_CODECS, CodecRegistry, DecoderSource
+from decoders.registry import BUILTIN_CODECS, CodecRegistry
+from domain.decoding import DecoderSource
 from domain.errors import DecodeError
 
 _PAYLOADS = st.binary(max_size=80)

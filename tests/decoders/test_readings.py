@@ -7,7 +7,8 @@ import pytest
 from decoders.cli_format import decode_to_json
 from decoders.field_maps import FIELD_MAPS, GENERIC_MAP
 from decoders.readings import as_number, readings_from
-from decoders.registry import BUILTIN_CODECS, CodecRegistry, DecoderSource
+from decoders.registry import BUILTIN_CODECS, CodecRegistry
+from domain.decoding import DecoderSource
 from domain.errors import DecodeError, NotFound
 from domain.quantity import all_quantities, find_quantity, plausibility, quantity
 from domain.reading import Quality, Reading

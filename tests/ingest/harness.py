@@ -10,11 +10,16 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from decoders import CodecRegistry
 from ingest.bridge import Bridge
 from ingest.config import IngestSettings, load_sources
+from ingest.mqtt_connection import MqttConnection
+
+BOTH_RECEIVE_PATHS = pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "public-path"])
+"""Runs a test through the fast packet path and through paho's public `on_message` + `ack` path."""
 
 
 def publish_tls(port: int, ca_file: Path, messages: Iterable[tuple[str, bytes]]) -> int:
@@ -54,6 +59,7 @@ def start_bridge(
     instance: str,
     shared_group: str | None = None,
     batch_size: int = 200,
+    fast_path: bool = True,
 ) -> Bridge:
     config = tmp_path / f"sources-{instance}.toml"
     config.write_text(config_text)
@@ -63,10 +69,14 @@ def start_bridge(
         instance=instance,
         shared_group=shared_group,
         device_refresh_s=0.2,
+        fast_path=fast_path,
     )
     bridge = Bridge(load_sources(config), database_url, settings, CodecRegistry())
     bridge.start()
     assert bridge.wait_connected(10), "bridge did not connect to the broker"
+    for connection in bridge.connections:
+        assert isinstance(connection, MqttConnection)
+        assert connection.fast_path is fast_path, "the bridge is not on the path this test asked for"
     return bridge
 
 

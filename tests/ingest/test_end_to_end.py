@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Broker
-from tests.ingest.harness import publish, scalar, start_bridge, wait_for_uplinks
+from tests.ingest.harness import BOTH_RECEIVE_PATHS, publish, scalar, start_bridge, wait_for_uplinks
 from tests.ingest.messages import Traffic
 
 
@@ -28,13 +28,18 @@ def register_devices(database_url: str, traffic: Traffic, devices: range) -> Non
             )
 
 
+@BOTH_RECEIVE_PATHS
 def test_every_message_is_stored_once_with_receptions(
-    broker: Broker, fresh_db_url: str, tmp_path: Path
+    broker: Broker, fresh_db_url: str, tmp_path: Path, fast_path: bool
 ) -> None:
     traffic = Traffic()
     register_devices(fresh_db_url, traffic, range(1, 4))  # the TTS devices; ChirpStack ones stay unclaimed
     bridge = start_bridge(
-        fresh_db_url, traffic.sources_toml(broker.host, broker.port), tmp_path, instance="e2e"
+        fresh_db_url,
+        traffic.sources_toml(broker.host, broker.port),
+        tmp_path,
+        instance="e2e",
+        fast_path=fast_path,
     )
     try:
         messages = traffic.mixed(600)
@@ -56,10 +61,17 @@ def test_every_message_is_stored_once_with_receptions(
     assert sum(t.get("stored", 0) for t in counters.values()) == 600  # type: ignore[call-overload]
 
 
-def test_the_same_messages_twice_are_stored_once(broker: Broker, fresh_db_url: str, tmp_path: Path) -> None:
+@BOTH_RECEIVE_PATHS
+def test_the_same_messages_twice_are_stored_once(
+    broker: Broker, fresh_db_url: str, tmp_path: Path, fast_path: bool
+) -> None:
     traffic = Traffic()
     bridge = start_bridge(
-        fresh_db_url, traffic.sources_toml(broker.host, broker.port), tmp_path, instance="dup"
+        fresh_db_url,
+        traffic.sources_toml(broker.host, broker.port),
+        tmp_path,
+        instance="dup",
+        fast_path=fast_path,
     )
     try:
         messages = traffic.mixed(300)

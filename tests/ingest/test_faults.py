@@ -23,7 +23,14 @@ import pytest
 from storage.embedded import EmbeddedPostgres
 from storage.schema import upgrade_database
 from tests.conftest import Broker, free_port, start_mosquitto
-from tests.ingest.harness import publish, start_bridge, stored_uplinks, wait_for_uplinks, wait_until
+from tests.ingest.harness import (
+    BOTH_RECEIVE_PATHS,
+    publish,
+    start_bridge,
+    stored_uplinks,
+    wait_for_uplinks,
+    wait_until,
+)
 from tests.ingest.messages import Traffic
 
 pytestmark = pytest.mark.fault
@@ -45,12 +52,13 @@ def throwaway_broker(tmp_path: Path) -> Iterator[tuple[Broker, Path]]:
 class BridgeProcess:
     """`lorakom bridge` as a real process, so that it can be killed with SIGKILL."""
 
-    def __init__(self, config: Path, database_url: str, instance: str) -> None:
+    def __init__(self, config: Path, database_url: str, instance: str, *, fast_path: bool = True) -> None:
         env = {
             **os.environ,
             "LORAKOM_DB_URL": database_url,
             "LORAKOM_INGEST_BATCH_SIZE": "100",
             "LORAKOM_INGEST_STATS_INTERVAL_S": "1",
+            "LORAKOM_INGEST_FAST_PATH": "true" if fast_path else "false",
         }
         self.connected = threading.Event()
         self.output: list[str] = []
@@ -83,8 +91,9 @@ class BridgeProcess:
         self.process.wait(20)
 
 
+@BOTH_RECEIVE_PATHS
 def test_a_bridge_killed_mid_stream_loses_nothing(
-    throwaway_broker: tuple[Broker, Path], fresh_db_url: str, tmp_path: Path
+    throwaway_broker: tuple[Broker, Path], fresh_db_url: str, tmp_path: Path, fast_path: bool
 ) -> None:
     # A broker of our own: its queue for the dead bridge must hold more than Mosquitto's
     # default of 1,000 messages, and killing bridges must not disturb the shared one.
@@ -93,7 +102,7 @@ def test_a_bridge_killed_mid_stream_loses_nothing(
     config = tmp_path / "sources.toml"
     config.write_text(traffic.sources_toml(broker.host, broker.port))
     sources = traffic.source_names
-    first = BridgeProcess(config, fresh_db_url, "crash")
+    first = BridgeProcess(config, fresh_db_url, "crash", fast_path=fast_path)
     assert first.connected.wait(30), "".join(first.output)
     publisher = threading.Thread(target=publish, args=(broker.host, broker.port, traffic.mixed(4000)))
     publisher.start()
@@ -101,7 +110,8 @@ def test_a_bridge_killed_mid_stream_loses_nothing(
     first.kill()
     killed_at = stored_uplinks(fresh_db_url, sources)
     publisher.join(60)
-    second = BridgeProcess(config, fresh_db_url, "crash")  # same client id: the broker kept our queue
+    # The same client id: the broker kept our queue.
+    second = BridgeProcess(config, fresh_db_url, "crash", fast_path=fast_path)
     try:
         assert wait_for_uplinks(fresh_db_url, sources, 4000, timeout=90) == 4000
     finally:
@@ -114,7 +124,10 @@ def test_a_bridge_killed_mid_stream_loses_nothing(
     assert repeated == (0,)
 
 
-def test_a_broker_restart_mid_stream_loses_nothing(fresh_db_url: str, tmp_path: Path) -> None:
+@BOTH_RECEIVE_PATHS
+def test_a_broker_restart_mid_stream_loses_nothing(
+    fresh_db_url: str, tmp_path: Path, fast_path: bool
+) -> None:
     port = free_port()
     broker_dir = tmp_path / "broker"
     broker_dir.mkdir()
@@ -122,7 +135,12 @@ def test_a_broker_restart_mid_stream_loses_nothing(fresh_db_url: str, tmp_path: 
     traffic = Traffic()
     sources = traffic.source_names
     bridge = start_bridge(
-        fresh_db_url, traffic.sources_toml("127.0.0.1", port), tmp_path, instance="restart", batch_size=50
+        fresh_db_url,
+        traffic.sources_toml("127.0.0.1", port),
+        tmp_path,
+        instance="restart",
+        batch_size=50,
+        fast_path=fast_path,
     )
     blocker = psycopg.connect(fresh_db_url)
     try:
@@ -148,7 +166,8 @@ def test_a_broker_restart_mid_stream_loses_nothing(fresh_db_url: str, tmp_path: 
     assert restarted_at == 0, "nothing was committed (so nothing acknowledged) before the restart"
 
 
-def test_a_database_restart_mid_stream_loses_nothing(broker: Broker, tmp_path: Path) -> None:
+@BOTH_RECEIVE_PATHS
+def test_a_database_restart_mid_stream_loses_nothing(broker: Broker, tmp_path: Path, fast_path: bool) -> None:
     server = EmbeddedPostgres(tmp_path / "pg")
     server_url = server.start()
     with psycopg.connect(server_url, autocommit=True) as conn:
@@ -163,6 +182,7 @@ def test_a_database_restart_mid_stream_loses_nothing(broker: Broker, tmp_path: P
         tmp_path,
         instance="dbdown",
         batch_size=50,
+        fast_path=fast_path,
     )
     try:
         publisher = threading.Thread(target=publish, args=(broker.host, broker.port, traffic.mixed(3000)))

@@ -13,12 +13,12 @@ import psycopg
 from sqlalchemy.orm import Session
 
 from decoders import DEFAULT_PREFERENCE, CodecRegistry, DecoderSource, SandboxLimits
+from domain.decoding import DecodeStatus
 from ingest.config import SourceConfig
 from ingest.metrics import IngestCounters
 from ingest.pipeline import DeviceCache, Pipeline, ReceivedMessage
 from storage.codec_scripts import ScriptFields, create_script
 from storage.database import create_database_engine
-from storage.uplinks import DecodeStatus
 from tests.conftest import Broker
 from tests.ingest.harness import publish, scalar, start_bridge, wait_for_uplinks
 from tests.ingest.messages import Traffic

@@ -15,13 +15,14 @@ import psycopg
 import pytest
 
 from decoders import CodecRegistry
+from domain.decoding import DecodeStatus
 from domain.ids import DevEui, GatewayId
 from domain.uplink import DeviceStatus, GatewayStatus, Join, NetworkServer, Reception, Uplink
 from ingest.config import IngestSettings, SourceConfig
 from ingest.metrics import IngestCounters, Outcome
 from ingest.pipeline import DeviceCache, Pipeline
 from storage.device_registry import ensure_municipality
-from storage.uplinks import DecodeStatus, prepare_connection, write_batch
+from storage.uplinks import prepare_connection, write_batch
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 SOURCE = SourceConfig(name="a-source", kind="chirpstack-v4", municipality="town-a", host="localhost")

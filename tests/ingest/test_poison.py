@@ -8,7 +8,14 @@ import psycopg
 
 from ingest.metrics import Outcome
 from tests.conftest import Broker
-from tests.ingest.harness import publish, scalar, start_bridge, wait_for_uplinks, wait_until
+from tests.ingest.harness import (
+    BOTH_RECEIVE_PATHS,
+    publish,
+    scalar,
+    start_bridge,
+    wait_for_uplinks,
+    wait_until,
+)
 from tests.ingest.messages import Traffic
 
 POISON_F_CNT = 13
@@ -32,14 +39,19 @@ def refuse_one_frame_counter(database_url: str) -> None:
         )
 
 
+@BOTH_RECEIVE_PATHS
 def test_a_refused_message_is_rejected_and_the_batch_goes_in(
-    broker: Broker, fresh_db_url: str, tmp_path: Path
+    broker: Broker, fresh_db_url: str, tmp_path: Path, fast_path: bool
 ) -> None:
     refuse_one_frame_counter(fresh_db_url)
     traffic = Traffic()
     sources = traffic.source_names
     bridge = start_bridge(
-        fresh_db_url, traffic.sources_toml(broker.host, broker.port), tmp_path, instance="poison"
+        fresh_db_url,
+        traffic.sources_toml(broker.host, broker.port),
+        tmp_path,
+        instance="poison",
+        fast_path=fast_path,
     )
     garbage = (traffic.tts_uplink(99)[0], b"{not json")
     try:

@@ -34,8 +34,8 @@ from schemathesis.checks import CHECKS, load_all_checks, max_response_time, posi
 from starlette.testclient import TestClient
 
 from api.routers.parking import MAX_BUCKETS
-from api.routers.readings import BUCKET_PATTERN, BUCKET_UNITS
 from api.schemas.moments import EARLIEST, LATEST
+from domain.buckets import BUCKET_PATTERN, BUCKET_UNITS
 from tests.api.data import auth
 from tests.security.policy import POLICY, deployed_document
 from tests.security.world import World

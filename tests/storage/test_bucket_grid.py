@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, DateTime, literal, select
 
+from domain.buckets import BucketGrid
+from storage.buckets import local_bucket_column
 from storage.database import create_database_engine
-from storage.readings import BucketGrid
 
 ZONES = [
     "Europe/Berlin",
@@ -35,7 +36,9 @@ def connection(migrated_db_url: str) -> Iterator[Connection]:
 
 
 def sql_floor(connection: Connection, grid: BucketGrid, moment: datetime) -> datetime:
-    found: datetime | None = connection.scalar(select(grid.column(literal(moment, DateTime(timezone=True)))))
+    found: datetime | None = connection.scalar(
+        select(local_bucket_column(grid, literal(moment, DateTime(timezone=True))))
+    )
     assert found is not None
     return found
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,6 +11,7 @@ import psycopg
 import pytest
 
 from decoders import CodecRegistry, DecoderSource, SandboxLimits
+from domain.decoding import DecodeStatus
 from domain.ids import DevEui, GatewayId
 from domain.uplink import NetworkServer, Reception, Uplink
 from ingest.pipeline import frame_decoder
@@ -19,7 +19,7 @@ from storage import redecode
 from storage.database import create_database_engine
 from storage.device_registry import ensure_municipality
 from storage.redecode import redecode_codec, redecode_device
-from storage.uplinks import DecodeStatus, IngestBatch, UplinkRecord, prepare_connection, write_batch
+from storage.uplinks import IngestBatch, UplinkRecord, prepare_connection, write_batch
 
 EUI = DevEui("24e124136b316361")
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
@@ -157,9 +157,7 @@ def test_a_javascript_codec_decodes_history_in_batches_like_single_calls(
     registry.register_javascript(JS_CODEC, JS_SCRIPT)
     engine = create_database_engine(fresh_db_url)
     try:
-        started = time.perf_counter()
         report = redecode_device(engine, device_id, decoder=frame_decoder(registry))
-        assert time.perf_counter() - started < 10.0
         with psycopg.connect(fresh_db_url) as conn:
             stored = rows(
                 conn,

@@ -15,27 +15,27 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Connection, column, create_engine, text
 
+from domain.buckets import Aggregate, bucket_start, covering_window
+from storage.buckets import (
+    bucket_expression,
+    bucketed_readings_sql,
+    continuous_aggregate_for,
+    interval_sql,
+    time_bucket_column,
+)
 from storage.database import create_database_engine
 from storage.schema import alembic_config, current_revision
 from storage.timescale import (
-    AGGREGATES,
     TimescalePolicies,
     apply_policies,
-    bucket_expression,
-    bucket_start,
-    bucketed_readings_sql,
-    continuous_aggregate_for,
-    covering_window,
-    interval_sql,
-    main,
     materialize_new_aggregates,
     policy_statements,
     statements,
     structure_statements,
-    time_bucket_column,
     timescale_available,
     timescale_enabled,
 )
+from storage.timescale_check import main
 
 BUCKETS = [timedelta(minutes=15), timedelta(hours=1), timedelta(days=1), timedelta(weeks=1)]
 
@@ -257,7 +257,7 @@ def test_bucketed_history_on_postgres_matches_python(connection: Connection, buc
         "count": {key: len(values) for key, values in groups.items()},
         "last": {key: max(values)[1] for key, values in groups.items()},
     }
-    for aggregate in AGGREGATES:
+    for aggregate in Aggregate:
         rows = connection.execute(
             text(bucketed_readings_sql(bucket, aggregate, timescale=False)),
             {"device_ids": [101, 102], "quantities": ["temperature"], "start": window[0], "end": window[1]},
@@ -286,4 +286,4 @@ def test_check_bundle_is_json_with_both_query_paths(capsys: pytest.CaptureFixtur
     assert all(
         "date_bin(" in query["plain"] or "FROM reading " in query["plain"] for query in bundle["history"]
     )
-    assert {query["name"].split()[-1] for query in bundle["history"]} == set(AGGREGATES)
+    assert {query["name"].split()[-1] for query in bundle["history"]} == set(Aggregate)

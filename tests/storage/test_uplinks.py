@@ -10,12 +10,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from domain.decoding import DecodeStatus
 from domain.ids import DevEui, GatewayId
 from domain.reading import Quality, Reading
 from domain.uplink import DeviceStatus, GatewayStatus, Location, NetworkServer, Radio, Reception, Uplink
 from storage.device_registry import ensure_municipality, load_devices
 from storage.uplinks import (
-    DecodeStatus,
     IngestBatch,
     RejectedRecord,
     UplinkRecord,
