@@ -19,6 +19,7 @@ COPY pyproject.toml README* ./
 COPY domain ./domain
 COPY decoders ./decoders
 COPY storage ./storage
+COPY services ./services
 COPY ingest ./ingest
 COPY api ./api
 COPY cli ./cli

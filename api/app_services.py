@@ -19,10 +19,10 @@ from api.rate_limits import KeyRateLimiter
 from api.settings import ApiSettings
 from decoders import CodecRegistry
 from domain.errors import ConfigurationError
+from services.codec_following import ScriptFollower
+from services.webhook_targets import Resolver, resolve_host
 from storage.buckets import AggregateSource, BucketExpression, date_bin_bucket
-from storage.codec_scripts import ScriptFollower
 from storage.secret_box import SecretBox
-from storage.webhook_targets import Resolver, resolve_host
 
 DeviceRegisteredHook = Callable[[Engine, int], None]
 """Called as `hook(engine, device_id)` after a device with stored uplinks is registered."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.webhook_targets import WebhookSettings
 from storage.database import DatabaseSettings
 from storage.secret_box import SecretSettings
-from storage.webhook_targets import WebhookSettings
 
 
 class ApiSettings(BaseSettings):

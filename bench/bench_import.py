@@ -4,7 +4,7 @@
 
 Writes a CSV of `--rows` devices with every column filled (a few rows broken on
 purpose), then imports it the way `lorakom devices import` and the API do
-(`storage.devices.import_devices`, reading the open file): a dry run on an empty
+(`services.device_import.import_devices`, reading the open file): a dry run on an empty
 municipality, the real import, the same file again (all unchanged), and a dry run
 of it. Each run is timed once plainly and once under tracemalloc for the peak of
 Python's allocations, which must not grow with the file: rows are streamed into a
@@ -28,8 +28,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from bench.postgres import benchmark_server, fresh_migrated_database
+from services.device_import import CSV_COLUMNS, import_devices
 from storage.database import create_database_engine
-from storage.devices import CSV_COLUMNS, ImportReport, import_devices
+from storage.device_import import ImportReport
 from storage.municipalities import create_municipality
 
 BROKEN_EVERY = 10_000

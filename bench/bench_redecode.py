@@ -31,10 +31,11 @@ from decoders import CodecRegistry
 from domain.ids import DevEui
 from domain.uplink import NetworkServer, Uplink
 from ingest.adapters import parse_message
-from ingest.pipeline import frame_decoder
+from services.frame_decoding import decode_stored_frames
+from services.redecoding import redecode_devices
 from storage.database import create_database_engine
 from storage.device_registry import load_devices
-from storage.redecode import StoredFrame, redecode_devices
+from storage.redecode import StoredFrame
 
 TARGET = 20_000
 
@@ -98,7 +99,6 @@ def main() -> None:
         engine = create_database_engine(url)
         register_fleet(engine, demo_fleet())
         codecs = CodecRegistry()
-        decoder = frame_decoder(codecs)
         with psycopg.connect(url) as conn:
             profiles = load_devices(conn)
             devices = {p.dev_eui: p for p in profiles}
@@ -113,12 +113,12 @@ def main() -> None:
             )
         started = time.perf_counter()
         for dev_eui, frames_of_device in by_device.items():
-            decoder(frames_of_device, devices[dev_eui])
+            decode_stored_frames(codecs, frames_of_device, devices[dev_eui])
         decode_us = (time.perf_counter() - started) / len(sample) * 1e6
 
         started = time.perf_counter()
         report = redecode_devices(
-            engine, [p.device_id for p in profiles], decoder=decoder, workers=args.workers
+            engine, [p.device_id for p in profiles], codecs=codecs, workers=args.workers
         )
         frames, readings, failed = report.frames, report.readings, report.failed
         elapsed = time.perf_counter() - started

@@ -23,11 +23,13 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from storage.alerts import deliver_notifications, evaluate_alerts, verify_stored_secrets
+from services.alerts import evaluate_alerts
+from services.webhook_delivery import deliver_notifications
+from services.webhook_targets import WebhookSender, WebhookSettings
+from storage.alerts import verify_stored_secrets
 from storage.database import create_database_engine
 from storage.reader_roles import ReaderSettings, cancel_overrunning_reader_queries, guard_privileges
 from storage.secret_box import SecretBox, SecretSettings
-from storage.webhook_targets import WebhookSender, WebhookSettings
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from cli.jobs import start_alert_jobs, start_reader_query_guard
 from cli.process import tune_garbage_collector
@@ -20,6 +20,7 @@ from cli.services import database
 from decoders import CodecRegistry
 from ingest.bridge import Bridge
 from ingest.config import IngestSettings, SourceConfig, load_sources
+from services.codec_following import FollowingDecoder
 from storage.database import DatabaseSettings, create_database_engine
 from storage.device_registry import DeviceProfile
 from storage.schema import upgrade_and_apply_policies
@@ -31,9 +32,9 @@ if TYPE_CHECKING:  # the API is imported by the commands that serve it, not by e
     from api.app_services import DeviceRegisteredHook, RedecodeHook
     from api.settings import ApiSettings
     from ingest.metrics import IngestCounters
+    from services.webhook_targets import WebhookSettings
     from storage.buckets import AggregateSource, BucketExpression
     from storage.secret_box import SecretSettings
-    from storage.webhook_targets import WebhookSettings
 
 log = logging.getLogger("lorakom")
 
@@ -84,32 +85,13 @@ def start_bridge(
     return bridge
 
 
-class FollowingDecoder:
-    """The live decoding rules over stored frames, with the JS codecs registered in the database.
-
-    `refresh()` picks up scripts added or changed since the last call (one indexed query).
-    """
-
-    def __init__(self) -> None:
-        from ingest.pipeline import frame_decoder
-        from storage.codec_scripts import ScriptFollower
-
-        self.registry = CodecRegistry()
-        self.follower = ScriptFollower(self.registry)
-        self.decode = frame_decoder(self.registry)
-
-    def refresh(self, engine: Any) -> None:
-        with engine.connect() as conn:
-            self.follower.refresh(conn)
-
-
 def claim_unclaimed_history(database_url: str) -> Callable[[list[DeviceProfile]], None]:
     """When the bridge first sees a registered device, decode the frames it stored as unclaimed.
 
     The API decodes a device's history when it is registered; frames that arrive between
     that moment and the bridge's next look at the registry would otherwise stay unclaimed.
     """
-    from storage.redecode import redecode_device
+    from services.redecoding import redecode_device
 
     engine = create_database_engine(database_url, pool_size=1)
     decoder = FollowingDecoder()
@@ -119,7 +101,7 @@ def claim_unclaimed_history(database_url: str) -> Callable[[list[DeviceProfile]]
             decoder.refresh(engine)
             for profile in profiles:
                 report = redecode_device(
-                    engine, profile.device_id, decoder=decoder.decode, only_unclaimed=True
+                    engine, profile.device_id, codecs=decoder.registry, only_unclaimed=True
                 )
                 if report.frames:
                     log.info("claimed %d stored frames of device %s", report.frames, profile.dev_eui)
@@ -207,7 +189,7 @@ def redecode_hook() -> DeviceRegisteredHook:
 
 def redecode_since_hook() -> RedecodeHook:
     """The API's redecode action: a device's stored frames since a time, decoded again."""
-    from storage.redecode import redecode_device
+    from services.redecoding import redecode_device
 
     decoder = FollowingDecoder()
     lock = threading.Lock()  # one redecode at a time: they are heavy and the codecs are shared
@@ -215,7 +197,7 @@ def redecode_since_hook() -> RedecodeHook:
     def decode_again(engine: Engine, device_id: int, since: datetime | None) -> None:
         with lock:
             decoder.refresh(engine)
-            report = redecode_device(engine, device_id, decoder=decoder.decode, since=since)
+            report = redecode_device(engine, device_id, codecs=decoder.registry, since=since)
         log.info("redecoded device %s: %d frames, %d failed", device_id, report.frames, report.failed)
 
     return decode_again

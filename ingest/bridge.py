@@ -36,7 +36,7 @@ from ingest.metrics import BATCH_SECONDS, PENDING, WRITE_RETRIES, IngestCounters
 from ingest.mqtt_connection import MqttConnection
 from ingest.pipeline import DeviceCache, Pipeline, ReceivedMessage
 from ingest.writer import StoreWriter
-from storage.codec_scripts import ScriptFollower
+from services.codec_following import ScriptFollower
 from storage.device_registry import DeviceProfile
 from storage.uplinks import BatchResult, IngestBatch, RejectedRecord, UnstorableBatch
 

@@ -6,7 +6,7 @@ stored raw with the decoder's error, an unknown DevEUI is stored as unclaimed.
 Whatever arrives is kept, so nothing needs to be re-sent to be looked at again.
 
 Uplinks are decoded a batch at a time (`BatchBuilder.finish`), the way stored
-frames are decoded again (`frame_decoder`): one registry call per batch, in
+frames are decoded again (`services.frame_decoding`): one registry call per batch, in
 which JS codecs run in batches too.
 
 Two things a message says are not taken on its word:
@@ -25,11 +25,11 @@ Two things a message says are not taken on its word:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from decoders import DEFAULT_PREFERENCE, CodecRegistry, DecodeOutcome, DecodeRequest, DecoderSource
+from decoders import CodecRegistry
 from domain.decoding import DecodeStatus
 from domain.errors import MessageRejected
 from domain.ids import DevEui
@@ -39,7 +39,6 @@ from domain.uplink import (
     GatewayStatus,
     Ignored,
     Join,
-    JsonObject,
     NetworkEvent,
     Uplink,
     time_is_believable,
@@ -47,6 +46,7 @@ from domain.uplink import (
 from ingest.adapters import parse_message
 from ingest.config import SourceConfig
 from ingest.metrics import IngestCounters, Outcome
+from services.frame_decoding import FrameToDecode, decode_frames
 from storage.database import Connection
 from storage.device_registry import (
     DeviceProfile,
@@ -55,10 +55,8 @@ from storage.device_registry import (
     load_ingest_grants,
     may_deliver,
 )
-from storage.redecode import DecodedFrame, Decoder, StoredFrame
+from storage.redecode import DecodedFrame
 from storage.uplinks import IngestBatch, RejectedRecord, UplinkRecord
-
-_PREFERENCES: dict[str, tuple[DecoderSource, ...]] = {source.value: (source,) for source in DecoderSource}
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,66 +292,3 @@ def _record(entry: _Undecoded, result: DecodedFrame) -> UplinkRecord:
         decode_error=result.error,
         readings=result.readings,
     )
-
-
-FrameToDecode = tuple[DeviceProfile, int | None, bytes, JsonObject | None]
-"""A payload of a known device: the device, fPort, payload, the network server's decoded object."""
-
-
-def decode_frames(codecs: CodecRegistry, frames: Sequence[FrameToDecode]) -> list[DecodedFrame]:
-    """Payloads of known devices through the decoders, each by its device's source preference.
-
-    Failures are kept on the results, never raised. One registry call for all of
-    them, so JS codecs run in batches.
-    """
-    outcomes = codecs.decode_many(
-        [
-            DecodeRequest(
-                codec_id=profile.codec_id,
-                f_port=f_port,
-                payload=payload,
-                network_decoded=network_decoded,
-                device_metadata=profile.metadata,
-                preference=_PREFERENCES.get(profile.decoder_source or "", DEFAULT_PREFERENCE),
-                municipality_id=profile.municipality_id,
-            )
-            for profile, f_port, payload, network_decoded in frames
-        ]
-    )
-    return [
-        _decoded_frame(outcome, profile, network_decoded)
-        for outcome, (profile, _, _, network_decoded) in zip(outcomes, frames, strict=True)
-    ]
-
-
-def _decoded_frame(
-    outcome: DecodeOutcome, profile: DeviceProfile, network_decoded: JsonObject | None
-) -> DecodedFrame:
-    if outcome.ok:
-        status = DecodeStatus.DECODED
-    elif outcome.source is None and profile.codec_id is None and network_decoded is None:
-        status = DecodeStatus.NO_DECODER
-    else:
-        status = DecodeStatus.FAILED
-    return DecodedFrame(
-        status=status,
-        decoded=outcome.decoded,
-        decoder_source=outcome.source.value if outcome.source else None,
-        codec_id=outcome.codec_id,
-        error=outcome.error,
-        readings=outcome.readings,
-    )
-
-
-def frame_decoder(codecs: CodecRegistry) -> Decoder:
-    """The decode callback that `storage.redecode` runs over each chunk of stored frames.
-
-    The live path's rules, and like the live path one registry call per chunk.
-    """
-
-    def decode(frames: Sequence[StoredFrame], profile: DeviceProfile) -> list[DecodedFrame]:
-        return decode_frames(
-            codecs, [(profile, frame.f_port, frame.payload, frame.network_decoded) for frame in frames]
-        )
-
-    return decode

@@ -35,7 +35,7 @@ from ingest.config import SourceConfig
 from ingest.metrics import IngestCounters, Outcome
 from ingest.pipeline import DeviceCache, Pipeline
 from ingest.writer import StoreWriter
-from storage.codec_scripts import ScriptFollower
+from services.codec_following import ScriptFollower
 from storage.uplinks import IngestBatch, RejectedRecord, TransientWriteError
 
 MAX_BODY_BYTES = 1024 * 1024

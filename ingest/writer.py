@@ -14,7 +14,7 @@ from datetime import datetime
 from domain.errors import StorageUnavailable
 from ingest.config import SourceConfig
 from ingest.pipeline import DeviceCache
-from storage.codec_scripts import ScriptFollower
+from services.codec_following import ScriptFollower
 from storage.device_registry import DeviceProfile, ensure_municipality
 from storage.ingest_connection import IngestConnection
 from storage.uplinks import BatchResult, IngestBatch

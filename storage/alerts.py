@@ -1,45 +1,24 @@
-"""Alerts: rules per municipality, events that open and resolve, and signed outgoing webhooks.
+"""Alert rules, events and webhook deliveries as stored: the queries that the alert services run.
 
-Two functions are meant to run periodically from a composition root, each safe to
-run in several processes at once:
-
-- `evaluate_alerts(engine, now)` checks every rule against the current state and
-  opens or resolves events; each transition queues one delivery per subscription.
-  A partial unique index keeps one open event per rule and subject, whoever evaluates.
-- `deliver_notifications(engine, client, now)` POSTs due deliveries. Rows are
-  claimed with `FOR UPDATE SKIP LOCKED` and a lease, committed before any HTTP
-  call, so a slow receiver never holds a lock and a crashed sender's claims return.
-
-A delivery is signed: `X-Lorakom-Signature: sha256=<hex>` is the HMAC-SHA256, keyed
-with the subscription's secret, of `<X-Lorakom-Timestamp>.<body>`. The receiver
-recomputes it and rejects old timestamps, so a captured request cannot be replayed.
-The secret is stored encrypted (`storage.secret_box`) and opened only to sign.
-
-Where a delivery may go, and how it is sent, is `storage.webhook_targets`: public
-addresses only, checked at creation and again at each delivery; the log keeps only
-the class of each attempt's outcome.
+Evaluating rules is `services.alerts`; signing and sending deliveries is
+`services.webhook_delivery`. What is here keeps the rows consistent when several
+processes evaluate and deliver at once: a partial unique index keeps one open event
+per rule and subject, and due deliveries are claimed with `FOR UPDATE SKIP LOCKED`
+and a lease, committed before any HTTP call.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import logging
-import secrets
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import numpy as np
 from sqlalchemy import BigInteger, DateTime, Engine, String, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from domain.errors import ConfigurationError, NotConfigured, NotFound
-from storage.health import STATUS_WINDOW, activity_times, device_health, gateway_availability
+from domain.errors import ConfigurationError, NotFound
 from storage.models import Device, DeviceState, Gateway, Municipality
 from storage.models_usecases import (
     AlertEvent,
@@ -49,37 +28,6 @@ from storage.models_usecases import (
     WebhookSubscription,
 )
 from storage.secret_box import KEYS_VARIABLE, SecretBox
-from storage.series import device_series, epoch_seconds
-from storage.soil import DEFAULT_SOIL, SOIL_MOISTURE, thresholds
-from storage.waste import FILL_LEVEL
-from storage.webhook_targets import (
-    Outcome,
-    Resolver,
-    WebhookSender,
-    WebhookSettings,
-    check_new_target,
-    resolve_host,
-)
-
-log = logging.getLogger(__name__)
-
-SIGNATURE_HEADER = "X-Lorakom-Signature"
-TIMESTAMP_HEADER = "X-Lorakom-Timestamp"
-DELIVERY_HEADER = "X-Lorakom-Delivery"
-CLAIM_LEASE = timedelta(minutes=5)
-"""A claimed delivery not finished within this time (its sender died) is due again."""
-BACKOFF = (
-    timedelta(seconds=30),
-    timedelta(minutes=2),
-    timedelta(minutes=10),
-    timedelta(minutes=30),
-    timedelta(hours=2),
-    timedelta(hours=6),
-)
-"""Wait after the n-th failed attempt; after the last one the delivery is given up as failed."""
-MAX_ATTEMPTS = len(BACKOFF) + 1
-DURATION_LOOKBACK = timedelta(days=1)
-"""History read beyond a rule's duration to find where the current violation began."""
 
 
 class RuleKind(StrEnum):
@@ -92,9 +40,6 @@ class RuleKind(StrEnum):
     GATEWAY_OFFLINE = "gateway_offline"
 
 
-DEFAULT_THRESHOLD: dict[RuleKind, float] = {RuleKind.BIN_ABOVE: 90.0, RuleKind.BATTERY_LOW: 15.0}
-
-
 class Transition(StrEnum):
     OPENED = "opened"
     RESOLVED = "resolved"
@@ -104,14 +49,6 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    subject_kind: str
-    subject: str
-    value: float | None
-    message: str
 
 
 # --- rules -------------------------------------------------------------------------------------
@@ -143,39 +80,22 @@ def get_rule(session: Session, municipality_id: int, rule_id: int) -> AlertRule:
     return rule
 
 
-# --- evaluation --------------------------------------------------------------------------------
+def all_rule_ids(engine: Engine) -> list[int]:
+    """Every rule of every municipality, in the order they are evaluated."""
+    with Session(engine) as session:
+        return list(session.scalars(select(AlertRule.id).order_by(AlertRule.id)))
 
 
-def _compare(kind: RuleKind, value: float, threshold: float) -> bool:
-    below = kind in (RuleKind.QUANTITY_BELOW, RuleKind.SOIL_DRY, RuleKind.BATTERY_LOW)
-    return value < threshold if below else value > threshold
-
-
-def _rule_quantity(rule: AlertRule, kind: RuleKind) -> str | None:
-    match kind:
-        case RuleKind.BIN_ABOVE:
-            return FILL_LEVEL
-        case RuleKind.SOIL_DRY:
-            return SOIL_MOISTURE
-        case RuleKind.BATTERY_LOW:
-            return "battery"
-        case _:
-            return rule.quantity
-
-
-def _devices_of(session: Session, rule: AlertRule) -> list[Device]:
+def devices_of_rule(session: Session, rule: AlertRule) -> list[Device]:
+    """The devices a rule watches: its municipality's, narrowed to its tag if it has one."""
     query = select(Device).where(Device.municipality_id == rule.municipality_id)
     if rule.tag is not None:
         query = query.where(Device.tags.contains([rule.tag]))
     return list(session.scalars(query.order_by(Device.id)))
 
 
-def _threshold_violations(
-    session: Session, rule: AlertRule, kind: RuleKind, now: datetime
-) -> list[Violation]:
-    quantity = _rule_quantity(rule, kind)
-    if quantity is None:
-        return []
+def latest_of_rule(session: Session, rule: AlertRule, quantity: str) -> list[tuple[Device, DeviceState]]:
+    """The rule's devices that report `quantity`, by id, each with its latest value."""
     query = (
         select(Device, DeviceState)
         .join(DeviceState, DeviceState.device_id == Device.id)
@@ -184,115 +104,70 @@ def _threshold_violations(
     )
     if rule.tag is not None:
         query = query.where(Device.tags.contains([rule.tag]))
-    soil_limits = thresholds(session, rule.municipality_id) if kind is RuleKind.SOIL_DRY else {}
-    candidates: list[tuple[Device, float, float]] = []
-    for device, state in session.execute(query):
-        limit = rule.threshold if rule.threshold is not None else DEFAULT_THRESHOLD.get(kind)
-        if kind is RuleKind.SOIL_DRY and rule.threshold is None:
-            soil = device.metadata_.get("soil_type") or DEFAULT_SOIL
-            limit = soil_limits.get(soil, soil_limits[DEFAULT_SOIL]).red_below_percent
-        if limit is not None and _compare(kind, state.value, limit):
-            candidates.append((device, state.value, limit))
-    if rule.duration_s > 0 and candidates:
-        held = timedelta(seconds=rule.duration_s)
-        series = device_series(
-            session,
-            [device.id for device, _, _ in candidates],
-            quantity,
-            start=now - held - DURATION_LOOKBACK,
-            end=now,
-        )
-        candidates = [
-            (device, value, limit)
-            for device, value, limit in candidates
-            if _violating_since(series[device.id].times_s, series[device.id].values, kind, limit)
-            <= epoch_seconds(now - held)
-        ]
-    relation = "below" if _compare(kind, 0.0, 1.0) else "above"
-    return [
-        Violation(
-            "device", device.dev_eui, value, f"{device.name}: {quantity} {value:g} {relation} {limit:g}"
-        )
-        for device, value, limit in candidates
-    ]
+    return [(device, state) for device, state in session.execute(query)]
 
 
-def _violating_since(
-    times_s: np.ndarray[Any, Any], values: np.ndarray[Any, Any], kind: RuleKind, limit: float
-) -> float:
-    """When the current run of violating readings began (infinity if the newest reading is fine)."""
-    if times_s.size == 0:
-        return float("inf")
-    violating = np.asarray([_compare(kind, float(value), limit) for value in values])
-    if not violating[-1]:
-        return float("inf")
-    fine = np.flatnonzero(~violating)
-    first = int(fine[-1]) + 1 if fine.size else 0
-    return float(times_s[first])
-
-
-def _silent_devices(session: Session, rule: AlertRule, now: datetime) -> list[Violation]:
-    devices = _devices_of(session, rule)
-    return [
-        Violation(
-            "device",
-            health.device.dev_eui,
-            None,
-            f"{health.device.name}: silent since "
-            + (health.activity.last_seen_at.isoformat() if health.activity else "it was registered"),
-        )
-        for health in device_health(session, devices, now=now, loss_window=timedelta(days=1))
-        if health.silent
-    ]
-
-
-def _offline_gateways(session: Session, rule: AlertRule, now: datetime) -> list[Violation]:
-    """Gateways the municipality runs; a neighbour's gateway is the neighbour's to watch."""
-    gateways = list(
+def gateways_of_rule(session: Session, rule: AlertRule) -> list[Gateway]:
+    """Gateways the rule's municipality runs; a neighbour's gateway is the neighbour's to watch."""
+    return list(
         session.scalars(
             select(Gateway)
             .where(Gateway.municipality_id == rule.municipality_id)
             .order_by(Gateway.gateway_id)
         )
     )
-    heard = activity_times(
-        session, [gateway.gateway_id for gateway in gateways], start=now - STATUS_WINDOW, end=now
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+def open_events(session: Session, rule_id: int) -> dict[str, AlertEvent]:
+    """The rule's unresolved events by subject."""
+    return {
+        event.subject: event
+        for event in session.scalars(
+            select(AlertEvent).where(AlertEvent.rule_id == rule_id, AlertEvent.resolved_at.is_(None))
+        )
+    }
+
+
+def open_event(
+    session: Session,
+    rule: AlertRule,
+    *,
+    subject_kind: str,
+    subject: str,
+    value: float | None,
+    message: str,
+    now: datetime,
+) -> AlertEvent | None:
+    """A new open event, or None when another evaluator opened one for this subject first."""
+    event_id = session.scalar(
+        insert(AlertEvent)
+        .values(
+            rule_id=rule.id,
+            municipality_id=rule.municipality_id,
+            subject_kind=subject_kind,
+            subject=subject,
+            value=value,
+            message=message,
+            opened_at=now,
+        )
+        .on_conflict_do_nothing(
+            index_elements=["rule_id", "subject"], index_where=AlertEvent.resolved_at.is_(None)
+        )
+        .returning(AlertEvent.id)
     )
-    violations = []
-    for gateway in gateways:
-        status = gateway_availability(gateway, heard[gateway.gateway_id], start=now - STATUS_WINDOW, now=now)
-        if not status.online:
-            violations.append(
-                Violation(
-                    "gateway",
-                    gateway.gateway_id,
-                    None,
-                    f"gateway {gateway.name or gateway.gateway_id} offline",
-                )
-            )
-    return violations
+    return None if event_id is None else session.get_one(AlertEvent, event_id)
 
 
-def violations(session: Session, rule: AlertRule, now: datetime) -> list[Violation]:
-    """Every device or gateway that breaks `rule` at `now`."""
-    kind = RuleKind(rule.kind)
-    match kind:
-        case RuleKind.DEVICE_SILENT:
-            return _silent_devices(session, rule, now)
-        case RuleKind.GATEWAY_OFFLINE:
-            return _offline_gateways(session, rule, now)
-        case _:
-            return _threshold_violations(session, rule, kind, now)
+def resolve_event(session: Session, event: AlertEvent, now: datetime) -> None:
+    event.resolved_at = now
+    session.flush()
 
 
-@dataclass(frozen=True, slots=True)
-class EvaluationResult:
-    rules: int
-    opened: int
-    resolved: int
-
-
-def _queue_notifications(session: Session, event: AlertEvent, transition: Transition, now: datetime) -> None:
+def queue_notifications(session: Session, event: AlertEvent, transition: Transition, now: datetime) -> None:
+    """One delivery of this transition per enabled subscription of the event's municipality."""
     subscriptions = select(
         WebhookSubscription.id,
         literal(event.id, BigInteger()),
@@ -306,72 +181,6 @@ def _queue_notifications(session: Session, event: AlertEvent, transition: Transi
         .from_select(["subscription_id", "event_id", "transition", "next_attempt_at"], subscriptions)
         .on_conflict_do_nothing()
     )
-
-
-def evaluate_rule(session: Session, rule: AlertRule, now: datetime) -> tuple[int, int]:
-    """Open events for new violations and resolve those that ended; (opened, resolved)."""
-    current = (
-        {violation.subject: violation for violation in violations(session, rule, now)} if rule.enabled else {}
-    )
-    open_events = {
-        event.subject: event
-        for event in session.scalars(
-            select(AlertEvent).where(AlertEvent.rule_id == rule.id, AlertEvent.resolved_at.is_(None))
-        )
-    }
-    opened = resolved = 0
-    for subject, violation in current.items():
-        if subject in open_events:
-            continue
-        event_id = session.scalar(
-            insert(AlertEvent)
-            .values(
-                rule_id=rule.id,
-                municipality_id=rule.municipality_id,
-                subject_kind=violation.subject_kind,
-                subject=subject,
-                value=violation.value,
-                message=violation.message,
-                opened_at=now,
-            )
-            .on_conflict_do_nothing(
-                index_elements=["rule_id", "subject"], index_where=AlertEvent.resolved_at.is_(None)
-            )
-            .returning(AlertEvent.id)
-        )
-        if event_id is not None:
-            event = session.get_one(AlertEvent, event_id)
-            _queue_notifications(session, event, Transition.OPENED, now)
-            opened += 1
-    for subject, event in open_events.items():
-        if subject in current:
-            continue
-        event.resolved_at = now
-        session.flush()
-        _queue_notifications(session, event, Transition.RESOLVED, now)
-        resolved += 1
-    return opened, resolved
-
-
-def evaluate_alerts(engine: Engine, now: datetime | None = None) -> EvaluationResult:
-    """Evaluate every rule of every municipality once; one transaction per rule."""
-    moment = now or datetime.now(UTC)
-    with Session(engine) as session:
-        rule_ids = list(session.scalars(select(AlertRule.id).order_by(AlertRule.id)))
-    opened = resolved = 0
-    for rule_id in rule_ids:
-        with Session(engine) as session:
-            rule = session.get(AlertRule, rule_id)
-            if rule is None:
-                continue
-            rule_opened, rule_resolved = evaluate_rule(session, rule, moment)
-            session.commit()
-        opened += rule_opened
-        resolved += rule_resolved
-    return EvaluationResult(len(rule_ids), opened, resolved)
-
-
-# --- events ------------------------------------------------------------------------------------
 
 
 class EventStatus(StrEnum):
@@ -418,41 +227,19 @@ def acknowledge(
     return event, rule
 
 
-# --- webhooks ----------------------------------------------------------------------------------
+# --- subscriptions -----------------------------------------------------------------------------
 
 
-def new_webhook_secret() -> str:
-    return "whsec_" + secrets.token_urlsafe(32)
-
-
-def create_subscription(
-    session: Session,
-    municipality_id: int,
-    *,
-    url: str,
-    description: str | None,
-    box: SecretBox | None,
-    targets: WebhookSettings,
-    resolver: Resolver = resolve_host,
-) -> tuple[WebhookSubscription, str]:
-    """The new subscription and its secret in plaintext, for the caller to show once.
-
-    The URL is checked first (`TargetRefused`), so a refused URL is reported as such
-    even where no key is configured.
-    """
-    check_new_target(url, targets, resolver)
-    if box is None:
-        raise NotConfigured(
-            f"webhook subscriptions need {KEYS_VARIABLE}: their signing secrets are stored encrypted"
-        )
-    secret = new_webhook_secret()
+def add_subscription(
+    session: Session, municipality_id: int, *, url: str, description: str | None, secret_ciphertext: str
+) -> WebhookSubscription:
     subscription = WebhookSubscription(
-        municipality_id=municipality_id, url=url, description=description, secret_ciphertext=box.seal(secret)
+        municipality_id=municipality_id, url=url, description=description, secret_ciphertext=secret_ciphertext
     )
     session.add(subscription)
     session.flush()
     session.refresh(subscription)
-    return subscription, secret
+    return subscription
 
 
 def verify_stored_secrets(engine: Engine, box: SecretBox | None) -> int:
@@ -515,6 +302,9 @@ def get_subscription(session: Session, municipality_id: int, subscription_id: in
     return found
 
 
+# --- deliveries --------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryLog:
     delivery: WebhookDelivery
@@ -545,47 +335,11 @@ def delivery_log(
     return [DeliveryLog(delivery, attempts[delivery.id]) for delivery in deliveries]
 
 
-def signature(secret: str, timestamp: int, body: bytes) -> str:
-    """The value of `X-Lorakom-Signature` for a body sent at `timestamp` (Unix seconds)."""
-    digest = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
+def claim_due_deliveries(engine: Engine, now: datetime, *, batch: int, lease: timedelta) -> list[int]:
+    """Claim up to `batch` due deliveries for `lease`, committed at once; their ids in order.
 
-
-def signature_is_valid(secret: str, timestamp: int, body: bytes, presented: str) -> bool:
-    """What a receiver checks (in constant time); the receiver also bounds the timestamp's age."""
-    return hmac.compare_digest(signature(secret, timestamp, body), presented)
-
-
-def _payload(delivery: WebhookDelivery, event: AlertEvent, rule: AlertRule, slug: str) -> dict[str, Any]:
-    return {
-        "delivery_id": delivery.id,
-        "transition": delivery.transition,
-        "municipality": slug,
-        "event": {
-            "id": event.id,
-            "rule_id": rule.id,
-            "rule_name": rule.name,
-            "kind": rule.kind,
-            "subject_kind": event.subject_kind,
-            "subject": event.subject,
-            "value": event.value,
-            "message": event.message,
-            "opened_at": event.opened_at.isoformat(),
-            "resolved_at": event.resolved_at.isoformat() if event.resolved_at else None,
-        },
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryResult:
-    delivered: int
-    retrying: int
-    failed: int
-    unsigned: int = 0
-    """Deliveries whose secret no configured key opens (left pending, logged)."""
-
-
-def _claim(engine: Engine, now: datetime, batch: int) -> list[int]:
+    A claim not finished within the lease (its sender died) is due again.
+    """
     with Session(engine) as session:
         due = (
             select(WebhookDelivery.id)
@@ -600,7 +354,7 @@ def _claim(engine: Engine, now: datetime, batch: int) -> list[int]:
             session.scalars(
                 update(WebhookDelivery)
                 .where(WebhookDelivery.id.in_(due.scalar_subquery()))
-                .values(next_attempt_at=now + CLAIM_LEASE)
+                .values(next_attempt_at=now + lease)
                 .returning(WebhookDelivery.id)
             )
         )
@@ -608,65 +362,37 @@ def _claim(engine: Engine, now: datetime, batch: int) -> list[int]:
     return sorted(claimed)
 
 
-def deliver_notifications(
-    engine: Engine, sender: WebhookSender, box: SecretBox, now: datetime | None = None, *, batch: int = 50
-) -> DeliveryResult:
-    """POST every due delivery once; failures are retried later with `BACKOFF`, then given up.
+@dataclass(frozen=True, slots=True)
+class PendingDelivery:
+    """A claimed delivery with all that its request is made of."""
 
-    A URL refused by the target policy is retried like any failure: the DNS answer that
-    made it refused may be a passing one, and the admin sees `refused-by-policy` in the log.
-    """
-    moment = now or datetime.now(UTC)
-    delivered = retrying = failed = unsigned = 0
-    for delivery_id in _claim(engine, moment, batch):
-        with Session(engine) as session:
-            found = session.execute(
-                select(WebhookDelivery, WebhookSubscription, AlertEvent, AlertRule, Municipality.slug)
-                .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
-                .join(AlertEvent, AlertEvent.id == WebhookDelivery.event_id)
-                .join(AlertRule, AlertRule.id == AlertEvent.rule_id)
-                .join(Municipality, Municipality.id == WebhookSubscription.municipality_id)
-                .where(WebhookDelivery.id == delivery_id)
-            ).first()
-            if found is None:
-                continue
-            delivery, subscription, event, rule, slug = found
-            try:
-                secret = box.open(subscription.secret_ciphertext)
-            except ConfigurationError as exc:
-                # Stored under a key this process lacks: not the receiver's failure, so no
-                # attempt is counted; the claim's lease returns it once the key is back.
-                log.error("webhook subscription %d: %s", subscription.id, exc)
-                unsigned += 1
-                continue
-            body = json.dumps(_payload(delivery, event, rule, slug), separators=(",", ":")).encode()
-            timestamp = int(moment.timestamp())
-            headers = {
-                "Content-Type": "application/json",
-                TIMESTAMP_HEADER: str(timestamp),
-                SIGNATURE_HEADER: signature(secret, timestamp, body),
-                DELIVERY_HEADER: str(delivery.id),
-            }
-            started = time.perf_counter()
-            outcome = sender.post(subscription.url, body, headers)
-            session.add(
-                WebhookAttempt(
-                    delivery_id=delivery.id,
-                    attempted_at=moment,
-                    outcome=outcome.value,
-                    duration_ms=(time.perf_counter() - started) * 1000,
-                )
-            )
-            delivery.attempts += 1
-            if outcome is Outcome.SUCCESS:
-                delivery.status = DeliveryStatus.DELIVERED.value
-                delivery.delivered_at = moment
-                delivered += 1
-            elif delivery.attempts >= MAX_ATTEMPTS:
-                delivery.status = DeliveryStatus.FAILED.value
-                failed += 1
-            else:
-                delivery.next_attempt_at = moment + BACKOFF[delivery.attempts - 1]
-                retrying += 1
-            session.commit()
-    return DeliveryResult(delivered, retrying, failed, unsigned)
+    delivery: WebhookDelivery
+    subscription: WebhookSubscription
+    event: AlertEvent
+    rule: AlertRule
+    municipality_slug: str
+
+
+def pending_delivery(session: Session, delivery_id: int) -> PendingDelivery | None:
+    found = session.execute(
+        select(WebhookDelivery, WebhookSubscription, AlertEvent, AlertRule, Municipality.slug)
+        .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
+        .join(AlertEvent, AlertEvent.id == WebhookDelivery.event_id)
+        .join(AlertRule, AlertRule.id == AlertEvent.rule_id)
+        .join(Municipality, Municipality.id == WebhookSubscription.municipality_id)
+        .where(WebhookDelivery.id == delivery_id)
+    ).first()
+    if found is None:
+        return None
+    delivery, subscription, event, rule, slug = found
+    return PendingDelivery(delivery, subscription, event, rule, slug)
+
+
+def record_attempt(
+    session: Session, delivery: WebhookDelivery, *, outcome: str, at: datetime, duration_ms: float
+) -> None:
+    """Log one attempt and count it on the delivery; the caller settles the delivery's status."""
+    session.add(
+        WebhookAttempt(delivery_id=delivery.id, attempted_at=at, outcome=outcome, duration_ms=duration_ms)
+    )
+    delivery.attempts += 1

@@ -2,7 +2,7 @@
 
 The API writes the `codec_script` table; the bridge and the API itself keep their
 `CodecRegistry` in step by asking only for rows changed since their last look
-(`load_changed`, or `ScriptFollower` which also applies the changes). For that look
+(`load_changed`; `services.codec_following` applies the changes). For that look
 to miss nothing, `updated_at` must grow in commit order, which `now()` does not
 guarantee (two writers can commit in the other order than they began). So every
 write first takes a table lock that only writers contend for, then stamps
@@ -10,29 +10,24 @@ write first takes a table lock that only writers contend for, then stamps
 has seen every commit before it. Codec scripts change a few times a year, so
 serialising their writers costs nothing.
 
-Storage may not import `decoders` (they are peers), so the style names are mirrored
-here, and `ScriptFollower` applies changes to anything shaped like a registry.
+Storage may not import `decoders` (they are peers), so the style names are mirrored here.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol, overload
+from typing import Any, Literal, overload
 
 import psycopg
 from psycopg.rows import tuple_row
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
-from domain.errors import Conflict, DecodeError, NotFound
+from domain.errors import Conflict, NotFound
 from storage.models import Device
 from storage.models_codecs import CodecScript
-
-log = logging.getLogger(__name__)
 
 # Mirrors decoders.ScriptStyle (Device Repository / ChirpStack v4, ChirpStack v3, TTN / TTS v2).
 ScriptStyleName = Literal["decodeUplink", "Decode", "Decoder"]
@@ -253,70 +248,3 @@ def _info_fields(row: tuple[Any, ...]) -> dict[str, Any]:
         "updated_at": row[8],
         "deleted": row[9],
     }
-
-
-class ScriptTarget(Protocol):
-    """What `ScriptFollower` needs of a codec registry (`decoders.CodecRegistry` is one)."""
-
-    def register_javascript(
-        self, codec_id: str, script: str, *, style: str, devices: Sequence[str], use_case: str
-    ) -> None: ...
-
-    def unregister_javascript(self, codec_id: str) -> None: ...
-
-
-class ScriptFollower:
-    """Keeps one registry's JS codecs in step with the table; a refresh with no change is one
-    indexed query, so callers may refresh often (the API does before every script use).
-
-    A stored script that no longer loads (it passed validation when registered, but e.g. the
-    sandbox's limits changed) is unregistered rather than left at an older version, and its
-    error is kept in `failures` so that callers can say why the codec is missing.
-    """
-
-    def __init__(self, target: ScriptTarget) -> None:
-        self.target = target
-        self.failures: dict[str, str] = {}
-        self._loaded: set[str] = set()
-        self._since: datetime | None = None
-        self._lock = threading.Lock()
-
-    def refresh(self, conn: psycopg.Connection[Any] | Session | Connection) -> list[StoredScript]:
-        """Apply every change since the last refresh; return the changed scripts."""
-        with self._lock:
-            changed = load_changed(conn, self._since)
-            for stored in changed:
-                self._apply(stored)
-            if changed:
-                self._since = changed[-1].updated_at
-            return changed
-
-    def forget(self) -> None:
-        """Unregister every script this follower registered (freeing their isolates), so that
-        a registry outliving its app holds none; the next refresh loads them all again."""
-        with self._lock:
-            for codec_id in sorted(self._loaded):
-                self.target.unregister_javascript(codec_id)
-            self._loaded.clear()
-            self.failures.clear()
-            self._since = None
-
-    def _apply(self, stored: StoredScript) -> None:
-        self.failures.pop(stored.codec_id, None)
-        self._loaded.discard(stored.codec_id)
-        if stored.deleted:
-            self.target.unregister_javascript(stored.codec_id)
-            return
-        try:
-            self.target.register_javascript(
-                stored.codec_id,
-                stored.script,
-                style=stored.style,
-                devices=stored.devices,
-                use_case=stored.use_case,
-            )
-            self._loaded.add(stored.codec_id)
-        except DecodeError as exc:
-            self.target.unregister_javascript(stored.codec_id)
-            self.failures[stored.codec_id] = str(exc)
-            log.error("codec script %s does not load: %s", stored.codec_id, exc)

@@ -5,7 +5,7 @@ municipality's devices. Where one town's devices are heard through another town'
 network server (a neighbour's gateways, a shared regional server), the owner of the
 devices grants the source town: from then on the source town's sources deliver for
 the owner's devices, and frames they stored before as their own unclaimed ones can be
-claimed by the owner's devices (`storage.redecode`).
+claimed by the owner's devices (`services.redecoding`).
 
 The owner grants and revokes, because it is the owner's readings, alerts and device
 state that such uplinks move. The source town sees the grants it received, so that it

@@ -167,7 +167,7 @@ class WebhookDelivery(Base):
 class WebhookAttempt(Base):
     """The delivery log: every POST tried, with only the class of what came back.
 
-    `outcome` is a `storage.webhook_targets.Outcome` (`2xx` … `5xx`, `timeout`,
+    `outcome` is a `services.webhook_targets.Outcome` (`2xx` … `5xx`, `timeout`,
     `refused-by-policy`, `network-error`); no status text or error message is kept,
     so the log cannot describe what answers at a URL.
     """

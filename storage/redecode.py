@@ -1,33 +1,25 @@
-"""Decoding stored raw frames again: after a codec change, a fixed bug, or a late registration.
+"""Stored raw frames read back and their new decode results written: the redecode's database side.
 
-Raw frames are never thrown away, so history is never stuck with the decoder it met
-first. Redecoding one device is one transaction: its readings in the range are
-deleted, every stored frame of it in the range is decoded again (by a callback, because
-storage may not import the decoders), the new readings are copied in and the
-frames' decode results updated, and `device_state` is rebuilt from the readings.
-Running it twice gives the same rows: it is idempotent, and a crash half-way
-leaves the old state.
+The decoding and the threads that overlap it with this work are `services.redecoding`.
+Redecoding one device is one transaction: its readings in the range are deleted
+(`start_rewrite`), each chunk of stored frames (`StoredFrames`) decoded again is
+written (`ChunkWriter`: frame results by UPDATE from staging, readings by COPY), and
+`device_state` is rebuilt from the readings (`rebuild_state`).
 
 A device's stored frames are those of its DevEUI that its own municipality's
 sources heard, or the sources of a town its owner granted ingest
 (`CLAIMABLE_TOWNS_SQL`): never another town's unclaimed frames of the same DevEUI,
 which stay that town's.
 
-Where the time goes, and why it is arranged so: frames come in chunks through a
-binary server-side cursor, and the callback decodes a whole chunk (a JS codec then
-runs in batches). While Python decodes one chunk, a second thread writes the
-previous one and fetches the next on the device's connection. Most of the
-database's work is the UPDATE of the wide `uplink` rows: claimed frames leave the
-partial index of unclaimed frames, so the update cannot be HOT, and the first
-change of a page after a checkpoint writes the whole page to the WAL; the join is
-bounded to the chunk's time range so that it reads only the chunk's frames.
+Most of the database's work is the UPDATE of the wide `uplink` rows: claimed frames
+leave the partial index of unclaimed frames, so the update cannot be HOT, and the
+first change of a page after a checkpoint writes the whole page to the WAL; the join
+is bounded to the chunk's time range so that it reads only the chunk's frames.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,7 +31,7 @@ from sqlalchemy import Engine
 from domain.reading import Reading
 from domain.uplink import JsonObject
 from storage.database import libpq_url
-from storage.device_registry import DeviceProfile, load_device
+from storage.device_registry import DeviceProfile
 
 FETCH_ROWS = 5000
 
@@ -63,13 +55,6 @@ class DecodedFrame:
     codec_id: str | None = None
     error: str | None = None
     readings: Sequence[Reading] = ()
-
-
-Decoder = Callable[[Sequence[StoredFrame], DeviceProfile], list[DecodedFrame]]
-"""Decodes a chunk of one device's stored frames, one result per frame in order.
-
-A chunk at a time rather than a frame at a time, so that a JS codec runs in batches.
-"""
 
 
 @dataclass(slots=True)
@@ -161,94 +146,13 @@ _FAR_PAST = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 _FAR_FUTURE = datetime.fromisoformat("9999-01-01T00:00:00+00:00")
 
 
-def redecode_device(
-    engine: Engine,
-    device_id: int,
-    *,
-    decoder: Decoder,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    only_unclaimed: bool = False,
-    progress: Callable[[int], object] | None = None,
-) -> RedecodeReport:
-    """Decode one device's stored frames in [since, until) again and replace its readings there.
-
-    `only_unclaimed` limits the work to frames stored before the device was known
-    (what the bridge does when it first sees a newly registered device); then the
-    device's existing readings are kept and only the new ones added.
-    """
-    with _connect(engine) as conn:
-        return _redecode(
-            conn,
-            load_device(conn, device_id),
-            decoder,
-            since or _FAR_PAST,
-            until or _FAR_FUTURE,
-            only_unclaimed,
-            progress,
-        )
-
-
-def redecode_codec(
-    engine: Engine,
-    codec_id: str,
-    *,
-    decoder: Decoder,
-    since: datetime | None = None,
-    progress: Callable[[int], object] | None = None,
-    workers: int = 2,
-) -> RedecodeReport:
-    """Every device using `codec_id`, one transaction each."""
+def codec_device_ids(engine: Engine, codec_id: str) -> list[int]:
+    """Every device using `codec_id`, by id."""
     with psycopg.connect(libpq_url(engine.url.render_as_string(hide_password=False))) as conn:
-        ids = [
+        return [
             row[0]
             for row in conn.execute("SELECT id FROM device WHERE codec_id = %s ORDER BY id", (codec_id,))
         ]
-    return redecode_devices(engine, ids, decoder=decoder, since=since, progress=progress, workers=workers)
-
-
-def redecode_devices(
-    engine: Engine,
-    device_ids: Sequence[int],
-    *,
-    decoder: Decoder,
-    since: datetime | None = None,
-    progress: Callable[[int], object] | None = None,
-    workers: int = 2,
-) -> RedecodeReport:
-    """Several devices, `workers` at a time, each worker on its own connection, each device in
-    its own transaction.
-
-    The database's share of the work (updating frames, indexing readings) is most of
-    it, so two connections let PostgreSQL use a second core while Python decodes. A
-    worker keeps its connection from device to device: a new session costs a server
-    process and its catalog caches, as much as decoding a few hundred frames.
-    """
-    report = RedecodeReport()
-    lock = threading.Lock()
-    sessions = threading.local()
-    opened: list[psycopg.Connection[Any]] = []
-
-    def one(device_id: int) -> None:
-        conn: psycopg.Connection[Any] | None = getattr(sessions, "conn", None)
-        if conn is None:
-            conn = sessions.conn = _connect(engine)
-            with lock:
-                opened.append(conn)
-        done = _redecode(
-            conn, load_device(conn, device_id), decoder, since or _FAR_PAST, _FAR_FUTURE, False, progress
-        )
-        with lock:
-            report.add(done)
-
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="lorakom-redecode") as pool:
-            for finished in [pool.submit(one, device_id) for device_id in device_ids]:
-                finished.result()
-    finally:
-        for conn in opened:
-            conn.close()
-    return report
 
 
 def count_frames(
@@ -281,7 +185,7 @@ def _json_text(decoded: JsonObject) -> str:
     return orjson.dumps(decoded, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def _connect(engine: Engine) -> psycopg.Connection[Any]:
+def redecode_connection(engine: Engine) -> psycopg.Connection[Any]:
     """A session for redecoding.
 
     Autocommit outside the explicit transaction of each device, so a session reused
@@ -297,64 +201,45 @@ def _connect(engine: Engine) -> psycopg.Connection[Any]:
     )
 
 
-def _redecode(
+def frame_range(
     conn: psycopg.Connection[Any],
     profile: DeviceProfile,
-    decoder: Decoder,
-    since: datetime,
-    until: datetime,
+    *,
+    since: datetime | None,
+    until: datetime | None,
     only_unclaimed: bool,
-    progress: Callable[[int], object] | None,
-) -> RedecodeReport:
-    report = RedecodeReport(devices=1)
+) -> dict[str, Any]:
+    """The parameters naming a device's stored frames in [since, until) for the statements here."""
     claimable = [row[0] for row in conn.execute(CLAIMABLE_TOWNS_SQL, {"owner": profile.municipality_id})]
-    params = {
+    return {
         "dev_eui": profile.dev_eui,
         "device_id": profile.device_id,
         "municipality_id": profile.municipality_id,
         "claimable": claimable,
-        "since": since,
-        "until": until,
+        "since": since or _FAR_PAST,
+        "until": until or _FAR_FUTURE,
         "only_unclaimed": only_unclaimed,
     }
-    writer = _ChunkWriter(conn, profile, params, report, replace_readings=not only_unclaimed)
-    with conn.transaction():
-        conn.execute(_STAGE_DDL)
-        if not only_unclaimed:
-            conn.execute(
-                "DELETE FROM reading WHERE device_id = %(device_id)s "
-                "AND time >= %(since)s AND time < %(until)s",
-                params,
-            )
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lorakom-redecode") as database:
-            # The connection's work for chunk n (writing it, then fetching chunk n+2) runs
-            # on its own thread while this one decodes chunk n+1, so the server and Python
-            # work at the same time.
-            frames = _Frames(conn, params)
-
-            def write_then_fetch(chunk: list[StoredFrame], results: list[DecodedFrame]) -> list[StoredFrame]:
-                writer.write(chunk, results)
-                return frames.fetch()
-
-            chunk = frames.fetch()
-            following: Future[list[StoredFrame]] = database.submit(frames.fetch)
-            while chunk:
-                results = decoder(chunk, profile)
-                if len(results) != len(chunk):
-                    raise ValueError(f"decoder gave {len(results)} results for {len(chunk)} frames")
-                next_chunk = following.result()
-                following = database.submit(write_then_fetch, chunk, results)
-                if progress is not None:
-                    progress(len(chunk))
-                chunk = next_chunk
-            following.result()
-            frames.close()
-        conn.execute("DELETE FROM device_state WHERE device_id = %(device_id)s", params)
-        conn.execute(_STATE_SQL, params)
-    return report
 
 
-class _Frames:
+def start_rewrite(conn: psycopg.Connection[Any], frames: dict[str, Any]) -> None:
+    """Within the device's transaction: staging tables, and the range's readings deleted unless
+    only unclaimed frames are decoded (then the device's existing readings are kept)."""
+    conn.execute(_STAGE_DDL)
+    if not frames["only_unclaimed"]:
+        conn.execute(
+            "DELETE FROM reading WHERE device_id = %(device_id)s AND time >= %(since)s AND time < %(until)s",
+            frames,
+        )
+
+
+def rebuild_state(conn: psycopg.Connection[Any], frames: dict[str, Any]) -> None:
+    """The device's `device_state` from its readings, once its frames are written."""
+    conn.execute("DELETE FROM device_state WHERE device_id = %(device_id)s", frames)
+    conn.execute(_STATE_SQL, frames)
+
+
+class StoredFrames:
     """The device's stored frames through a server-side cursor, a chunk at a time."""
 
     def __init__(self, conn: psycopg.Connection[Any], params: dict[str, Any]) -> None:
@@ -374,7 +259,7 @@ class _Frames:
         self._cursor.close()
 
 
-class _ChunkWriter:
+class ChunkWriter:
     """Writes decoded chunks: frame results by UPDATE from staging, readings by COPY.
 
     When the range's readings were deleted first, new readings are copied straight into

@@ -1,8 +1,8 @@
 """Alerts: rules (admin), events (everyone reads, field roles acknowledge), webhooks (admin).
 
-Events are opened and resolved by `storage.alerts.evaluate_alerts`, run periodically
+Events are opened and resolved by `services.alerts.evaluate_alerts`, run periodically
 by the composition root; notifications go out through
-`storage.alerts.deliver_notifications`. Here people manage rules and subscriptions
+`services.webhook_delivery.deliver_notifications`. Here people manage rules and subscriptions
 and acknowledge what they have seen.
 """
 
@@ -35,11 +35,12 @@ from api.schemas.alerts import (
     WebhookOut,
 )
 from domain.municipality import Municipality
+from services.webhook_delivery import create_subscription
+from services.webhook_targets import Resolver
 from storage.alerts import (
     EventStatus,
     acknowledge,
     create_rule,
-    create_subscription,
     delivery_log,
     get_rule,
     get_subscription,
@@ -48,7 +49,6 @@ from storage.alerts import (
     list_subscriptions,
 )
 from storage.secret_box import SecretBox
-from storage.webhook_targets import Resolver
 
 router = APIRouter(prefix="/municipalities/{slug}/alerts", tags=["alerts"])
 

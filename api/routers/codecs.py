@@ -42,11 +42,11 @@ from api.schemas.codecs import (
 )
 from decoders import CodecRegistry, DecoderSource
 from domain.errors import Conflict, DecodeError, PermissionDenied
+from services.codec_following import ScriptFollower
 from storage.api_keys import Role
 from storage.codec_scripts import (
     CODEC_ID_PATTERN,
     ScriptFields,
-    ScriptFollower,
     ScriptInfo,
     create_script,
     delete_script,
@@ -267,7 +267,7 @@ def script_follower(app: FastAPI) -> ScriptFollower:
     services = services_of(app)
     with _FOLLOWER_LOCK:
         follower = services.codec_script_follower
-        if follower is None or follower.target is not services.codecs:
+        if follower is None or follower.registry is not services.codecs:
             follower = ScriptFollower(services.codecs)
             services.codec_script_follower = follower
         return follower

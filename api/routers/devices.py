@@ -43,16 +43,14 @@ from api.uploads import read_upload, upload_request_body
 from domain.errors import StorageUnavailable
 from domain.ids import parse_dev_eui
 from domain.municipality import Municipality
+from domain.text import Label
 from domain.use_case import UseCase
+from services.device_import import CSV_COLUMNS, device_csv_row, import_devices
 from storage.devices import (
-    CSV_COLUMNS,
-    Label,
     count_stored_frames,
     create_device,
     delete_device,
-    device_csv_row,
     get_device,
-    import_devices,
     list_devices,
     list_unclaimed,
     update_device,

@@ -21,8 +21,8 @@ from api.responses import page_response
 from api.routers.readings import ResolvedHistory, history_resolver
 from api.schemas.readings import HistoryPointOut, LatestDeviceOut
 from domain.history import HistoryCursor
+from services.environment import latest_of_quantities
 from storage.devices import measuring
-from storage.environment import latest_of_quantities
 from storage.models import Device
 from storage.readings import history_page
 from storage.sharing import SharedUseCase

@@ -27,9 +27,10 @@ from api.schemas.network_health import (
     GatewaySignalOut,
 )
 from domain.ids import parse_dev_eui, parse_gateway_id
+from services.health import device_health, gateway_detail, gateway_health
 from storage.devices import get_device
 from storage.gateways import get_gateway, list_gateways
-from storage.health import device_health, device_signals, gateway_detail, gateway_health
+from storage.health import device_signals
 from storage.models import Device
 
 router = APIRouter(prefix="/municipalities/{slug}/health", tags=["health"])

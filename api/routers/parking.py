@@ -19,15 +19,9 @@ from api.routers.readings import TimeZoneQuery
 from api.schemas.moments import Moment
 from api.schemas.usecases import CapacityIn, OccupancyOut, SpotOut, TypicalHourOut, ZoneOut
 from domain.buckets import BUCKET_PATTERN, BUCKET_UNITS, time_zone
-from storage.devices import Label
-from storage.parking import (
-    occupancy_history,
-    parking_devices,
-    set_capacity,
-    spot_states,
-    typical_week,
-    zone_summaries,
-)
+from domain.text import Label
+from services.parking import occupancy_history, spot_states, typical_week, zone_summaries
+from storage.parking import parking_devices, set_capacity
 
 router = APIRouter(prefix="/municipalities/{slug}/parking", tags=["parking"])
 

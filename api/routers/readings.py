@@ -34,14 +34,15 @@ from domain.buckets import (
     time_zone,
 )
 from domain.device import Device
+from domain.device_fields import DEV_EUI_PATTERN
 from domain.errors import NotFound
 from domain.history import HistoryCursor, HistoryPage, HistoryQuery
 from domain.ids import parse_dev_eui
 from domain.latest import BoundingBox
 from domain.municipality import Municipality
+from domain.text import Label
 from domain.use_case import UseCase
 from storage.buckets import AggregateSource, BucketExpression
-from storage.devices import DEV_EUI_PATTERN, Label
 from storage.latest import LatestRequest, latest_values, latest_values_json
 from storage.models import Device as DeviceRow
 from storage.readings import bucketed_points, history_page

@@ -24,12 +24,12 @@ from api.routers.waste import FullQuery
 from api.schemas.readings import LatestDeviceOut
 from api.schemas.sharing import RegionBinOut, RegionLatestDeviceOut, RegionSoilSensorOut, RegionZoneOut
 from api.schemas.usecases import BinOut, SoilSensorOut, ZoneOut
-from storage.environment import latest_of_quantities
+from services.environment import latest_of_quantities
+from services.parking import ZoneSummary, zone_summaries
+from services.soil import soil_sensors
+from services.waste import bin_statuses
 from storage.models import ApiKey, Municipality
-from storage.parking import ZoneSummary, zone_summaries
 from storage.sharing import SharedUseCase, region_municipalities
-from storage.soil import soil_sensors
-from storage.waste import bin_statuses
 
 router = APIRouter(prefix="/region", tags=["region"])
 

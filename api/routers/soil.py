@@ -12,8 +12,9 @@ from api.deps import KeyAdminDep, SessionDep, SoilReaderDep
 from api.pagination import CursorQuery, LimitQuery, Page, int_cursor, page_of, text_cursor
 from api.problems import problem_responses
 from api.schemas.usecases import AreaOut, SoilSensorOut, ThresholdsIn, ThresholdsOut
-from storage.devices import Label
-from storage.soil import areas, needs_water, remove_thresholds, set_thresholds, soil_sensors, thresholds
+from domain.text import Label
+from services.soil import areas, needs_water, soil_sensors, thresholds
+from storage.soil import remove_thresholds, set_thresholds
 
 router = APIRouter(prefix="/municipalities/{slug}/soil", tags=["soil"])
 

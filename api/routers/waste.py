@@ -15,8 +15,8 @@ from api.schemas.moments import Moment
 from api.schemas.usecases import BinOut, EmptyingOut
 from domain.errors import NotFound
 from domain.ids import parse_dev_eui
+from services.waste import FILL_LEVEL, bin_statuses, collection_list, emptying_history
 from storage.devices import get_device, measuring
-from storage.waste import FILL_LEVEL, bin_statuses, collection_list, emptying_history
 
 router = APIRouter(prefix="/municipalities/{slug}/waste", tags=["waste"])
 

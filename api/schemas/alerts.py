@@ -9,10 +9,10 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, JsonValue, UrlCon
 
 from api.schemas.numbers import BodyInt
 from domain.quantity import find_quantity
+from domain.text import Label, Name
+from services.webhook_targets import Outcome
 from storage.alerts import DeliveryLog, RuleKind
-from storage.devices import Label, Name
 from storage.models_usecases import AlertEvent, AlertRule, WebhookAttempt, WebhookSubscription
-from storage.webhook_targets import Outcome
 
 NEEDS_QUANTITY = (RuleKind.QUANTITY_ABOVE, RuleKind.QUANTITY_BELOW)
 

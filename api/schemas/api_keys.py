@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from storage.devices import Name
+from domain.text import Name
 from storage.models import ApiKey
 
 MunicipalRole = Literal["admin", "editor", "viewer", "technician"]

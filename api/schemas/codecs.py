@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, St
 from api.schemas.numbers import BodyInt
 from domain.quantity import find_quantity
 from domain.reading import Reading
+from domain.text import Label, PrintableText
 from domain.use_case import CodecUseCase
 from storage.codec_scripts import (
     CODEC_ID_PATTERN,
@@ -23,7 +24,6 @@ from storage.codec_scripts import (
     ScriptInfo,
     ScriptStyleName,
 )
-from storage.devices import Label, PrintableText
 
 CodecIdText = Annotated[str, StringConstraints(pattern=CODEC_ID_PATTERN, max_length=200)]
 

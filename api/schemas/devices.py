@@ -1,4 +1,4 @@
-"""Device bodies. The fields and their validation come from `storage.devices.DeviceSpec`,
+"""Device bodies. The fields and their validation come from `domain.device_fields.DeviceSpec`,
 shared with the CSV import, so that JSON and CSV accept exactly the same devices."""
 
 from __future__ import annotations
@@ -11,17 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, m
 from pydantic.json_schema import SkipJsonSchema
 
 from domain.decoding import DecoderSourceName
+from domain.device_fields import DeviceFields, DeviceMetadata, DeviceSpec
+from domain.text import Label, Name, PrintableText
 from domain.use_case import UseCase
-from storage.devices import (
-    DeviceFields,
-    DeviceMetadata,
-    DeviceSpec,
-    Label,
-    Name,
-    PrintableText,
-    RowError,
-    fields_of,
-)
+from storage.device_import import RowError
+from storage.devices import fields_of
 from storage.models import Device, DeviceActivity
 
 EXAMPLE: dict[str, JsonValue] = {

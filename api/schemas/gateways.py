@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from storage.devices import Name
+from domain.text import Name
 from storage.gateways import GatewayView
 from storage.municipalities import SLUG_PATTERN
 

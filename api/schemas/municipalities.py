@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from domain.municipality import Municipality
-from storage.devices import Name
+from domain.text import Name
 from storage.models import Municipality as MunicipalityRow
 from storage.municipalities import SLUG_PATTERN
 

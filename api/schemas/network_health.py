@@ -7,7 +7,8 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from domain.analytics import SignalPercentiles
-from storage.health import DeviceHealth, GatewayDetail, GatewayHealth, GatewaySignal
+from services.health import DeviceHealth, GatewayDetail, GatewayHealth
+from storage.health import GatewaySignal
 from storage.series import from_epoch
 
 GATEWAY_EXAMPLE: dict[str, JsonValue] = {

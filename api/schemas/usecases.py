@@ -7,9 +7,9 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.schemas.numbers import BodyInt
-from storage.parking import OccupancyBucket, SpotState, TypicalHour, ZoneSummary
-from storage.soil import Area, Light, SoilSensor, Thresholds
-from storage.waste import BinStatus, Emptying
+from services.parking import OccupancyBucket, SpotState, TypicalHour, ZoneSummary
+from services.soil import Area, Light, SoilSensor, Thresholds
+from services.waste import BinStatus, Emptying
 
 
 def _rounded(value: float | None, digits: int = 2) -> float | None:

@@ -6,9 +6,10 @@ import argparse
 import sys
 
 from cli.commands import Subcommands
-from cli.wiring import FollowingDecoder, migrated_database
+from cli.wiring import migrated_database
 from decoders import CodecRegistry
 from domain.errors import ConfigurationError
+from services.codec_following import FollowingDecoder
 from storage.database import DatabaseSettings, create_database_engine
 
 
@@ -42,13 +43,14 @@ def command_redecode(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from domain.ids import parse_dev_eui
-    from storage.redecode import count_frames, redecode_codec, redecode_device
+    from services.redecoding import redecode_codec, redecode_device
+    from storage.redecode import count_frames
 
     since = datetime.fromisoformat(args.since) if args.since else None
     if since is not None and since.tzinfo is None:
         raise ConfigurationError("--since needs a time zone, e.g. 2026-01-01T00:00:00+00:00")
     following = FollowingDecoder()
-    decoder = following.decode
+    decoder = following.registry
     with migrated_database(DatabaseSettings()) as url:
         engine = create_database_engine(url)
         following.refresh(engine)
@@ -66,13 +68,13 @@ def command_redecode(args: argparse.Namespace) -> int:
                 total = count_frames(engine, dev_eui=dev_eui, since=since)
                 with tqdm(total=total, unit="frame", disable=args.quiet) as bar:
                     report = redecode_device(
-                        engine, int(row[0]), decoder=decoder, since=since, progress=bar.update
+                        engine, int(row[0]), codecs=decoder, since=since, progress=bar.update
                     )
             else:
                 total = count_frames(engine, codec_id=args.codec, since=since)
                 with tqdm(total=total, unit="frame", disable=args.quiet) as bar:
                     report = redecode_codec(
-                        engine, args.codec, decoder=decoder, since=since, progress=bar.update
+                        engine, args.codec, codecs=decoder, since=since, progress=bar.update
                     )
         finally:
             engine.dispose()

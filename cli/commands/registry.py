@@ -22,7 +22,7 @@ def command_devices_import(args: argparse.Namespace) -> int:
     from sqlalchemy.orm import Session
     from tqdm import tqdm
 
-    from storage.devices import import_devices
+    from services.device_import import import_devices
     from storage.municipalities import get_municipality
 
     path = Path(args.file)

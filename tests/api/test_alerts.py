@@ -24,18 +24,18 @@ from starlette.testclient import TestClient
 
 from api.app import create_app
 from api.settings import ApiSettings
-from storage.alerts import (
+from services.alerts import evaluate_alerts
+from services.webhook_delivery import (
     BACKOFF,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     deliver_notifications,
-    evaluate_alerts,
     signature_is_valid,
 )
+from services.webhook_targets import WebhookSender, WebhookSettings
 from storage.models import DeviceState, Reading
 from storage.models_usecases import AlertRule
 from storage.secret_box import SecretBox
-from storage.webhook_targets import WebhookSender, WebhookSettings
 from tests.api.data import RegisteredHooks, Tenant, add_readings, device_id, register
 
 LOCAL_RECEIVERS = WebhookSettings(allow_http=True, allowed_private_targets=["127.0.0.1"])

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from api.app_services import services_of
-from storage.devices import import_devices
+from services.device_import import import_devices
 from tests.api.data import (
     RegisteredHooks,
     Tenant,

@@ -17,13 +17,14 @@ from starlette.testclient import TestClient
 
 from api.access import ACTIONS_BY_ROLE, Action
 from api.app_services import services_of
-from storage.alerts import create_rule, create_subscription
+from services.waste import HINTS
+from services.webhook_delivery import create_subscription
+from services.webhook_targets import WebhookSettings
+from storage.alerts import create_rule
 from storage.api_keys import Role
 from storage.models_usecases import AlertEvent
 from storage.secret_box import SecretBox
 from storage.soil import set_thresholds
-from storage.waste import HINTS
-from storage.webhook_targets import WebhookSettings
 from tests.api.data import MUNICIPAL_ROLES, Tenant, add_gateway, add_readings, auth, device_id, register
 
 NOW = datetime.now(UTC)

@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session
 from api.app import create_app
 from api.settings import ApiSettings
 from cli.services import free_port
+from services.device_import import import_devices
 from storage.database import DatabaseSettings, sqlalchemy_url
-from storage.devices import import_devices
 from storage.models import Device, DeviceState
 from tests.api.data import Tenant, new_dev_eui
 

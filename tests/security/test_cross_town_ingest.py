@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 from api.app_services import services_of
 from decoders import CodecRegistry
 from ingest.metrics import Outcome
-from ingest.pipeline import frame_decoder
-from storage.alerts import RuleKind, create_rule, evaluate_rule
+from services.alerts import evaluate_rule
+from services.redecoding import redecode_device
+from storage.alerts import RuleKind, create_rule
 from storage.api_keys import Role, create_api_key
 from storage.models_usecases import AlertRule
-from storage.redecode import redecode_device
 from tests.api.data import (
     RegisteredHooks,
     Tenant,
@@ -170,7 +170,7 @@ def test_registering_a_devEUI_claims_only_frames_of_the_own_towns_sources(
     redecoded = client.post(town_b.url(f"/devices/{heard_by_a}/redecode"), headers=town_b.headers("admin"))
     assert redecoded.status_code == 202, redecoded.text
     assert redecoded.json()["frames"] == 0
-    report = redecode_device(engine, b_device, decoder=frame_decoder(CodecRegistry()), only_unclaimed=True)
+    report = redecode_device(engine, b_device, codecs=CodecRegistry(), only_unclaimed=True)
     assert report.frames == 0
     assert rows(
         engine, "SELECT DISTINCT municipality_id, device_id FROM uplink WHERE dev_eui = :e", e=heard_by_a
@@ -239,9 +239,7 @@ def test_an_ingest_grant_lets_the_source_town_deliver_until_revoked(
         assert delivered == [(town_a.id, None, "unclaimed"), (town_b.id, b_device, "decoded")]
         assert rows(engine, "SELECT count(*) FROM device_state WHERE device_id = :d", d=b_device) == [(2,)]
         # The grant also lets B claim the frame A's source stored before it.
-        report = redecode_device(
-            engine, b_device, decoder=frame_decoder(CodecRegistry()), only_unclaimed=True
-        )
+        report = redecode_device(engine, b_device, codecs=CodecRegistry(), only_unclaimed=True)
         assert report.frames == 1
         assert rows(engine, "SELECT DISTINCT municipality_id FROM uplink WHERE dev_eui = :e", e=theirs) == [
             (town_b.id,)

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from domain.uplink import DEFAULT_MAX_FUTURE
 from ingest.metrics import Outcome
-from storage.alerts import RuleKind, create_rule, evaluate_rule
+from services.alerts import evaluate_rule
+from storage.alerts import RuleKind, create_rule
 from storage.models_usecases import AlertRule
 from tests.api.data import Tenant, TenantFactory, add_gateway, device_id, register
 from tests.conftest import Broker

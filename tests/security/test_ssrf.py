@@ -33,10 +33,9 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session
 
 from api.settings import ApiSettings
-from storage.alerts import deliver_notifications, evaluate_alerts
-from storage.models_usecases import AlertRule, WebhookSubscription
-from storage.secret_box import SecretBox
-from storage.webhook_targets import (
+from services.alerts import evaluate_alerts
+from services.webhook_delivery import deliver_notifications
+from services.webhook_targets import (
     IPAddress,
     Outcome,
     TargetRefused,
@@ -45,6 +44,8 @@ from storage.webhook_targets import (
     check_new_target,
     refusal,
 )
+from storage.models_usecases import AlertRule, WebhookSubscription
+from storage.secret_box import SecretBox
 from tests.api.data import Tenant, add_readings, device_id, register
 
 with warnings.catch_warnings():

@@ -26,17 +26,17 @@ from api.settings import ApiSettings
 from cli.jobs import start_alert_jobs
 from cli.main import main
 from domain.errors import ConfigurationError
-from storage.alerts import (
+from services.alerts import evaluate_alerts
+from services.webhook_delivery import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     deliver_notifications,
-    evaluate_alerts,
     signature_is_valid,
 )
+from services.webhook_targets import WebhookSender, WebhookSettings
 from storage.database import create_database_engine
 from storage.models_usecases import AlertRule, WebhookSubscription
 from storage.secret_box import KEYS_VARIABLE, SecretBox, SecretSettings, new_key
-from storage.webhook_targets import WebhookSender, WebhookSettings
 from tests.api.data import RegisteredHooks, Tenant, add_readings, device_id, register
 
 with warnings.catch_warnings():

@@ -26,11 +26,11 @@ from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from ingest.config import SourceConfig
+from services.waste import FILL_LEVEL
 from storage.api_keys import Role, create_api_key, revoke_api_key
 from storage.models_usecases import AlertEvent
 from storage.municipalities import create_municipality
 from storage.sharing import SharedUseCase
-from storage.waste import FILL_LEVEL
 from tests.api.data import (
     MUNICIPAL_ROLES,
     Tenant,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import datetime
 
 import psycopg
@@ -15,11 +15,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from decoders import CodecRegistry
+from domain.device_fields import DeviceSpec
 from domain.errors import Conflict, NotFound
 from storage.codec_scripts import (
     ScriptFields,
-    ScriptFollower,
     create_script,
     delete_script,
     get_script,
@@ -29,7 +28,7 @@ from storage.codec_scripts import (
     update_script,
 )
 from storage.database import create_database_engine, libpq_url
-from storage.devices import DeviceSpec, create_device
+from storage.devices import create_device
 from storage.models import Base
 from storage.municipalities import create_municipality
 
@@ -156,56 +155,6 @@ def test_stamps_follow_commit_order(engine: Engine) -> None:
     writer.join(timeout=10)
     assert late_stamp
     assert late_stamp[0] > early_stamp
-
-
-class Recorder:
-    """A registry stand-in that remembers what the follower told it."""
-
-    def __init__(self) -> None:
-        self.scripts: dict[str, str] = {}
-
-    def register_javascript(
-        self, codec_id: str, script: str, *, style: str, devices: Sequence[str], use_case: str
-    ) -> None:
-        self.scripts[codec_id] = script
-
-    def unregister_javascript(self, codec_id: str) -> None:
-        self.scripts.pop(codec_id, None)
-
-
-def test_follower_applies_changes_and_reports_scripts_that_do_not_load(engine: Engine) -> None:
-    registry = CodecRegistry()
-    follower = ScriptFollower(registry)
-    kept, broken = new_id(), new_id()
-    create(engine, kept)
-    # Stored behind validation's back, as a changed sandbox might see an old script.
-    create(engine, broken, ScriptFields(style="decodeUplink", script="function decodeUplink( {"))
-    with Session(engine) as session:
-        follower.refresh(session)
-        assert registry.knows(kept)
-        assert not registry.knows(broken)
-        assert "SyntaxError" in follower.failures[broken]
-        assert follower.refresh(session) == []
-
-        update_script(session, broken, FIELDS)
-        delete_script(session, kept)
-        session.commit()
-        assert [s.codec_id for s in follower.refresh(session)] == [broken, kept]
-    assert registry.knows(broken)
-    assert not registry.knows(kept)
-    assert broken not in follower.failures
-    registry.close()
-
-    recorder = Recorder()
-    follower = ScriptFollower(recorder)
-    with Session(engine) as session:
-        follower.refresh(session)
-        assert recorder.scripts[broken] == SCRIPT
-        assert kept not in recorder.scripts
-        follower.forget()
-        assert recorder.scripts == {}
-        follower.refresh(session)  # forgetting starts over
-    assert recorder.scripts[broken] == SCRIPT
 
 
 def test_the_migration_matches_the_model(engine: Engine) -> None:

@@ -14,11 +14,10 @@ from decoders import CodecRegistry, DecoderSource, SandboxLimits
 from domain.decoding import DecodeStatus
 from domain.ids import DevEui, GatewayId
 from domain.uplink import NetworkServer, Reception, Uplink
-from ingest.pipeline import frame_decoder
+from services.redecoding import redecode_codec, redecode_device
 from storage import redecode
 from storage.database import create_database_engine
 from storage.device_registry import ensure_municipality
-from storage.redecode import redecode_codec, redecode_device
 from storage.uplinks import IngestBatch, UplinkRecord, prepare_connection, write_batch
 
 EUI = DevEui("24e124136b316361")
@@ -70,12 +69,12 @@ def test_a_late_registration_decodes_the_stored_history(fresh_db_url: str) -> No
         ).fetchone()[0]  # type: ignore[index]
         conn.commit()
     engine = create_database_engine(fresh_db_url)
-    decoder = frame_decoder(CodecRegistry())
+    codecs = CodecRegistry()
     seen: list[int] = []
-    first = redecode_device(engine, device_id, decoder=decoder, progress=seen.append)
+    first = redecode_device(engine, device_id, codecs=codecs, progress=seen.append)
     with psycopg.connect(fresh_db_url) as conn:
         versions = rows(conn, "SELECT uplink_key, xmin::text FROM uplink ORDER BY uplink_key")
-    second = redecode_device(engine, device_id, decoder=decoder)
+    second = redecode_device(engine, device_id, codecs=codecs)
     engine.dispose()
     assert first.frames == second.frames == 50
     assert first.failed == 0
@@ -157,7 +156,7 @@ def test_a_javascript_codec_decodes_history_in_batches_like_single_calls(
     registry.register_javascript(JS_CODEC, JS_SCRIPT)
     engine = create_database_engine(fresh_db_url)
     try:
-        report = redecode_device(engine, device_id, decoder=frame_decoder(registry))
+        report = redecode_device(engine, device_id, codecs=registry)
         with psycopg.connect(fresh_db_url) as conn:
             stored = rows(
                 conn,
@@ -210,7 +209,7 @@ def test_redecoding_a_codec_commits_every_device_on_a_shared_session(fresh_db_ur
     engine = create_database_engine(fresh_db_url)
     try:
         # one worker: the second device is redecoded on the session of the first
-        report = redecode_codec(engine, CODEC, decoder=frame_decoder(CodecRegistry()), workers=1)
+        report = redecode_codec(engine, CODEC, codecs=CodecRegistry(), workers=1)
     finally:
         engine.dispose()
     assert (report.devices, report.frames, report.decoded) == (2, 30, 30)
@@ -265,12 +264,10 @@ def test_a_device_claims_frames_of_its_own_and_granted_towns_only(fresh_db_url: 
     engine = create_database_engine(fresh_db_url)
     try:
         assert redecode.count_frames(engine, dev_eui=EUI) == 5
-        report = redecode_device(
-            engine, device_id, decoder=frame_decoder(CodecRegistry()), only_unclaimed=True
-        )
+        report = redecode_device(engine, device_id, codecs=CodecRegistry(), only_unclaimed=True)
         assert report.frames == 5
         # A full redecode (the admin's action) goes over the same frames and no others.
-        assert redecode_device(engine, device_id, decoder=frame_decoder(CodecRegistry())).frames == 5
+        assert redecode_device(engine, device_id, codecs=CodecRegistry()).frames == 5
     finally:
         engine.dispose()
     with psycopg.connect(fresh_db_url) as conn:

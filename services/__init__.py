@@ -1,0 +1,1 @@
+"""What the platform does: use cases, alerts and their delivery, redecoding, codec-script following."""
