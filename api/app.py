@@ -4,6 +4,7 @@
 router in `extra_routers`, since the API itself never imports ingest) and by tests.
 The engine is made in the lifespan unless one is handed in, so that a composition
 root which already has an engine (the embedded server, the demo) shares its pool.
+What the routes run on is one typed `AppServices` (`api.app_services`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from api.admission import Admission, BodyLimits
+from api.app_services import AppServices, DeviceRegisteredHook, RedecodeHook, services_of
 from api.deps import bearer_scheme, check_key_before_body
 from api.metrics import RequestTimer
 from api.problems import PROBLEM_MEDIA_TYPE, FieldProblem, Problem, RequestId, install_problem_handlers
@@ -63,15 +65,14 @@ Lists are paged with an opaque `cursor`; pass a page's `next_cursor` to get the 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    services = services_of(app)
     owned: Engine | None = None
-    if getattr(app.state, "engine", None) is None:
-        settings: ApiSettings = app.state.settings
-        if settings.database.url is None:
+    if services.engine_or_none is None:
+        database = services.settings.database
+        if database.url is None:
             raise ConfigurationError("the API needs LORAKOM_DB_URL (or an engine from its composition root)")
-        owned = create_database_engine(
-            settings.database.url.get_secret_value(), pool_size=settings.database.pool_size
-        )
-        app.state.engine = owned
+        owned = create_database_engine(database.url.get_secret_value(), pool_size=database.pool_size)
+        services.engine_or_none = owned
     await codecs_router.load_codec_scripts(app)
     try:
         yield
@@ -79,7 +80,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         codecs_router.unload_codec_scripts(app)
         if owned is not None:
             owned.dispose()
-            app.state.engine = None
+            services.engine_or_none = None
 
 
 def create_app(
@@ -89,8 +90,8 @@ def create_app(
     extra_routers: Sequence[APIRouter] = (),
     bucket_expression: BucketExpression = date_bin_bucket,
     aggregate_source: AggregateSource | None = None,
-    on_device_registered: devices.DeviceRegisteredHook | None = None,
-    redecode: devices.RedecodeHook | None = None,
+    on_device_registered: DeviceRegisteredHook | None = None,
+    redecode: RedecodeHook | None = None,
     codecs: CodecRegistry | None = None,
 ) -> FastAPI:
     """Build the API.
@@ -101,8 +102,8 @@ def create_app(
     `on_device_registered(engine, device_id)` runs in a background task after a device with
     stored history is registered (decode that history).
     `redecode(engine, device_id, since)` serves the admin action that decodes a device's
-    stored frames again. All of them also live on `app.state` and may be set there after
-    the app is built.
+    stored frames again. All of them live on the app's `AppServices` (`services_of(app)`)
+    and may be replaced there after the app is built.
     """
     app = FastAPI(
         title="lorakom API",
@@ -112,13 +113,15 @@ def create_app(
         root_path=settings.root_path,
         dependencies=[Depends(refuse_misspelt_query)],
     )
-    app.state.settings = settings
-    app.state.engine = engine
-    app.state.bucket_expression = bucket_expression
-    app.state.aggregate_source = aggregate_source
-    app.state.on_device_registered = on_device_registered
-    app.state.redecode = redecode
-    app.state.codecs = codecs or CodecRegistry()
+    app.state.services = AppServices(
+        settings=settings,
+        codecs=codecs or CodecRegistry(),
+        engine_or_none=engine,
+        bucket_expression=bucket_expression,
+        aggregate_source=aggregate_source,
+        on_device_registered=on_device_registered,
+        redecode=redecode,
+    )
 
     install_problem_handlers(app)
     # Added innermost first: the correlation id wraps everything, CORS headers reach even

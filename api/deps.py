@@ -21,6 +21,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from api.access import Action, is_region_admin, require, require_in, require_in_or_shared
+from api.app_services import AppServices, services_of
 from api.settings import ApiSettings
 from domain.errors import StorageUnavailable
 from domain.municipality import Municipality
@@ -37,16 +38,21 @@ api_key_scheme = APIKeyHeader(
 )
 
 
-# Dependencies that only read app state are `async def`: FastAPI runs a plain `def`
+# Dependencies that only read the app's services are `async def`: FastAPI runs a plain `def`
 # dependency in its thread pool, and a hop there and back cost more than the lookup.
-async def get_engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
-    return engine
+async def get_services(request: Request) -> AppServices:
+    return services_of(request.app)
 
 
-async def get_settings(request: Request) -> ApiSettings:
-    settings: ApiSettings = request.app.state.settings
-    return settings
+ServicesDep = Annotated[AppServices, Depends(get_services)]
+
+
+async def get_engine(services: ServicesDep) -> Engine:
+    return services.engine
+
+
+async def get_settings(services: ServicesDep) -> ApiSettings:
+    return services.settings
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
@@ -145,7 +151,7 @@ async def check_key_before_body(request: Request) -> None:
     presented = presented_key(request)
     if presented is None:
         raise InvalidApiKey("send an API key as `Authorization: Bearer …` or `X-API-Key: …`")
-    engine: Engine = request.app.state.engine
+    engine = services_of(request.app).engine
 
     def check() -> ApiKey:
         with Session(engine, expire_on_commit=False) as session, _database_answers():

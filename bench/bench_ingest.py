@@ -272,16 +272,16 @@ def pipeline_records(
 
 
 def measure_copy(database_url: str, batches: list[IngestBatch]) -> tuple[float, float]:
-    from storage.uplinks import _UPLINK_TYPES, _uplink_row  # the same rows the bridge writes
+    from storage.uplinks import UPLINK_COPY_TYPES, uplink_copy_row  # the same rows the bridge writes
 
-    rows = [_uplink_row(record) for batch in batches for record in batch.uplinks]
+    rows = [uplink_copy_row(record) for batch in batches for record in batch.uplinks]
     with psycopg.connect(database_url) as conn:
         conn.execute("CREATE TABLE copy_ceiling (LIKE uplink INCLUDING ALL)")
         conn.execute("ALTER TABLE copy_ceiling ALTER network_decoded TYPE text, ALTER decoded TYPE text")
         conn.commit()
         started = time.perf_counter()
         with conn.cursor() as cur, cur.copy("COPY copy_ceiling FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(_UPLINK_TYPES)
+            copy.set_types(UPLINK_COPY_TYPES)
             for row in rows:
                 copy.write_row(row)
         conn.commit()

@@ -131,7 +131,8 @@ class BatchResult:
         return sum(self.new_by_source.values())
 
 
-_UPLINK_TYPES = [
+# The staging COPY's column types in `uplink_copy_row` order (the ingest benchmark writes the same rows).
+UPLINK_COPY_TYPES = [
     "timestamptz", "text", "int4", "text", "text",
     "text", "int4", "text", "text", "int8", "int2",
     "bytea", "text", "text", "text", "text",
@@ -188,7 +189,8 @@ def _json_text(value: JsonObject | None) -> str | None:
     return None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def _uplink_row(record: UplinkRecord) -> tuple[Any, ...]:
+def uplink_copy_row(record: UplinkRecord) -> tuple[Any, ...]:
+    """One uplink as the staging COPY writes it (`UPLINK_COPY_TYPES`)."""
     uplink = record.uplink
     radio = uplink.radio
     best = max(uplink.receptions, key=_signal_rank, default=None)
@@ -334,9 +336,9 @@ def _write(conn: psycopg.Connection[Any], batch: IngestBatch) -> BatchResult:
 
 def _copy_staging(cur: psycopg.Cursor[Any], records: list[UplinkRecord]) -> None:
     with cur.copy(sql.SQL("COPY stage_uplink FROM STDIN (FORMAT BINARY)")) as copy:
-        copy.set_types(_UPLINK_TYPES)
+        copy.set_types(UPLINK_COPY_TYPES)
         for record in records:
-            copy.write_row(_uplink_row(record))
+            copy.write_row(uplink_copy_row(record))
     with cur.copy(sql.SQL("COPY stage_reception FROM STDIN (FORMAT BINARY)")) as copy:
         copy.set_types(_RECEPTION_TYPES)
         for record in records:

@@ -23,10 +23,17 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from cli.services import free_port, port_answers, with_database
 from storage.embedded import EmbeddedPostgres
 from storage.schema import upgrade_database
+
+# No wall-clock deadline for any hypothesis test: on a busy machine one example may wait for
+# the CPU far longer than it computes, and a deadline then fails a correct test. A test that
+# sets its own `settings(...)` inherits this default and must not set a deadline of its own.
+hypothesis_settings.register_profile("lorakom", deadline=None)
+hypothesis_settings.load_profile("lorakom")
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Set to run against throwaway services even when local ones answer (checks that path).

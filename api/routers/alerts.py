@@ -11,10 +11,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, status
 
 from api.access import Action
-from api.deps import CurrentKey, KeyAdminDep, MunicipalityDep, SessionDep, SettingsDep, municipality_for
+from api.deps import (
+    CurrentKey,
+    KeyAdminDep,
+    MunicipalityDep,
+    ServicesDep,
+    SessionDep,
+    SettingsDep,
+    municipality_for,
+)
 from api.pagination import BIGINT_MAX, CursorQuery, LimitQuery, Page, int_cursor, page_of
 from api.problems import problem_responses
 from api.schemas.alerts import (
@@ -28,7 +36,7 @@ from api.schemas.alerts import (
 )
 from domain.municipality import Municipality
 from services.webhook_delivery import create_subscription
-from services.webhook_targets import Resolver, resolve_host
+from services.webhook_targets import Resolver
 from storage.alerts import (
     EventStatus,
     acknowledge,
@@ -137,18 +145,14 @@ def webhooks(
     return page_of(rows, limit, item=WebhookOut.of, position=lambda row: row.id)
 
 
-def secret_box(request: Request) -> SecretBox | None:
+def secret_box(services: ServicesDep) -> SecretBox | None:
     """The box of `LORAKOM_SECRET_KEYS`, built once per app (None when no key is set)."""
-    if not hasattr(request.app.state, "secret_box"):
-        request.app.state.secret_box = SecretBox.from_settings(request.app.state.settings.secrets)
-    box: SecretBox | None = request.app.state.secret_box
-    return box
+    return services.secret_box
 
 
-def webhook_resolver(request: Request) -> Resolver:
-    """The system resolver; `app.state.webhook_resolver` replaces it (a test's DNS answers)."""
-    resolver: Resolver = getattr(request.app.state, "webhook_resolver", resolve_host)
-    return resolver
+def webhook_resolver(services: ServicesDep) -> Resolver:
+    """The system resolver; `AppServices.webhook_resolver` replaces it (a test's DNS answers)."""
+    return services.webhook_resolver
 
 
 @router.post(

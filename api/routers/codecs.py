@@ -8,7 +8,7 @@ devices may decode with it.
 
 Every script is loaded into a fresh sandbox before it is stored, so a script that does
 not compile is refused with the JavaScript message and line instead of failing later
-on every uplink. The app's own registry (`app.state.codecs`) follows the table through
+on every uplink. The app's own registry (`AppServices.codecs`) follows the table through
 a `ScriptFollower`: refreshed after each change, before each use here, and once at
 start-up (`load_codec_scripts`), so changes made by another process are seen as well.
 """
@@ -27,6 +27,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from api.access import is_region_admin
+from api.app_services import services_of
 from api.deps import CurrentKey, SessionDep
 from api.problems import problem_responses
 from api.rate_limits import KeyRateLimiter
@@ -39,7 +40,6 @@ from api.schemas.codecs import (
     TryPayloadIn,
     TryPayloadOut,
 )
-from api.settings import ApiSettings
 from decoders import CodecRegistry, DecoderSource
 from domain.errors import Conflict, DecodeError, PermissionDenied
 from services.codec_following import ScriptFollower
@@ -130,7 +130,7 @@ def create_codec_script(
     body: CodecScriptIn, key: CurrentKey, session: SessionDep, request: Request, response: Response
 ) -> CodecScriptOut:
     _require_script_admin(key)
-    registry: CodecRegistry = request.app.state.codecs
+    registry = services_of(request.app).codecs
     if any(
         info.codec_id == body.codec_id and info.source is DecoderSource.BUILTIN for info in registry.codecs()
     ):
@@ -186,16 +186,16 @@ TRY_ROLES = (Role.EDITOR.value, Role.ADMIN.value, Role.REGION_ADMIN.value)
 
 def try_limiter(app: FastAPI) -> KeyRateLimiter:
     """The app's per-key allowance for trying scripts, made on first use."""
-    settings: ApiSettings = app.state.settings
+    services = services_of(app)
     with _FOLLOWER_LOCK:
-        limiter: KeyRateLimiter | None = getattr(app.state, "codec_try_limiter", None)
+        limiter = services.codec_try_limiter
         if limiter is None:
             limiter = KeyRateLimiter(
                 what="try a codec script",
-                burst=settings.codec_try_burst,
-                per_minute=settings.codec_try_per_minute,
+                burst=services.settings.codec_try_burst,
+                per_minute=services.settings.codec_try_per_minute,
             )
-            app.state.codec_try_limiter = limiter
+            services.codec_try_limiter = limiter
         return limiter
 
 
@@ -263,30 +263,29 @@ _FOLLOWER_LOCK = threading.Lock()
 
 
 def script_follower(app: FastAPI) -> ScriptFollower:
-    """The follower of `app.state.codecs`; a new one if the registry was swapped after start-up."""
-    registry: CodecRegistry = app.state.codecs
+    """The follower of the app's codecs; a new one if the registry was swapped after start-up."""
+    services = services_of(app)
     with _FOLLOWER_LOCK:
-        follower: ScriptFollower | None = getattr(app.state, "codec_script_follower", None)
-        if follower is None or follower.registry is not registry:
-            follower = ScriptFollower(registry)
-            app.state.codec_script_follower = follower
+        follower = services.codec_script_follower
+        if follower is None or follower.registry is not services.codecs:
+            follower = ScriptFollower(services.codecs)
+            services.codec_script_follower = follower
         return follower
 
 
 def _synced_registry(app: FastAPI, session: Session) -> CodecRegistry:
     script_follower(app).refresh(session)
-    registry: CodecRegistry = app.state.codecs
-    return registry
+    return services_of(app).codecs
 
 
 async def load_codec_scripts(app: FastAPI) -> None:
-    """Register the stored scripts in `app.state.codecs`; call from the lifespan once the engine
-    is on `app.state`. Runs in a worker thread (compiling scripts takes a while). A database
+    """Register the stored scripts in the app's codecs; call from the lifespan once the app has
+    its engine. Runs in a worker thread (compiling scripts takes a while). A database
     that cannot be reached is only logged: the first request that needs the scripts loads them.
     """
 
     def load() -> None:
-        with Session(app.state.engine) as session:
+        with Session(services_of(app).engine) as session:
             changed = script_follower(app).refresh(session)
         log.info("loaded %d codec script(s)", len(changed))
 
@@ -299,7 +298,7 @@ async def load_codec_scripts(app: FastAPI) -> None:
 def unload_codec_scripts(app: FastAPI) -> None:
     """Unregister the scripts `load_codec_scripts` and later refreshes registered, freeing their
     isolates; call when the lifespan ends (the registry may outlive the app)."""
-    follower: ScriptFollower | None = getattr(app.state, "codec_script_follower", None)
+    follower = services_of(app).codec_script_follower
     if follower is not None:
         follower.forget()
 

@@ -8,7 +8,6 @@ background task, after the response has gone out.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
@@ -18,7 +17,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from api.deps import DeviceEditorDep, EngineDep, MunicipalityDep, RedecodeAdminDep, SessionDep, SettingsDep
+from api.app_services import AppServices
+from api.deps import (
+    DeviceEditorDep,
+    EngineDep,
+    MunicipalityDep,
+    RedecodeAdminDep,
+    ServicesDep,
+    SessionDep,
+    SettingsDep,
+)
 from api.exports import csv_response, paged
 from api.pagination import CursorQuery, LimitQuery, Page, int_cursor, page_of, text_cursor
 from api.problems import problem_responses
@@ -51,12 +59,6 @@ from storage.devices import (
 from storage.models import Device
 from storage.tenancy import tenant_of
 
-DeviceRegisteredHook = Callable[[Engine, int], None]
-"""Called as `hook(engine, device_id)` after a device with stored uplinks is registered."""
-
-RedecodeHook = Callable[[Engine, int, datetime | None], None]
-"""Called as `hook(engine, device_id, since)` to decode a device's stored frames again."""
-
 
 class RedecodeAccepted(BaseModel):
     """A redecode was queued; it replaces the device's readings in the range when it ran."""
@@ -79,9 +81,9 @@ DevEuiPath = Annotated[
 
 
 def schedule_registered(
-    request: Request, tasks: BackgroundTasks, engine: Engine, device_ids: list[int]
+    services: AppServices, tasks: BackgroundTasks, engine: Engine, device_ids: list[int]
 ) -> None:
-    hook: DeviceRegisteredHook | None = request.app.state.on_device_registered
+    hook = services.on_device_registered
     if hook is None:
         return
     for device_id in device_ids:
@@ -125,14 +127,14 @@ def create(
     municipality: DeviceEditorDep,
     session: SessionDep,
     engine: EngineDep,
-    request: Request,
+    services: ServicesDep,
     tasks: BackgroundTasks,
 ) -> DeviceOut:
     device = create_device(session, municipality_id=municipality.id, spec=body)
     heard = was_heard(session, municipality_id=municipality.id, dev_eui=device.dev_eui)
     session.commit()
     if heard:
-        schedule_registered(request, tasks, engine, [device.id])
+        schedule_registered(services, tasks, engine, [device.id])
     return DeviceOut.of(device)
 
 
@@ -189,7 +191,7 @@ def import_csv(
     raw: ImportFileDep,
     session: SessionDep,
     engine: EngineDep,
-    request: Request,
+    services: ServicesDep,
     tasks: BackgroundTasks,
     dry_run: bool = False,
 ) -> ImportReportOut:
@@ -203,7 +205,7 @@ def import_csv(
         session, municipality_id=municipality.id, lines=io.StringIO(text, newline=""), dry_run=dry_run
     )
     session.commit()
-    schedule_registered(request, tasks, engine, report.heard_device_ids)
+    schedule_registered(services, tasks, engine, report.heard_device_ids)
     return ImportReportOut(
         dry_run=report.dry_run,
         rows=report.rows,
@@ -262,13 +264,13 @@ def redecode(
     municipality: RedecodeAdminDep,
     session: SessionDep,
     engine: EngineDep,
-    request: Request,
+    services: ServicesDep,
     tasks: BackgroundTasks,
     since: Annotated[Moment | None, Query(description="Only frames received at or after this time")] = None,
 ) -> RedecodeAccepted:
     """After a codec change or a fixed decoder: the job runs in the background, idempotently."""
     device = _device(session, municipality, dev_eui)
-    hook: RedecodeHook | None = request.app.state.redecode
+    hook = services.redecode
     if hook is None:
         raise StorageUnavailable("redecoding is not configured in this deployment")
     frames = count_stored_frames(session, device, since)

@@ -10,11 +10,11 @@ from dataclasses import replace
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy.orm import Session
 
 from api.access import Action
-from api.deps import EnvironmentReaderDep, SessionDep, municipality_for_use_case
+from api.deps import EnvironmentReaderDep, ServicesDep, SessionDep, municipality_for_use_case
 from api.pagination import CursorQuery, LimitQuery, Page, encode_cursor, int_cursor, time_cursor
 from api.problems import problem_responses
 from api.responses import page_response
@@ -87,7 +87,7 @@ def latest(
 def history(
     resolved: EnvironmentHistoryDep,
     session: SessionDep,
-    request: Request,
+    services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     cursor: CursorQuery = None,
 ) -> Page[HistoryPointOut]:
@@ -101,8 +101,8 @@ def history(
         replace(resolved.query, quantities=allowed),
         cursor=HistoryCursor(*position) if position is not None else None,
         limit=limit,
-        bucket_expression=request.app.state.bucket_expression,
-        aggregate_source=request.app.state.aggregate_source,
+        bucket_expression=services.bucket_expression,
+        aggregate_source=services.aggregate_source,
     )
     following = None
     if page.next is not None:

@@ -11,14 +11,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator, StringConstraints, WithJsonSchema
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from api.access import Action
-from api.deps import EngineDep, MunicipalityDep, SessionDep, SettingsDep, municipality_for
+from api.deps import EngineDep, MunicipalityDep, ServicesDep, SessionDep, SettingsDep, municipality_for
 from api.exports import EXPORT_RESPONSES, ExportFormat, ExportRow, export_response, negotiate, paged
 from api.pagination import CursorQuery, LimitQuery, Page, encode_cursor, int_cursor, time_cursor
 from api.problems import problem_responses
@@ -302,7 +302,7 @@ def _next_cursor(page: HistoryPage) -> str | None:
 def history(
     resolved: HistoryDep,
     session: SessionDep,
-    request: Request,
+    services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     cursor: CursorQuery = None,
 ) -> Response:
@@ -311,8 +311,8 @@ def history(
         resolved.query,
         cursor=_history_cursor(cursor),
         limit=limit,
-        bucket_expression=request.app.state.bucket_expression,
-        aggregate_source=request.app.state.aggregate_source,
+        bucket_expression=services.bucket_expression,
+        aggregate_source=services.aggregate_source,
     )
     devices = resolved.devices
     return json_response(
@@ -338,7 +338,7 @@ def history_export(
     request_session: SessionDep,
     engine: EngineDep,
     settings: SettingsDep,
-    request: Request,
+    services: ServicesDep,
     export_format: FormatQuery = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> StreamingResponse:
@@ -347,8 +347,8 @@ def history_export(
         tenant_of(request_session),
         resolved,
         settings.export_page_rows,
-        request.app.state.bucket_expression,
-        request.app.state.aggregate_source,
+        services.bucket_expression,
+        services.aggregate_source,
     )
     fmt = negotiate(export_format, accept)
     return export_response(fmt, HISTORY_COLUMNS, rows, f"{municipality.slug}-history")

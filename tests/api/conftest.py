@@ -22,7 +22,7 @@ with warnings.catch_warnings():
 
 from api.app import create_app
 from api.settings import ApiSettings
-from cli.main import redecode_since_hook
+from cli.wiring import redecode_since_hook
 from storage.api_keys import Role, create_api_key
 from storage.database import DatabaseSettings, create_database_engine
 from storage.municipalities import create_municipality

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
+from api.app_services import services_of
 from services.device_import import import_devices
 from tests.api.data import (
     RegisteredHooks,
@@ -221,7 +222,7 @@ def test_import_refuses_binary_and_oversized_files(client: TestClient, tenant: T
     headers = tenant.headers("editor")
     binary = {"file": ("x.csv", b"\xff\xfe\x00\x01", "text/csv")}
     assert client.post(tenant.url("/devices/import"), files=binary, headers=headers).status_code == 422
-    huge = {"file": ("x.csv", b"a" * (client.app.state.settings.max_import_bytes + 1), "text/csv")}  # type: ignore[attr-defined]
+    huge = {"file": ("x.csv", b"a" * (services_of(client.app).settings.max_import_bytes + 1), "text/csv")}
     response = client.post(tenant.url("/devices/import"), files=huge, headers=headers)
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"

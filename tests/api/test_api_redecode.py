@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from api.app import create_app
 from api.settings import ApiSettings
-from cli.main import redecode_hook, redecode_since_hook
+from cli.wiring import redecode_hook, redecode_since_hook
 from domain.decoding import DecodeStatus
 from domain.ids import DevEui, GatewayId
 from domain.uplink import NetworkServer, Reception, Uplink

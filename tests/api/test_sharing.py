@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
+from api.app_services import services_of
 from storage.api_keys import Role, create_api_key
 from storage.models import Base
 from tests.api.data import MUNICIPAL_ROLES, Tenant, TenantFactory, auth, new_dev_eui, register, unique_slug
@@ -393,7 +394,7 @@ def test_a_grant_to_an_unknown_slug_answers_as_one_to_a_real_town_and_opens_once
         headers=auth(region_key),
     )
     assert created.status_code == 201, created.text
-    with Session(client.app.state.engine) as session:  # type: ignore[attr-defined]
+    with Session(services_of(client.app).engine) as session:
         newcomer_key, _ = create_api_key(
             session, municipality_slug=newcomer_slug, role=Role.ADMIN, name="admin"
         )

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from api.access import ACTIONS_BY_ROLE, Action
+from api.app_services import services_of
 from services.waste import HINTS
 from services.webhook_delivery import create_subscription
 from services.webhook_targets import WebhookSettings
@@ -391,7 +392,7 @@ def populate(client: TestClient, engine: Engine, tenant: Tenant) -> Resources:
             tenant.id,
             url="http://127.0.0.1:9/hook",
             description=secret_name,
-            box=SecretBox.from_settings(client.app.state.settings.secrets),
+            box=SecretBox.from_settings(services_of(client.app).settings.secrets),
             targets=WebhookSettings(allow_http=True, allowed_private_targets=["127.0.0.1"]),
         )
         set_thresholds(session, tenant.id, zone, yellow_below_percent=20, red_below_percent=10)

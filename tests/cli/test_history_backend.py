@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import create_engine
 
-from cli.main import history_backend
+from cli.wiring import history_backend
 from storage.database import create_database_engine
 
 

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from api.app_services import services_of
 from decoders import CodecRegistry
 from ingest.metrics import Outcome
 from services.alerts import evaluate_rule
@@ -319,7 +320,7 @@ def test_an_ingest_grant_to_an_unknown_slug_answers_as_one_to_a_real_town_and_ho
         headers=auth(region_key),
     )
     assert created.status_code == 201, created.text
-    with Session(client.app.state.engine) as session:  # type: ignore[attr-defined]
+    with Session(services_of(client.app).engine) as session:
         newcomer_admin, _ = create_api_key(session, municipality_slug=newcomer, role=Role.ADMIN, name="admin")
         session.commit()
     received = client.get(f"/v1/municipalities/{newcomer}/ingest-grants", headers=auth(newcomer_admin))
