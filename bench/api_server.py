@@ -14,7 +14,7 @@ import httpx
 import psycopg
 from pydantic import SecretStr
 
-from cli.services import free_port
+from cli.backing_services import free_port
 from storage.database import DatabaseSettings, create_database_engine
 
 

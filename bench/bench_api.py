@@ -71,7 +71,7 @@ from bench.api_load_test import measure
 from bench.api_loader import load
 from bench.api_report import print_load
 from bench.postgres import benchmark_server, fresh_migrated_database
-from cli.services import with_database
+from cli.backing_services import with_database
 
 DB_NAME = "lorakom_bench_api"
 

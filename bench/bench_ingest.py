@@ -45,8 +45,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench.postgres import benchmark_server, fresh_migrated_database
+from cli.backing_services import free_port, port_answers
 from cli.demo import register_fleet
-from cli.services import free_port, port_answers
 from cli.simulator.fleet import demo_fleet
 from cli.simulator.publisher import generate
 from decoders import CodecRegistry

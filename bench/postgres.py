@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from cli.services import port_answers, with_database
+from cli.backing_services import port_answers, with_database
 from storage.embedded import EmbeddedPostgres
 from storage.schema import upgrade_database
 

@@ -14,9 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
+from cli.backing_services import database
 from cli.jobs import start_alert_jobs, start_reader_query_guard
 from cli.process import tune_garbage_collector
-from cli.services import database
 from decoders import CodecRegistry
 from ingest.bridge import Bridge
 from ingest.config import IngestSettings, SourceConfig, load_sources

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from cli.services import free_port, port_answers, with_database
+from cli.backing_services import free_port, port_answers, with_database
 from storage.embedded import EmbeddedPostgres
 from storage.schema import upgrade_database
 

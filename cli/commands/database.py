@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from cli.backing_services import database
 from cli.commands import Subcommands
-from cli.services import database
 from storage.database import DatabaseSettings
 from storage.schema import upgrade_and_apply_policies
 

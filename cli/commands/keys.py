@@ -22,9 +22,10 @@ def command_keys_create(args: argparse.Namespace) -> int:
                 session, municipality_slug=args.municipality, role=args.role, name=args.name
             )
             session.commit()
+            prefix = row.prefix  # read while the row still has its session
         engine.dispose()
     print(key)
-    print(f"(role {args.role}, prefix {row.prefix}; store it now, it is not shown again)", file=sys.stderr)
+    print(f"(role {args.role}, prefix {prefix}; store it now, it is not shown again)", file=sys.stderr)
     return 0
 
 

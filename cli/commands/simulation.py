@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import threading
 
+from cli.backing_services import mqtt_broker
 from cli.commands import Subcommands
 from cli.demo import DEMO_SPEED
 from cli.jobs import start_alert_jobs, start_reader_query_guard
 from cli.process import stop_on_signals, wait_for_signal
-from cli.services import mqtt_broker
 from cli.wiring import migrated_database
 from decoders import CodecRegistry
 from ingest.bridge import Bridge

@@ -29,17 +29,15 @@ def add_grafana_commands(commands: Any) -> None:
 
 
 def command_provision(args: argparse.Namespace) -> int:
-    from cli.services import database
+    from cli.wiring import migrated_database
     from storage.database import DatabaseSettings, create_database_engine
-    from storage.schema import upgrade_and_apply_policies
 
     settings = GrafanaSettings()
     users = load_users(args.users)
     dashboards = load_dashboards(args.dashboards)
     api = GrafanaApi.signed_in(settings)
     try:
-        with database(DatabaseSettings()) as url:
-            upgrade_and_apply_policies(url, DatabaseSettings())
+        with migrated_database(DatabaseSettings()) as url:
             engine = create_database_engine(url, pool_size=1)
             try:
                 report = Provisioner(

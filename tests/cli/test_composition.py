@@ -76,3 +76,17 @@ def test_a_command_builds_its_database_settings_once(
     assert main(["ingest-grants", "list", "--owner", "composition-town"]) == 0
     assert capsys.readouterr().out == ""
     assert built[DatabaseSettings.__name__] == 1
+
+
+def test_keys_create_prints_the_key_and_its_prefix(
+    migrated_db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The prefix was read after the key's session had closed: the key was stored, the command crashed."""
+    monkeypatch.setenv("LORAKOM_DB_URL", migrated_db_url)
+    with psycopg.connect(migrated_db_url) as conn:
+        ensure_municipality(conn, "keys-town")
+    assert main(["keys", "create", "--municipality", "keys-town", "--role", "viewer", "--name", "ops"]) == 0
+    printed = capsys.readouterr()
+    key = printed.out.strip()
+    assert key.startswith("lk_")
+    assert f"prefix {key.split('_')[1]}" in printed.err

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from api.app import create_app
 from api.settings import ApiSettings
-from cli.services import free_port
+from cli.backing_services import free_port
 from services.device_import import import_devices
 from storage.database import DatabaseSettings, sqlalchemy_url
 from storage.models import Device, DeviceState

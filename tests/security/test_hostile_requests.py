@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from api.app import create_app
 from api.settings import ApiSettings
-from cli.services import free_port, port_answers
+from cli.backing_services import free_port, port_answers
 from storage.api_keys import Role, create_api_key
 from storage.database import create_database_engine
 from storage.municipalities import create_municipality

@@ -1,4 +1,4 @@
-"""Finding or starting the services lorakom needs: a PostgreSQL server and an MQTT broker.
+"""Finding or starting the backing services lorakom needs: a PostgreSQL server and an MQTT broker.
 
 The demo and the tests run on machines with nothing installed; production names
 its servers. This module decides which, in one place: a configured URL wins, a
