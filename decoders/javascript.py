@@ -25,10 +25,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from decoders.javascript_process import SandboxLimits, ScriptProcess
+from domain.decoding import ScriptStyle
 from domain.errors import DecodeError
 from domain.uplink import JsonObject
 
@@ -43,12 +43,6 @@ BATCH_RUNAWAYS = 2
 
 # What the parent allows per frame of a batch that runs frame by frame (each is one call into V8).
 _PER_FRAME_S = 0.01
-
-
-class ScriptStyle(StrEnum):
-    DEVICE_REPOSITORY = "decodeUplink"  # also ChirpStack v4: decodeUplink(input) -> {data, warnings, errors}
-    CHIRPSTACK_V3 = "Decode"  # Decode(fPort, bytes, variables) -> object
-    TTN_V2 = "Decoder"  # The Things Network v2 / TTS v2 and older ChirpStack: Decoder(bytes, port) -> object
 
 
 @dataclass(frozen=True, slots=True)

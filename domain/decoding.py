@@ -19,6 +19,18 @@ DecoderSourceName = Literal["builtin", "javascript", "network"]
 (a request's `decoder_source` stays a string); `tests/domain` keeps the two equal."""
 
 
+class ScriptStyle(StrEnum):
+    """Which function a vendor's JavaScript codec defines, by the network server it was written for."""
+
+    DEVICE_REPOSITORY = "decodeUplink"  # also ChirpStack v4: decodeUplink(input) -> {data, warnings, errors}
+    CHIRPSTACK_V3 = "Decode"  # Decode(fPort, bytes, variables) -> object
+    TTN_V2 = "Decoder"  # The Things Network v2 / TTS v2 and older ChirpStack: Decoder(bytes, port) -> object
+
+
+ScriptStyleName = Literal["decodeUplink", "Decode", "Decoder"]
+"""The values of `ScriptStyle` as a literal type, as a stored script's style is validated."""
+
+
 class DecodeStatus:
     """Values of `uplink.decode_status`; plain strings so SQL filters read naturally."""
 

@@ -25,12 +25,11 @@ from psycopg.rows import tuple_row
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
+from domain.decoding import ScriptStyleName
 from domain.errors import Conflict, NotFound
 from storage.models import Device
 from storage.models_codecs import CodecScript
 
-# Mirrors decoders.ScriptStyle (Device Repository / ChirpStack v4, ChirpStack v3, TTN / TTS v2).
-ScriptStyleName = Literal["decodeUplink", "Decode", "Decoder"]
 CODEC_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,98}/[a-z0-9][a-z0-9._-]{0,98}$"
 """`vendor/codec` as in the LoRaWAN Device Repository, lower case like its ids."""
 MAX_SCRIPT_BYTES = 2 * 1024 * 1024

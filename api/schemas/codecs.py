@@ -13,6 +13,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 from api.schemas.numbers import BodyInt
+from domain.decoding import ScriptStyleName
 from domain.quantity import find_quantity
 from domain.reading import Reading
 from domain.text import Label, PrintableText
@@ -22,7 +23,6 @@ from storage.codec_scripts import (
     MAX_SCRIPT_BYTES,
     ScriptFields,
     ScriptInfo,
-    ScriptStyleName,
 )
 
 CodecIdText = Annotated[str, StringConstraints(pattern=CODEC_ID_PATTERN, max_length=200)]
