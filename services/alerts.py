@@ -142,7 +142,8 @@ def _offline_gateways(session: Session, rule: AlertRule, now: datetime) -> list[
     )
     violations = []
     for gateway in gateways:
-        status = gateway_availability(gateway, heard[gateway.gateway_id], start=now - STATUS_WINDOW, now=now)
+        heard_of_it = heard[gateway.gateway_id]
+        status = gateway_availability(gateway.first_seen_at, heard_of_it, start=now - STATUS_WINDOW, now=now)
         if not status.online:
             violations.append(
                 Violation(

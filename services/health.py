@@ -25,7 +25,7 @@ from domain.analytics.link_quality import (
     expected_interval,
     frame_loss,
 )
-from storage.gateways import GatewayView
+from domain.gateway import Gateway as GatewayValue
 from storage.health import (
     ACTIVITY_BIN,
     SIGNAL_WINDOW,
@@ -36,7 +36,7 @@ from storage.health import (
     signal_percentiles,
     uplink_counters,
 )
-from storage.models import Device, DeviceActivity, Gateway, Reception
+from storage.models import Device, DeviceActivity, Reception
 from storage.series import Series, daily_means, epoch_seconds, from_epoch
 
 STATUS_WINDOW = timedelta(days=2)
@@ -49,10 +49,12 @@ DEFAULT_DEVICE_INTERVAL = timedelta(hours=1)
 BATTERY = "battery"
 
 
-def gateway_availability(gateway: Gateway, heard: Series, *, start: datetime, now: datetime) -> Availability:
+def gateway_availability(
+    first_seen_at: datetime | None, heard: Series, *, start: datetime, now: datetime
+) -> Availability:
     """Status now and online share of [start, now]; a gateway first seen later is judged from then."""
-    if gateway.first_seen_at is not None and gateway.first_seen_at > start:
-        start = gateway.first_seen_at
+    if first_seen_at is not None and first_seen_at > start:
+        start = first_seen_at
     interval = max(ACTIVITY_BIN.total_seconds(), expected_interval(heard.times_s))
     return availability(
         heard.times_s, start_s=epoch_seconds(start), now_s=epoch_seconds(now), interval_s=interval
@@ -61,7 +63,7 @@ def gateway_availability(gateway: Gateway, heard: Series, *, start: datetime, no
 
 @dataclass(frozen=True, slots=True)
 class GatewayHealth:
-    view: GatewayView
+    gateway: GatewayValue
     status: Availability
     last_heard_at: datetime | None
     uplinks_per_hour: float
@@ -69,23 +71,23 @@ class GatewayHealth:
 
 
 def gateway_health(
-    session: Session, views: list[GatewayView], municipality_id: int, *, now: datetime
+    session: Session, gateways: list[GatewayValue], municipality_id: int, *, now: datetime
 ) -> list[GatewayHealth]:
-    ids = [view.gateway.gateway_id for view in views]
+    ids = [gateway.gateway_id for gateway in gateways]
     signals = gateway_signals(
         session, ids, start=now - STATUS_WINDOW, end=now, traffic_of=(municipality_id, now - TRAFFIC_WINDOW)
     )
     found = []
-    for view in views:
-        gateway_signal = signals[view.gateway.gateway_id]
+    for gateway in gateways:
+        gateway_signal = signals[gateway.gateway_id]
         times = gateway_signal.heard
         last_bin = from_epoch(float(times.times_s[-1])) if len(times) else None
         frames, devices = gateway_signal.receptions, gateway_signal.devices_heard
-        candidates = [moment for moment in (view.gateway.last_seen_at, last_bin) if moment is not None]
+        candidates = [moment for moment in (gateway.last_seen_at, last_bin) if moment is not None]
         found.append(
             GatewayHealth(
-                view=view,
-                status=gateway_availability(view.gateway, times, start=now - STATUS_WINDOW, now=now),
+                gateway=gateway,
+                status=gateway_availability(gateway.first_seen_at, times, start=now - STATUS_WINDOW, now=now),
                 last_heard_at=max(candidates) if candidates else None,
                 uplinks_per_hour=frames / (TRAFFIC_WINDOW.total_seconds() / 3600),
                 devices_heard=devices,
@@ -105,17 +107,19 @@ class GatewayDetail:
 
 
 def gateway_detail(
-    session: Session, view: GatewayView, municipality_id: int, *, now: datetime
+    session: Session, gateway: GatewayValue, municipality_id: int, *, now: datetime
 ) -> GatewayDetail:
-    gateway_id = view.gateway.gateway_id
-    health = gateway_health(session, [view], municipality_id, now=now)[0]
+    gateway_id = gateway.gateway_id
+    health = gateway_health(session, [gateway], municipality_id, now=now)[0]
     since = now - SIGNAL_WINDOW
     heard, only = devices_heard(session, gateway_id, municipality_id, since=since)
     longest = max(UPTIME_WINDOWS)
     times = activity_times(session, [gateway_id], start=now - longest, end=now)[gateway_id]
     uptime: dict[int, float | None] = {}
     for window in UPTIME_WINDOWS:
-        share = gateway_availability(view.gateway, times, start=now - window, now=now).online_fraction
+        share = gateway_availability(
+            gateway.first_seen_at, times, start=now - window, now=now
+        ).online_fraction
         uptime[window.days] = None if share is None else round(100.0 * share, 2)
     return GatewayDetail(
         health=health,

@@ -7,7 +7,6 @@ one municipality can carry another's devices, so "visible" is wider than "owned"
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 
@@ -15,16 +14,29 @@ from sqlalchemy import ColumnElement, Integer, Select, String, bindparam, func, 
 from sqlalchemy.orm import Session
 
 from domain.errors import NotFound
+from domain.gateway import Gateway as GatewayValue
 from storage.models import Device, DeviceActivity, Gateway, GatewayHeard, Municipality
 
 HEARD_WINDOW = timedelta(days=30)
 """How far back a reception counts as "this gateway hears our devices"."""
 
 
-@dataclass(frozen=True, slots=True)
-class GatewayView:
-    gateway: Gateway
-    owner_slug: str | None
+def gateway_value(gateway: Gateway, owner_slug: str | None) -> GatewayValue:
+    """The row as a value that outlives its session."""
+    return GatewayValue(
+        gateway_id=gateway.gateway_id,
+        municipality_id=gateway.municipality_id,
+        owner_slug=owner_slug,
+        name=gateway.name,
+        latitude=gateway.latitude,
+        longitude=gateway.longitude,
+        altitude_m=gateway.altitude_m,
+        first_seen_at=gateway.first_seen_at,
+        last_seen_at=gateway.last_seen_at,
+        last_uplink_at=gateway.last_uplink_at,
+        online=gateway.online,
+        status_changed_at=gateway.status_changed_at,
+    )
 
 
 def _visible() -> ColumnElement[bool]:
@@ -71,14 +83,14 @@ def _listing(*, scoped: bool, paged: bool) -> Select[Gateway, str | None]:
 
 def list_gateways(
     session: Session, *, municipality_id: int | None, after_id: str | None, limit: int
-) -> list[GatewayView]:
+) -> list[GatewayValue]:
     """Gateways by id, at most `limit + 1`; `municipality_id=None` lists every gateway (region view)."""
     query = _listing(scoped=municipality_id is not None, paged=after_id is not None)
     parameters = {"municipality_id": municipality_id, "after_id": after_id, "limit": limit + 1}
-    return [GatewayView(gateway, slug) for gateway, slug in session.execute(query, parameters)]
+    return [gateway_value(gateway, slug) for gateway, slug in session.execute(query, parameters)]
 
 
-def get_gateway(session: Session, *, municipality_id: int | None, gateway_id: str) -> GatewayView:
+def get_gateway(session: Session, *, municipality_id: int | None, gateway_id: str) -> GatewayValue:
     """One gateway the municipality can see (any gateway for `None`); others are not found."""
     query = _WITH_OWNER.where(Gateway.gateway_id == gateway_id)
     if municipality_id is not None:
@@ -86,18 +98,24 @@ def get_gateway(session: Session, *, municipality_id: int | None, gateway_id: st
     found = session.execute(query, {"municipality_id": municipality_id}).first()
     if found is None:
         raise NotFound(f"no gateway {gateway_id}")
-    return GatewayView(*found)
+    return gateway_value(*found)
 
 
 EDITABLE_FIELDS = frozenset({"name", "latitude", "longitude", "altitude_m", "municipality_id"})
 
 
-def edit_gateway(session: Session, gateway: Gateway, changes: dict[str, object]) -> Gateway:
-    """Apply a person's edits (name, location, owner); what ingest observes is not editable."""
+def edit_gateway(
+    session: Session, gateway_id: str, changes: dict[str, object], *, owner_slug: str | None
+) -> GatewayValue:
+    """Apply a person's edits (name, location, owner); what ingest observes is not editable.
+    The caller has found the gateway visible (`get_gateway`) and names its owner after the edit."""
     unknown = set(changes) - EDITABLE_FIELDS
     if unknown:
         raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+    gateway = session.get(Gateway, gateway_id)
+    if gateway is None:
+        raise NotFound(f"no gateway {gateway_id}")
     for name, value in changes.items():
         setattr(gateway, name, value)
     session.flush()
-    return gateway
+    return gateway_value(gateway, owner_slug)

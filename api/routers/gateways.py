@@ -40,7 +40,7 @@ def list_all(
     municipality: MunicipalityDep, session: SessionDep, limit: LimitQuery = 100, cursor: CursorQuery = None
 ) -> Page[GatewayOut]:
     rows = list_gateways(session, municipality_id=municipality.id, after_id=text_cursor(cursor), limit=limit)
-    return page_of(rows, limit, item=GatewayOut.of, position=lambda view: view.gateway.gateway_id)
+    return page_of(rows, limit, item=GatewayOut.of, position=lambda gateway: gateway.gateway_id)
 
 
 @router.get(
@@ -50,8 +50,8 @@ def list_all(
     responses=problem_responses(403, 404),
 )
 def get_one(gateway_id: GatewayIdPath, municipality: MunicipalityDep, session: SessionDep) -> GatewayOut:
-    view = get_gateway(session, municipality_id=municipality.id, gateway_id=parse_gateway_id(gateway_id))
-    return GatewayOut.of(view)
+    gateway = get_gateway(session, municipality_id=municipality.id, gateway_id=parse_gateway_id(gateway_id))
+    return GatewayOut.of(gateway)
 
 
 @router.patch(
@@ -67,14 +67,14 @@ def edit(
     session: SessionDep,
     key: CurrentKey,
 ) -> GatewayOut:
-    view = get_gateway(session, municipality_id=municipality.id, gateway_id=parse_gateway_id(gateway_id))
+    gateway = get_gateway(session, municipality_id=municipality.id, gateway_id=parse_gateway_id(gateway_id))
     region = is_region_admin(key)
     if region:  # assigns gateways across municipalities: the platform's operator, not one town
         act_as_platform(session)
-    if not region and view.gateway.municipality_id not in (None, municipality.id):
+    if not region and gateway.municipality_id not in (None, municipality.id):
         raise PermissionDenied("this gateway is run by another municipality")
     changes: dict[str, object] = body.model_dump(exclude_unset=True, exclude={"owner"})
-    owner_slug = view.owner_slug
+    owner_slug = gateway.owner_slug
     if "owner" in body.model_fields_set:
         owner_slug = body.owner
         if owner_slug is None:
@@ -85,6 +85,6 @@ def edit(
             changes["municipality_id"] = get_municipality(session, owner_slug).id
         else:
             raise PermissionDenied("only the region admin hands a gateway to another municipality")
-    gateway = edit_gateway(session, view.gateway, changes)
+    edited = edit_gateway(session, gateway.gateway_id, changes, owner_slug=owner_slug)
     session.commit()
-    return GatewayOut.of(type(view)(gateway, owner_slug))
+    return GatewayOut.of(edited)

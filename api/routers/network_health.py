@@ -53,9 +53,11 @@ def gateways(
     cursor: CursorQuery = None,
 ) -> Response:
     """Polled from phones in the field: the body is built without model validation."""
-    views = list_gateways(session, municipality_id=municipality.id, after_id=text_cursor(cursor), limit=limit)
-    found = gateway_health(session, views, municipality.id, now=datetime.now(UTC))
-    shown, next_cursor = cut_page(found, limit, lambda row: row.view.gateway.gateway_id)
+    gateways = list_gateways(
+        session, municipality_id=municipality.id, after_id=text_cursor(cursor), limit=limit
+    )
+    found = gateway_health(session, gateways, municipality.id, now=datetime.now(UTC))
+    shown, next_cursor = cut_page(found, limit, lambda row: row.gateway.gateway_id)
     items = [GatewayHealthOut.body(row) for row in shown if not (offline_only and row.status.online)]
     return json_response({"items": items, "next_cursor": next_cursor})
 
@@ -69,8 +71,10 @@ def gateways(
 def gateway(
     gateway_id: GatewayIdPath, municipality: MunicipalityDep, session: SessionDep
 ) -> GatewayDetailOut:
-    view = get_gateway(session, municipality_id=municipality.id, gateway_id=parse_gateway_id(gateway_id))
-    return GatewayDetailOut.of_detail(gateway_detail(session, view, municipality.id, now=datetime.now(UTC)))
+    gateway = get_gateway(session, municipality_id=municipality.id, gateway_id=parse_gateway_id(gateway_id))
+    return GatewayDetailOut.of_detail(
+        gateway_detail(session, gateway, municipality.id, now=datetime.now(UTC))
+    )
 
 
 @router.get(

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from domain.gateway import Gateway
 from domain.text import Name
-from storage.gateways import GatewayView
 from storage.municipalities import SLUG_PATTERN
 
 EXAMPLE: dict[str, JsonValue] = {
@@ -42,15 +42,14 @@ class GatewayOut(BaseModel):
     status_changed_at: datetime | None
 
     @classmethod
-    def of(cls, view: GatewayView) -> GatewayOut:
-        gateway = view.gateway
+    def of(cls, gateway: Gateway) -> GatewayOut:
         return cls(
             gateway_id=gateway.gateway_id,
             name=gateway.name,
             latitude=gateway.latitude,
             longitude=gateway.longitude,
             altitude_m=gateway.altitude_m,
-            owner=view.owner_slug,
+            owner=gateway.owner_slug,
             first_seen_at=gateway.first_seen_at,
             last_seen_at=gateway.last_seen_at,
             last_uplink_at=gateway.last_uplink_at,

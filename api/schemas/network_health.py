@@ -59,11 +59,11 @@ class GatewayHealthOut(BaseModel):
     @staticmethod
     def body(health: GatewayHealth) -> dict[str, object]:
         """The JSON object of one gateway, built without model validation (see `api.responses`)."""
-        gateway = health.view.gateway
+        gateway = health.gateway
         return {
             "gateway_id": gateway.gateway_id,
             "name": gateway.name,
-            "owner": health.view.owner_slug,
+            "owner": gateway.owner_slug,
             "online": health.status.online,
             "status_since": from_epoch(health.status.since_s) if health.status.since_s is not None else None,
             "offline_after_s": float(health.status.offline_after_s),
