@@ -7,6 +7,7 @@ one municipality can carry another's devices, so "visible" is wider than "owned"
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import timedelta
 from functools import cache
 
@@ -21,22 +22,13 @@ HEARD_WINDOW = timedelta(days=30)
 """How far back a reception counts as "this gateway hears our devices"."""
 
 
+_COLUMNS = tuple(field.name for field in fields(GatewayValue) if field.name != "owner_slug")
+"""The value's fields that are the row's columns of the same name."""
+
+
 def gateway_value(gateway: Gateway, owner_slug: str | None) -> GatewayValue:
     """The row as a value that outlives its session."""
-    return GatewayValue(
-        gateway_id=gateway.gateway_id,
-        municipality_id=gateway.municipality_id,
-        owner_slug=owner_slug,
-        name=gateway.name,
-        latitude=gateway.latitude,
-        longitude=gateway.longitude,
-        altitude_m=gateway.altitude_m,
-        first_seen_at=gateway.first_seen_at,
-        last_seen_at=gateway.last_seen_at,
-        last_uplink_at=gateway.last_uplink_at,
-        online=gateway.online,
-        status_changed_at=gateway.status_changed_at,
-    )
+    return GatewayValue(owner_slug=owner_slug, **{name: getattr(gateway, name) for name in _COLUMNS})
 
 
 def _visible() -> ColumnElement[bool]:
